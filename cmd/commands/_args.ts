@@ -1,0 +1,82 @@
+// Flag groups declared once and spread into commands, plus the checks citty does not do:
+// citty accepts unknown flags silently, and we promise that no flag is accepted and ignored.
+import type { ArgsDef } from "citty";
+import { UsageError } from "../../src/errors.ts";
+import { configureLog, type LogFormat, type LogLevelName, LOG_LEVELS } from "../../src/log.ts";
+
+export const logArgs = {
+  "log-level": { type: "string", description: "error | warn | info | debug", default: "info", valueHint: "level" },
+  "log-format": { type: "string", description: "text | json (JSON lines on stderr)", default: "text", valueHint: "format" },
+} as const satisfies ArgsDef;
+
+export const jsonArg = {
+  json: { type: "boolean", description: "print the answer as JSON with stable keys" },
+} as const satisfies ArgsDef;
+
+export const externalArg = {
+  external: { type: "string", alias: "e", description: "a worker's external channel address", valueHint: "host:port", required: true },
+} as const satisfies ArgsDef;
+
+export const timeoutArg = {
+  timeout: { type: "string", description: "seconds to wait for an answer", default: "10", valueHint: "seconds" },
+} as const satisfies ArgsDef;
+
+/** Applies --log-level/--log-format; unknown values are usage errors. */
+export function applyLogArgs(args: { "log-level"?: string; "log-format"?: string }, worker?: string): void {
+  const level = args["log-level"] ?? "info";
+  const format = args["log-format"] ?? "text";
+  if (!(level in LOG_LEVELS)) throw new UsageError(`--log-level must be one of ${Object.keys(LOG_LEVELS).join(", ")}, not "${level}".`);
+  if (format !== "text" && format !== "json") throw new UsageError(`--log-format must be text or json, not "${format}".`);
+  configureLog({ level: level as LogLevelName, format: format as LogFormat, worker });
+}
+
+/** Throws a UsageError naming the first flag the command does not define. */
+export function rejectUnknownFlags(rawArgs: readonly string[], def: ArgsDef): void {
+  const known = new Set<string>();
+  const booleans = new Set<string>();
+  for (const [name, d] of Object.entries(def)) {
+    const names = [name, ...(d.alias === undefined ? [] : Array.isArray(d.alias) ? d.alias : [d.alias])];
+    for (const n of names) {
+      known.add(n);
+      if (d.type === "boolean") booleans.add(n);
+    }
+  }
+  for (const raw of rawArgs) {
+    if (raw === "--") break;
+    if (!raw.startsWith("-") || raw === "-" || /^-\d/.test(raw)) continue;
+    let name = raw.replace(/^--?/, "").split("=")[0]!;
+    if (raw.startsWith("--no-") && booleans.has(name.slice(3))) name = name.slice(3);
+    // camelCase spellings are accepted by citty; keep them equivalent.
+    const kebab = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (!known.has(name) && !known.has(kebab)) throw new UsageError(`Unknown flag ${raw.split("=")[0]}. See --help.`);
+  }
+}
+
+/** All values given for a flag that may repeat (`--in a --in b`) or hold a comma list. */
+export function repeatedValues(rawArgs: readonly string[], names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const raw = rawArgs[i]!;
+    for (const n of names) {
+      const flag = n.length === 1 ? `-${n}` : `--${n}`;
+      if (raw === flag) {
+        const v = rawArgs[i + 1];
+        if (v === undefined || (v.startsWith("-") && v.length > 1)) throw new UsageError(`${flag} needs a value.`);
+        out.push(...v.split(",").filter((s) => s.length > 0));
+        i++;
+      } else if (raw.startsWith(flag + "=")) {
+        out.push(...raw.slice(flag.length + 1).split(",").filter((s) => s.length > 0));
+      }
+    }
+  }
+  return out;
+}
+
+/** Parses a positive integer flag; undefined stays undefined. */
+export function intArg(name: string, value: string | undefined, min = 0): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, not "${value}".`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, not ${value}.`);
+  return n;
+}

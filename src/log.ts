@@ -1,0 +1,56 @@
+// Logs go to stderr through consola; stdout is reserved for data and --json answers.
+// In JSON mode every line is one object with a stable `event` name so scripts can wait on it.
+import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+
+export type LogFormat = "text" | "json";
+export const LOG_LEVELS = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 } as const;
+export type LogLevelName = keyof typeof LOG_LEVELS;
+
+let worker = "";
+let instance: ConsolaInstance = build("text", "info");
+
+function build(format: LogFormat, level: LogLevelName): ConsolaInstance {
+  const reporter = {
+    log(obj: LogObject) {
+      const [first, ...rest] = obj.args;
+      const msg = typeof first === "string" ? first : String(first);
+      const fields = rest.length === 1 && typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as Record<string, unknown>) : undefined;
+      if (format === "json") {
+        const line = JSON.stringify({
+          time: obj.date.toISOString(),
+          level: obj.type,
+          worker: worker || undefined,
+          event: fields?.event ?? "log",
+          msg,
+          ...fields,
+        });
+        process.stderr.write(line + "\n");
+      } else {
+        const prefix = worker ? `[${worker}] ` : "";
+        const tag = obj.type === "info" || obj.type === "log" || obj.type === "success" ? "" : `${obj.type.toUpperCase()} `;
+        process.stderr.write(`${prefix}${tag}${msg}\n`);
+      }
+    },
+  };
+  return createConsola({ level: LOG_LEVELS[level], reporters: [reporter] });
+}
+
+export function configureLog(opts: { format?: LogFormat; level?: LogLevelName; worker?: string }): void {
+  if (opts.worker !== undefined) worker = opts.worker;
+  instance = build(opts.format ?? "text", opts.level ?? "info");
+}
+
+export function setLogWorker(name: string): void {
+  worker = name;
+}
+
+/**
+ * `event` is the stable name in JSON mode; `msg` is the operator-facing text (worded after the
+ * original Wallaroo's lines so existing scripts can grep them).
+ */
+export const log = {
+  info: (event: string, msg: string, fields?: Record<string, unknown>) => instance.info(msg, { event, ...fields }),
+  warn: (event: string, msg: string, fields?: Record<string, unknown>) => instance.warn(msg, { event, ...fields }),
+  error: (event: string, msg: string, fields?: Record<string, unknown>) => instance.error(msg, { event, ...fields }),
+  debug: (event: string, msg: string, fields?: Record<string, unknown>) => instance.debug(msg, { event, ...fields }),
+};
