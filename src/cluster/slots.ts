@@ -1,0 +1,99 @@
+// Keys → slots → workers. Placement is part of the state format, so the hash is pinned:
+// xxHash32 with seed 0 over the key's UTF-8 bytes, modulo SLOT_COUNT.
+import { assert } from "../assert.ts";
+
+export const SLOT_COUNT = 1024;
+/** Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). */
+export const SLOTS_PER_BATCH = 64;
+
+const slotCache = new Map<string, number>();
+const SLOT_CACHE_MAX = 1 << 16;
+
+export function slotOf(key: string): number {
+  let s = slotCache.get(key);
+  if (s !== undefined) return s;
+  s = Bun.hash.xxHash32(key, 0) % SLOT_COUNT;
+  if (slotCache.size >= SLOT_CACHE_MAX) slotCache.clear();
+  slotCache.set(key, s);
+  return s;
+}
+
+/** Round-robin over members in cluster order: balanced by construction. */
+export function initialOwners(memberIds: readonly number[]): number[] {
+  assert(memberIds.length > 0, "a slot table needs at least one member");
+  const owners: number[] = new Array(SLOT_COUNT);
+  for (let s = 0; s < SLOT_COUNT; s++) owners[s] = memberIds[s % memberIds.length]!;
+  return owners;
+}
+
+export type Move = [slot: number, from: number, to: number];
+
+/**
+ * The fewest moves that leave `targetIds` owning every slot, balanced (owners differ by at most
+ * one slot). Slots only leave members above their target (every slot of a member not in
+ * `targetIds`), and only go to members below it: a grow moves slots existing → joiners, a shrink
+ * leavers → remaining. Deterministic: every worker computing it gets the same answer.
+ */
+export function planMoves(owners: readonly number[], targetIds: readonly number[]): Move[] {
+  assert(targetIds.length > 0, "cannot plan a table with no owners");
+  const held = new Map<number, number[]>();
+  for (const id of targetIds) held.set(id, []);
+  const leaving: number[] = [];
+  for (let s = 0; s < owners.length; s++) {
+    const o = owners[s]!;
+    let list = held.get(o);
+    if (!list) {
+      list = [];
+      held.set(o, list);
+      leaving.push(o);
+    }
+    list.push(s);
+  }
+  const n = targetIds.length;
+  const base = Math.floor(owners.length / n);
+  let extra = owners.length % n;
+  // The +1 shares go to members already holding the most, so fewer slots move.
+  const byHeld = [...targetIds].sort((a, b) => held.get(b)!.length - held.get(a)!.length || targetIds.indexOf(a) - targetIds.indexOf(b));
+  const target = new Map<number, number>();
+  for (const id of byHeld) target.set(id, base + (extra-- > 0 ? 1 : 0));
+  for (const id of leaving) target.set(id, 0);
+
+  const freed: Array<[number, number]> = []; // [slot, from]
+  for (const [id, slots] of held) {
+    const surplus = slots.length - target.get(id)!;
+    // Give away the highest-numbered slots: stable and easy to reason about in logs.
+    for (let i = 0; i < surplus; i++) freed.push([slots[slots.length - 1 - i]!, id]);
+  }
+  freed.sort((a, b) => a[0] - b[0]);
+  const moves: Move[] = [];
+  let k = 0;
+  for (const id of targetIds) {
+    const deficit = target.get(id)! - held.get(id)!.length;
+    for (let i = 0; i < deficit; i++) {
+      const f = freed[k++]!;
+      moves.push([f[0], f[1], id]);
+    }
+  }
+  assert(k === freed.length, "every freed slot must find a new owner");
+  return moves;
+}
+
+/** Splits moves into rounds of at most `size` slots. */
+export function batches<T>(moves: readonly T[], size = SLOTS_PER_BATCH): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < moves.length; i += size) out.push(moves.slice(i, i + size));
+  return out;
+}
+
+export function applyMoves(owners: number[], moves: readonly Move[]): void {
+  for (const [slot, from, to] of moves) {
+    assert(owners[slot] === from, `slot ${slot} moves from ${from} but is owned by ${owners[slot]}`);
+    owners[slot] = to;
+  }
+}
+
+export function slotCounts(owners: readonly number[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const o of owners) m.set(o, (m.get(o) ?? 0) + 1);
+  return m;
+}

@@ -1,0 +1,101 @@
+// Control channel: membership, join, shrink and migration coordination between workers.
+// Control messages are rare, so the body is JSON, validated on receipt.
+//
+//   frame  = length:u32be body                 ; length counts body bytes, at most 16 MiB
+//   body   = type:u16be json:utf8              ; json is one object, shape fixed per type
+//
+// A frame whose type is unknown or whose JSON does not match its type's schema is rejected as a
+// whole (`decodeControl` returns an error); the connection is then closed by the caller.
+import * as v from "valibot";
+import { writeU32 } from "./frame.ts";
+import { readU16, writeU16 } from "./data.ts";
+
+export const CONTROL_MAX_FRAME = 16 * 1024 * 1024;
+
+const name = v.pipe(v.string(), v.minLength(1), v.maxLength(255));
+const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
+const id = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xfffe));
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const epoch = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff));
+
+export const MemberSchema = v.object({ id, name, host: v.string(), controlPort: port, dataPort: port });
+export type Member = v.InferOutput<typeof MemberSchema>;
+
+const TopologySchema = v.object({
+  members: v.array(MemberSchema),
+  epoch,
+  /** slot → member id */
+  owners: v.array(id),
+});
+export type Topology = v.InferOutput<typeof TopologySchema>;
+
+/** Every control message: type id and body schema. */
+export const CONTROL = {
+  hello: { id: 1, schema: v.object({ name }) },
+  register: { id: 2, schema: v.object({ name, host: v.string(), controlPort: port, dataPort: port }) },
+  refused: { id: 3, schema: v.object({ reason: v.string() }) },
+  topology: { id: 4, schema: TopologySchema },
+  connected: { id: 5, schema: v.object({ name }) },
+  start: { id: 6, schema: v.object({ members: v.array(MemberSchema) }) },
+  join: { id: 7, schema: v.object({ name, count, host: v.string(), controlPort: port, dataPort: port }) },
+  tryJoin: { id: 8, schema: v.object({ reqId: count, name, count, host: v.string(), controlPort: port, dataPort: port }) },
+  joinReply: { id: 9, schema: v.object({ reqId: count, ok: v.boolean(), reason: v.optional(v.string()), topology: v.optional(TopologySchema) }) },
+  addWorkers: { id: 10, schema: v.object({ members: v.array(MemberSchema) }) },
+  plan: {
+    id: 11,
+    schema: v.object({
+      epoch,
+      /** [slot, from member id, to member id] */
+      moves: v.array(v.tuple([count, id, id])),
+      /** every member that must send a marker to each old owner */
+      participants: v.array(id),
+    }),
+  },
+  slotsInstalled: { id: 12, schema: v.object({ epoch, slots: v.array(count), keys: count, bytes: count }) },
+  commit: { id: 13, schema: v.object({ epoch }) },
+  complete: { id: 14, schema: v.object({ members: v.array(MemberSchema), leaving: v.array(name) }) },
+  leave: { id: 15, schema: v.object({}) },
+  tryShrink: { id: 16, schema: v.object({ reqId: count, query: v.boolean(), names: v.array(v.string()), count }) },
+  shrinkReply: { id: 17, schema: v.object({ reqId: count, type: count, payload: v.string() }) },
+  keyCountReq: { id: 18, schema: v.object({ reqId: count }) },
+  keyCountReply: { id: 19, schema: v.object({ reqId: count, name, counts: v.record(v.string(), v.record(v.string(), count)) }) },
+  shutdown: { id: 20, schema: v.object({ reason: v.optional(v.string()) }) },
+  abortJoin: { id: 21, schema: v.object({ names: v.array(name) }) },
+} as const;
+
+export type ControlName = keyof typeof CONTROL;
+export type ControlBody<N extends ControlName> = v.InferOutput<(typeof CONTROL)[N]["schema"]>;
+export type ControlMessage = { [N in ControlName]: { type: N; body: ControlBody<N> } }[ControlName];
+
+const byId = new Map<number, ControlName>(Object.entries(CONTROL).map(([n, d]) => [d.id, n as ControlName]));
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+/** A whole frame for one control message. */
+export function encodeControl<N extends ControlName>(type: N, body: ControlBody<N>): Uint8Array {
+  const json = textEncoder.encode(JSON.stringify(body));
+  const out = new Uint8Array(4 + 2 + json.length);
+  writeU32(out, 0, 2 + json.length);
+  writeU16(out, 4, CONTROL[type].id);
+  out.set(json, 6);
+  return out;
+}
+
+export type ControlDecodeResult = { ok: true; msg: ControlMessage } | { ok: false; reason: string };
+
+/** Decodes a frame body `[start, end)` (after the u32 length). Never throws. */
+export function decodeControl(buf: Uint8Array, start: number, end: number): ControlDecodeResult {
+  if (end - start < 2) return { ok: false, reason: "control frame shorter than its type" };
+  const typeId = readU16(buf, start);
+  const type = byId.get(typeId);
+  if (!type) return { ok: false, reason: `unknown control message type ${typeId}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(textDecoder.decode(buf.subarray(start + 2, end)));
+  } catch {
+    return { ok: false, reason: `control message ${type} is not valid UTF-8 JSON` };
+  }
+  const parsed = v.safeParse(CONTROL[type].schema, json);
+  if (!parsed.success) return { ok: false, reason: `control message ${type} is malformed: ${parsed.issues[0]?.message ?? "invalid"}` };
+  return { ok: true, msg: { type, body: parsed.output } as ControlMessage };
+}

@@ -1,0 +1,162 @@
+// The original Wallaroo external channel: operators' tools (shrink, shutdown, queries) talk to
+// any worker over it. Pure bytes ↔ values; the socket side lives in src/net/external-client.ts.
+//
+//   frame   = length:u32be body:byte[length]
+//   body    = type:u16be payload:utf8[length - 2]
+//
+// Same framing both directions. `length` counts the body, so an empty payload is `00000002 TTTT`.
+// JSON payloads are compact with an unspecified key order: parsers accept any order and ignore
+// extra keys, encoders write the order the original wrote (golden bytes in the tests).
+import * as v from "valibot";
+import { FRAME_HEADER_BYTES, writeU32 } from "./frame.ts";
+
+export const EXTERNAL_MSG = {
+  Print: 1,
+  RotateLog: 2,
+  CleanShutdown: 3,
+  ShrinkRequest: 4,
+  ShrinkQueryResponse: 5,
+  ShrinkErrorResponse: 6,
+  PartitionQuery: 7,
+  PartitionQueryResponse: 8,
+  ClusterStatusQuery: 9,
+  ClusterStatusQueryResponse: 10,
+  ClusterStatusQueryResponseNotInitialized: 11,
+  PartitionCountQuery: 12,
+  PartitionCountQueryResponse: 13,
+  SourceIdsQuery: 14,
+  SourceIdsQueryResponse: 15,
+  ReportStatus: 16,
+  StateEntityQuery: 17,
+  StateEntityQueryResponse: 18,
+  StatelessPartitionQuery: 19,
+  StatelessPartitionQueryResponse: 20,
+  StateEntityCountQuery: 21,
+  StateEntityCountQueryResponse: 22,
+  StatelessPartitionCountQuery: 23,
+  StatelessPartitionCountQueryResponse: 24,
+  ClusterStateEntityCountQuery: 25,
+  ClusterStateEntityCountQueryResponse: 26,
+} as const;
+export type ExternalMsgType = (typeof EXTERNAL_MSG)[keyof typeof EXTERNAL_MSG];
+
+/** Largest body (type + payload) either side accepts; the original closes the connection above it. */
+export const EXTERNAL_MAX_FRAME = 16384;
+export const EXTERNAL_TYPE_BYTES = 2;
+
+const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(EXTERNAL_MSG));
+
+export function isExternalMsgType(type: number): type is ExternalMsgType {
+  return KNOWN_TYPES.has(type);
+}
+
+const encoder = new TextEncoder();
+// fatal: a peer sending broken UTF-8 is a protocol error, not text to repair silently.
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Body bytes a payload would take, to check against EXTERNAL_MAX_FRAME before encoding. */
+export function externalBodyBytes(payload: string): number {
+  return EXTERNAL_TYPE_BYTES + encoder.encode(payload).length;
+}
+
+/** A whole frame, length prefix included. Throws RangeError on an unknown type or an oversized body. */
+export function encodeExternal(type: number, payload: string): Uint8Array {
+  if (!isExternalMsgType(type)) throw new RangeError(`unknown external message type ${type}`);
+  const text = encoder.encode(payload);
+  const bodyLen = EXTERNAL_TYPE_BYTES + text.length;
+  if (bodyLen > EXTERNAL_MAX_FRAME) throw new RangeError(`external message body of ${bodyLen} bytes exceeds ${EXTERNAL_MAX_FRAME}`);
+  const out = new Uint8Array(FRAME_HEADER_BYTES + bodyLen);
+  writeU32(out, 0, bodyLen);
+  out[4] = type >>> 8;
+  out[5] = type & 0xff;
+  out.set(text, FRAME_HEADER_BYTES + EXTERNAL_TYPE_BYTES);
+  return out;
+}
+
+export type ExternalDecoded = { ok: true; type: ExternalMsgType; payload: string } | { ok: false; reason: string };
+
+/** Decodes the bytes after the length prefix. Never throws: a bad body is a value the caller reports. */
+export function decodeExternalBody(body: Uint8Array): ExternalDecoded {
+  if (body.length < EXTERNAL_TYPE_BYTES) return { ok: false, reason: `body of ${body.length} bytes is shorter than the 2-byte type` };
+  const type = (body[0]! << 8) | body[1]!;
+  if (!isExternalMsgType(type)) return { ok: false, reason: `unknown message type ${type}` };
+  try {
+    return { ok: true, type, payload: decoder.decode(body.subarray(EXTERNAL_TYPE_BYTES)) };
+  } catch {
+    return { ok: false, reason: "payload is not valid UTF-8" };
+  }
+}
+
+// ---- JSON payloads ------------------------------------------------------------------------------
+
+const Count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+const Names = v.array(v.string());
+
+const ShrinkRequestSchema = v.object({ query: v.boolean(), node_names: Names, node_count: Count });
+const ShrinkQueryResponseSchema = v.object({ node_names: Names, node_count: Count });
+const ClusterStatusSchema = v.object({ worker_count: Count, worker_names: Names, processing_messages: v.boolean() });
+
+export type ShrinkRequest = v.InferOutput<typeof ShrinkRequestSchema>;
+export type ShrinkQueryResponse = v.InferOutput<typeof ShrinkQueryResponseSchema>;
+export type ClusterStatus = v.InferOutput<typeof ClusterStatusSchema>;
+
+function parseWith<S extends v.GenericSchema>(schema: S, payload: string): v.InferOutput<S> | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload);
+  } catch {
+    return null;
+  }
+  const r = v.safeParse(schema, raw);
+  return r.success ? r.output : null;
+}
+
+/** The server drops a request with any field missing or mistyped, so null here means "no reply". */
+export function parseShrinkRequest(payload: string): ShrinkRequest | null {
+  return parseWith(ShrinkRequestSchema, payload);
+}
+
+export function parseShrinkQueryResponse(payload: string): ShrinkQueryResponse | null {
+  return parseWith(ShrinkQueryResponseSchema, payload);
+}
+
+export function parseClusterStatus(payload: string): ClusterStatus | null {
+  return parseWith(ClusterStatusSchema, payload);
+}
+
+function assertCount(n: number, what: string): void {
+  if (!(Number.isSafeInteger(n) && n >= 0)) throw new RangeError(`${what} must be a non-negative integer, not ${n}`);
+}
+
+// Object literals rather than spreads: JSON.stringify follows insertion order, and the order is
+// part of the golden bytes.
+export function encodeShrinkRequest(req: ShrinkRequest): string {
+  assertCount(req.node_count, "node_count");
+  return JSON.stringify({ query: req.query, node_names: req.node_names, node_count: req.node_count });
+}
+
+export function encodeShrinkQueryResponse(r: ShrinkQueryResponse): string {
+  assertCount(r.node_count, "node_count");
+  return JSON.stringify({ node_names: r.node_names, node_count: r.node_count });
+}
+
+export function encodeClusterStatus(s: ClusterStatus): string {
+  assertCount(s.worker_count, "worker_count");
+  return JSON.stringify({ worker_count: s.worker_count, worker_names: s.worker_names, processing_messages: s.processing_messages });
+}
+
+// ---- Human renderings (load-bearing: scripts cut them with sed) ----------------------------------
+
+/** `|a,b,|`: every name followed by a comma, as the original tools print lists. */
+function pipeList(names: readonly string[]): string {
+  return `|${names.map((n) => `${n},`).join("")}|`;
+}
+
+/** `count` defaults to the number of names; the reply's own node_count is passed when there is one. */
+export function formatEligible(names: readonly string[], count: number = names.length): string {
+  return `Eligible for shrink: Node count: ${count}, Nodes: ${pipeList(names)}`;
+}
+
+export function formatClusterStatus(s: ClusterStatus): string {
+  return `Processing messages: ${s.processing_messages}, Worker count: ${s.worker_count}, Workers: ${pipeList(s.worker_names)}`;
+}

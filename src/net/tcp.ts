@@ -1,0 +1,199 @@
+// Transport over Bun's native TCP. Writes of one event-loop turn are coalesced into one
+// `socket.write` (every write is a syscall; Bun does not coalesce). `write` may accept only part
+// of the buffer; the rest stays queued and is resumed in `drain`, which Bun fires only after a
+// short write.
+import type { Socket, TCPSocketListener } from "bun";
+import { LINK_LIMITS, type Link, type LinkHandlers, type OutBuffer, type Server, type Transport } from "./transport.ts";
+
+let nextLinkId = 1;
+
+class GrowBuffer implements OutBuffer {
+  buf = new Uint8Array(LINK_LIMITS.initialBufferBytes);
+  len = 0;
+  ensure(n: number): void {
+    const need = this.len + n;
+    if (need <= this.buf.length) return;
+    if (need > LINK_LIMITS.hardLimitBytes) throw new RangeError(`outbound buffer would exceed ${LINK_LIMITS.hardLimitBytes} bytes`);
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+  }
+}
+
+interface SocketData {
+  link: TcpLink | undefined;
+}
+
+class TcpLink implements Link {
+  readonly id = nextLinkId++;
+  readonly out = new GrowBuffer();
+  private scheduled = false;
+  private wasCongested = false;
+  private ending = false;
+  closed = false;
+  handlers: LinkHandlers;
+
+  constructor(
+    private readonly socket: Socket<SocketData>,
+    readonly remote: string,
+    handlers: LinkHandlers,
+  ) {
+    this.handlers = handlers;
+  }
+
+  get queuedBytes(): number {
+    return this.out.len;
+  }
+
+  get congested(): boolean {
+    return this.out.len > LINK_LIMITS.highWaterBytes;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.out.ensure(bytes.length);
+    this.out.buf.set(bytes, this.out.len);
+    this.out.len += bytes.length;
+    this.flushSoon();
+  }
+
+  flushSoon(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    queueMicrotask(this.flushTask);
+  }
+
+  private readonly flushTask = () => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  flush(): void {
+    if (this.closed || this.out.len === 0) {
+      if (this.ending && !this.closed) this.socket.end();
+      return;
+    }
+    if (this.out.len > LINK_LIMITS.highWaterBytes) this.wasCongested = true;
+    const n = this.socket.write(this.out.buf.subarray(0, this.out.len));
+    if (n < 0) return; // closed; the close handler reports it
+    if (n === this.out.len) {
+      this.out.len = 0;
+      // Give back memory after a burst.
+      if (this.out.buf.length > 4 * LINK_LIMITS.initialBufferBytes) this.out.buf = new Uint8Array(LINK_LIMITS.initialBufferBytes);
+    } else if (n > 0) {
+      this.out.buf.copyWithin(0, n, this.out.len);
+      this.out.len -= n;
+    }
+    if (this.out.len === 0 && this.ending) this.socket.end();
+    if (this.wasCongested && this.out.len < LINK_LIMITS.lowWaterBytes) {
+      this.wasCongested = false;
+      this.handlers.drain?.(this);
+    }
+  }
+
+  pause(): void {
+    if (!this.closed) this.socket.pause();
+  }
+  resume(): void {
+    if (!this.closed) this.socket.resume();
+  }
+  end(): void {
+    if (this.closed) return;
+    this.ending = true;
+    this.flushSoon();
+    if (this.out.len === 0) this.socket.end();
+  }
+  destroy(): void {
+    if (this.closed) return;
+    this.out.len = 0;
+    this.socket.terminate();
+  }
+
+  onClosed(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handlers.close(this, error);
+  }
+}
+
+const socketHandlers = {
+  data(socket: Socket<SocketData>, chunk: Uint8Array) {
+    const link = socket.data.link;
+    if (link && !link.closed) link.handlers.data(link, chunk);
+  },
+  drain(socket: Socket<SocketData>) {
+    socket.data.link?.flush();
+  },
+  close(socket: Socket<SocketData>, error?: Error) {
+    socket.data.link?.onClosed(error);
+  },
+  error(socket: Socket<SocketData>, error: Error) {
+    socket.data.link?.onClosed(error);
+  },
+};
+
+export const tcpTransport: Transport = {
+  async listen(host, port, accept) {
+    const listener: TCPSocketListener<SocketData> = Bun.listen<SocketData>({
+      hostname: host,
+      port,
+      socket: {
+        ...socketHandlers,
+        open(socket) {
+          const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
+          socket.data = { link };
+          link.handlers = accept(link);
+        },
+      },
+    });
+    const server: Server = {
+      host: listener.hostname,
+      port: listener.port,
+      stop: () => listener.stop(true),
+    };
+    return server;
+  },
+
+  connect(host, port, handlers, timeoutMs) {
+    return new Promise<Link>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      Bun.connect<SocketData>({
+        hostname: host,
+        port,
+        data: { link: undefined },
+        socket: {
+          ...socketHandlers,
+          open(socket) {
+            if (settled) {
+              socket.terminate();
+              return;
+            }
+            settled = true;
+            clearTimeout(timer);
+            const link = new TcpLink(socket, `${host}:${port}`, handlers);
+            socket.data.link = link;
+            resolve(link);
+          },
+          connectError(_socket, error) {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            reject(error);
+          },
+        },
+      }).catch((error: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+  },
+};
