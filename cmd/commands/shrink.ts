@@ -60,8 +60,6 @@ function requestFrom(a: { query?: boolean; count?: string; workers?: string }, r
   }
   // Repeats add up (`-w a -w b`); order and duplicates are kept: the cluster judges them.
   const names = repeatedValues(rawArgs, ["workers", "w"]);
-  // An attached short value (`-wa,b`) is not one repeatedValues sees; citty still parsed it.
-  if (names.length === 0 && a.workers) names.push(...a.workers.split(",").filter((n) => n.length > 0));
   if (names.length === 0) throw new UsageError("--workers needs at least one worker name.");
   return { query: false, node_names: names, node_count: 0 };
 }

@@ -12,7 +12,7 @@ const args = {
   // Positional too, so `cluster_shutdown HOST:PORT` habits keep working.
   address: { type: "positional", required: false, description: "a worker's external channel address (same as --external)", valueHint: "host:port" },
   external: { ...externalArg.external, required: false },
-  ...timeoutArg,
+  timeout: { ...timeoutArg.timeout, description: "seconds allowed to connect and send" },
   ...logArgs,
 } as const;
 

@@ -104,7 +104,7 @@ export function validateAppSpec(x: unknown): AppSpec {
         stages.push(Object.freeze({ kind: "stateful", name: stageName, init: st.init as () => any, fn: st.fn as any }));
       } else {
         const c = checkCodec(codec, ["serialize", "deserialize"], `${here} stateCodec`, fail);
-        stages.push(Object.freeze({ kind: "stateful", name: stageName, init: st.init as () => any, fn: st.fn as any, stateCodec: c as StateCodec<any> }));
+        stages.push(Object.freeze({ kind: "stateful", name: stageName, init: st.init as () => any, fn: st.fn as any, stateCodec: c as unknown as StateCodec<any> }));
       }
     }
   });
@@ -117,7 +117,7 @@ export function validateAppSpec(x: unknown): AppSpec {
   const sink: SinkSpec = Object.freeze({ name: sinkName, encode: k.encode as SinkSpec["encode"] });
 
   let messageCodec: MessageCodec<any> | undefined;
-  if (o.messageCodec !== undefined) messageCodec = checkCodec(o.messageCodec, ["encode", "decode"], "messageCodec", fail) as MessageCodec<any>;
+  if (o.messageCodec !== undefined) messageCodec = checkCodec(o.messageCodec, ["encode", "decode"], "messageCodec", fail) as unknown as MessageCodec<any>;
   if (o.counters !== undefined) checkFn(o.counters, "counters");
 
   return Object.freeze({

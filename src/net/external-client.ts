@@ -72,7 +72,7 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
       if (d.ok) finish(null, { type: d.type, payload: d.payload });
       else finish(new WallarooError(`Received an invalid message from ${where}: ${d.reason}.`));
     });
-    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes.`));
+    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel?`));
   };
 
   const seconds = opts.timeoutMs / 1000;

@@ -1,0 +1,109 @@
+// `wallaroo worker`: runs one worker — the initializer (`--cluster-initializer`), a starting
+// worker (`--control <initializer>`), or a joiner (`--join <any member>`). Flags and their
+// combination rules follow the original Wallaroo (reference §1).
+import { defineCommand } from "citty";
+import { parseHostPort, parseSourceAddress, type HostPort } from "../../src/address.ts";
+import { loadApplication } from "../../src/app/load.ts";
+import { INITIALIZER_NAME, Worker, type WorkerConfig } from "../../src/cluster/worker.ts";
+import { UsageError, WallarooError } from "../../src/errors.ts";
+import { log, setLogWorker } from "../../src/log.ts";
+import { tcpTransport } from "../../src/net/tcp.ts";
+import { applyLogArgs, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
+
+const args = {
+  "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
+  in: { type: "string", alias: "i", description: "source listen address(es), repeatable or comma separated (initializer only listens)", valueHint: "[name@]host:port[:maxsize]" },
+  out: { type: "string", alias: "o", description: "the receiver this worker's sink connects to", valueHint: "host:port" },
+  control: { type: "string", alias: "c", description: "initializer: its control listen address; worker: the initializer's control address", valueHint: "host:port" },
+  data: { type: "string", alias: "d", description: "initializer only: its data listen address", valueHint: "host:port" },
+  "my-control": { type: "string", alias: "x", description: "this worker's control listen address (default: any free port)", valueHint: "host:port" },
+  "my-data": { type: "string", alias: "y", description: "this worker's data listen address (default: any free port)", valueHint: "host:port" },
+  external: { type: "string", alias: "e", description: "external channel listen address (queries, shrink, shutdown)", valueHint: "host:port" },
+  "worker-count": { type: "string", alias: "w", description: "initializer: cluster size including itself; joiner: workers joining together", valueHint: "N" },
+  name: { type: "string", alias: "n", description: "worker name (the initializer is always named initializer)", valueHint: "name" },
+  "cluster-initializer": { type: "boolean", alias: "t", description: "this worker forms the cluster and coordinates it" },
+  join: { type: "string", alias: "j", description: "join a running cluster through any member's control address", valueHint: "host:port" },
+  ...logArgs,
+} as const;
+
+type Parsed = Record<string, string | boolean | undefined>;
+
+/** Turns flags into a configuration, refusing every combination the original refused. */
+export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<WorkerConfig, "app" | "transport"> & { module: string } {
+  const str = (k: string) => (typeof a[k] === "string" && a[k] !== "" ? (a[k] as string) : undefined);
+  const module = str("application-module");
+  if (!module) throw new UsageError("You must specify an application via --application-module (alphabet, word_count, sequence_window, passthrough, or a path).");
+  const isInit = a["cluster-initializer"] === true;
+  const join = str("join");
+  const control = str("control");
+  const data = str("data");
+  const countText = str("worker-count");
+  const count = intArg("worker-count", countText, 0);
+  if (count === 0) throw new UsageError("--worker-count must be at least 1.");
+  if (isInit && join) throw new UsageError("--cluster-initializer and --join cannot be combined: the initializer forms a new cluster.");
+  if (!isInit && data) throw new UsageError("Only supply --data to cluster initializer.");
+  if (!isInit && !join && count !== undefined) throw new UsageError("Only supply --worker-count to cluster initializer or to joining worker.");
+  if (join && control) throw new UsageError("--join and --control cannot be combined: a joiner finds the initializer through the member it contacts.");
+  const sources = repeatedValues(rawArgs, ["in", "i"]).map((s) => parseSourceAddress(s));
+  const outText = str("out");
+  if (!outText) throw new UsageError("You must specify where the sink writes via --out host:port.");
+  const out = parseHostPort(outText, "--out");
+  let name = str("name");
+  if (isInit) {
+    if (!control) throw new UsageError("Cluster initializer needs its control channel address to be specified via --control.");
+    if (!data) throw new UsageError("Cluster initializer needs its data channel address to be specified via --data.");
+    if (sources.length === 0) throw new UsageError("The initializer hosts the sources: give at least one --in host:port.");
+    name = INITIALIZER_NAME;
+  } else {
+    if (!name) throw new UsageError(join ? "You must specify a name for the worker via the -n parameter." : "You must specify a worker name via --name/-n.");
+    if (name === INITIALIZER_NAME) throw new UsageError(`The name ${INITIALIZER_NAME} is reserved for the worker started with --cluster-initializer.`);
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`Worker names use letters, digits, '_', '-' and '.', up to 64 characters; "${name}" does not.`);
+    if (!join && !control) throw new UsageError("A worker needs the initializer's control address via --control (or --join to join a running cluster).");
+  }
+  const peerAddr = isInit ? undefined : parseHostPort((join ?? control)!, join ? "--join" : "--control");
+  const defaultHost = peerAddr && peerAddr.host !== "0.0.0.0" ? peerAddr.host : "127.0.0.1";
+  const mine = (k: "my-control" | "my-data"): HostPort => (str(k) ? parseHostPort(str(k)!, `--${k}`) : { host: defaultHost, port: 0 });
+  return {
+    module,
+    name,
+    role: isInit ? "initializer" : join ? "joiner" : "worker",
+    workerCount: count ?? 1,
+    control: isInit ? parseHostPort(control!, "--control") : control ? parseHostPort(control, "--control") : undefined,
+    data: data ? parseHostPort(data, "--data") : undefined,
+    myControl: mine("my-control"),
+    myData: mine("my-data"),
+    join: join ? parseHostPort(join, "--join") : undefined,
+    external: str("external") ? parseHostPort(str("external")!, "--external") : undefined,
+    sources,
+    out,
+  };
+}
+
+export default defineCommand({
+  meta: { name: "worker", description: "Run one worker of an application (initializer, starting worker, or joiner)" },
+  args,
+  async run({ args: a, rawArgs }) {
+    rejectUnknownFlags(rawArgs, args);
+    const cfg = workerConfig(a as Parsed, rawArgs);
+    applyLogArgs(a, cfg.name);
+    setLogWorker(cfg.name);
+    if (cfg.role !== "initializer" && cfg.sources.length > 0)
+      log.info("in_not_listened", "--in given to a non-initializer: sources are hosted by the initializer, so this worker does not listen on it");
+    const app = await loadApplication(cfg.module);
+    const worker = new Worker({ ...cfg, app, transport: tcpTransport });
+    const onSignal = (sig: string) => {
+      log.info("signal", `Received ${sig}: shutting the cluster down cleanly`);
+      void worker.shutdown(true, `${sig} received by ${cfg.name}`);
+    };
+    process.on("SIGINT", () => onSignal("SIGINT"));
+    process.on("SIGTERM", () => onSignal("SIGTERM"));
+    try {
+      await worker.start();
+    } catch (err) {
+      if (err instanceof WallarooError) throw err;
+      const e = err as Error & { code?: string };
+      throw new WallarooError(`Worker ${cfg.name} could not start: ${e.code === "EADDRINUSE" ? "an address it must listen on is already in use" : e.message}`);
+    }
+    return await worker.exited;
+  },
+});

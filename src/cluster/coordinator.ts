@@ -1,0 +1,275 @@
+// The initializer's decisions: who is in the cluster, which autoscale event runs, and the
+// rounds of slot moves that carry it out. One autoscale event at a time; refusals happen before
+// anything changes. Sends go through the host, so this file never touches a connection.
+import { assert } from "../assert.ts";
+import type { ControlBody, ControlName, Member } from "../codec/control.ts";
+import { log } from "../log.ts";
+import { applyMoves, batches, planMoves, type Move } from "./slots.ts";
+
+export interface CoordinatorHost {
+  readonly self: Member;
+  readonly owners: Int32Array;
+  epoch(): number;
+  /** Members in cluster order, including joiners once announced. */
+  members(): readonly Member[];
+  /** Adds members (and dials them); the host reports its own `connected` when done. */
+  addMembers(ms: readonly Member[]): void;
+  send<N extends ControlName>(id: number, type: N, body: ControlBody<N>): boolean;
+  applyPlan(plan: ControlBody<"plan">): void;
+  /** Broadcasts the committed membership to everyone (including leavers) and applies it here. */
+  complete(members: readonly Member[], leaving: readonly string[]): void;
+  /** Tells joiners that will never join to exit, and forgets them. */
+  dropJoiners(names: readonly string[], reason: string): void;
+}
+
+export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
+
+interface PendingJoin {
+  name: string;
+  host: string;
+  controlPort: number;
+  dataPort: number;
+  reply: JoinReply;
+}
+
+type Phase =
+  | { kind: "idle" }
+  | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: ReturnType<typeof setTimeout> }
+  | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: ReturnType<typeof setTimeout> }
+  | { kind: "migrating"; what: "grow" | "shrink"; joiners: Member[]; leaving: Member[]; rounds: Move[][]; round: number; waiting: Set<number>; started: number; keys: number; bytes: number; timer: ReturnType<typeof setTimeout> | undefined };
+
+export const COORDINATOR_LIMITS = {
+  /** How long a multi-join waits for the rest of its joiners. */
+  joinersWaitMs: 60_000,
+  /** How long joiners and members get to connect to each other. */
+  connectWaitMs: 30_000,
+  /** A migration round that makes no progress for this long is reported (and retried never). */
+  roundStallMs: 30_000,
+} as const;
+
+export const UNDERWAY_JOIN = "Autoscale event currently underway, cannot join at this time";
+export const UNDERWAY_SHRINK = "Autoscale event currently underway, cannot shrink at this time";
+
+export class Coordinator {
+  private phase: Phase = { kind: "idle" };
+  private nextId: number;
+  /** Set once formation is complete. */
+  formed = false;
+
+  constructor(private readonly host: CoordinatorHost) {
+    this.nextId = Math.max(...host.members().map((m) => m.id)) + 1;
+  }
+
+  get busy(): boolean {
+    return this.phase.kind !== "idle";
+  }
+
+  allocateId(): number {
+    assert(this.nextId < 0xfffe, "worker ids exhausted");
+    return this.nextId++;
+  }
+
+  // ---------------------------------------------------------------------------------- grow
+
+  onJoin(req: { name: string; count: number; host: string; controlPort: number; dataPort: number }, reply: JoinReply): void {
+    const refuse = (reason: string) => {
+      log.warn("join_refused", `Join of ${req.name} refused: ${reason}`);
+      reply(false, reason, undefined);
+    };
+    if (!this.formed) return refuse("Contacted worker has not yet joined the cluster, cannot autoscale.");
+    if (req.count < 1) return refuse("Joining worker must supply a worker count greater than 0.");
+    const p = this.phase;
+    if (p.kind !== "idle" && p.kind !== "waitingForJoiners") return refuse(UNDERWAY_JOIN);
+    if (p.kind === "waitingForJoiners" && p.count !== req.count)
+      return refuse(`All joining workers must supply the same worker count. Current pending count is ${p.count}. You supplied ${req.count}.`);
+    const taken = this.host.members().some((m) => m.name === req.name) || (p.kind === "waitingForJoiners" && p.pending.some((j) => j.name === req.name));
+    if (taken) return refuse("Proposed worker name is already reserved by the cluster.");
+    let phase = p;
+    if (phase.kind === "idle") {
+      log.info("autoscale_waiting_joiners", `AUTOSCALE: Waiting for ${req.count} joining workers. Current cluster size: ${this.host.members().length}`);
+      const timer = setTimeout(() => this.joinersTimedOut(), COORDINATOR_LIMITS.joinersWaitMs);
+      phase = { kind: "waitingForJoiners", count: req.count, pending: [], timer };
+      this.phase = phase;
+    }
+    phase.pending.push({ ...req, reply });
+    if (phase.pending.length === phase.count) {
+      clearTimeout(phase.timer);
+      this.admit(phase.pending);
+    }
+  }
+
+  private joinersTimedOut(): void {
+    const p = this.phase;
+    if (p.kind !== "waitingForJoiners") return;
+    const reason = `Timed out waiting for ${p.count} joining workers; only ${p.pending.length} arrived.`;
+    for (const j of p.pending) j.reply(false, reason, undefined);
+    log.warn("join_timeout", `AUTOSCALE: ${reason}`);
+    this.toIdle();
+  }
+
+  private admit(pending: PendingJoin[]): void {
+    const joiners: Member[] = pending.map((j) => ({ id: this.allocateId(), name: j.name, host: j.host, controlPort: j.controlPort, dataPort: j.dataPort }));
+    const all = [...this.host.members(), ...joiners];
+    const topology = { members: all, epoch: this.host.epoch(), owners: Array.from(this.host.owners) };
+    joiners.forEach((j, i) => {
+      pending[i]!.reply(true, undefined, topology);
+      log.info("worker_informed", `***Worker ${j.name} attempting to join the cluster. Sent necessary information.***`);
+    });
+    const timer = setTimeout(() => this.connectTimedOut(), COORDINATOR_LIMITS.connectWaitMs);
+    const waiting = new Set(all.map((m) => m.name));
+    this.phase = { kind: "connecting", joiners, waiting, timer };
+    for (const m of this.host.members()) if (m.id !== this.host.self.id) this.host.send(m.id, "addWorkers", { members: joiners });
+    this.host.addMembers(joiners);
+  }
+
+  private connectTimedOut(): void {
+    const p = this.phase;
+    if (p.kind !== "connecting") return;
+    const missing = [...p.waiting].join(", ");
+    log.error("join_connect_timeout", `AUTOSCALE: workers ${missing} did not connect to every member in time; the join is abandoned`);
+    this.host.dropJoiners(
+      p.joiners.map((j) => j.name),
+      `Join abandoned: ${missing} did not connect to every member in time.`,
+    );
+    this.toIdle();
+  }
+
+  /** A worker (member or joiner) has dialed every peer it knows. */
+  onConnected(name: string): void {
+    const p = this.phase;
+    if (p.kind !== "connecting") return;
+    p.waiting.delete(name);
+    if (p.waiting.size > 0) return;
+    clearTimeout(p.timer);
+    for (const j of p.joiners) log.info("worker_added", `***New worker ${j.name} added to cluster!***`);
+    const target = this.host.members().map((m) => m.id);
+    const moves = planMoves(Array.from(this.host.owners), target);
+    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in ${Math.ceil(moves.length / 64)} rounds`);
+    this.startMigration("grow", p.joiners, [], moves);
+  }
+
+  // -------------------------------------------------------------------------------- shrink
+
+  /** Eligible for shrink: every member but the initializer, in cluster order. */
+  eligible(committed: readonly Member[]): string[] {
+    return committed.filter((m) => m.id !== this.host.self.id).map((m) => m.name);
+  }
+
+  /** Validates and starts a shrink; returns the reply text and whether it was accepted. */
+  onShrink(req: { names: readonly string[]; count: number }, committed: readonly Member[]): { ok: boolean; text: string } {
+    if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
+    if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
+    const eligible = this.eligible(committed);
+    let leaving: string[];
+    if (req.names.length > 0) {
+      const unique = new Set(req.names);
+      const valid = unique.size === req.names.length && req.names.every((n) => eligible.includes(n));
+      if (!valid) {
+        log.warn("shrink_invalid", `**Invalid shrink targets!** (${req.names.join(",")})`);
+        return { ok: false, text: "Invalid shrink targets!" };
+      }
+      leaving = [...req.names];
+    } else {
+      leaving = eligible.slice(0, req.count);
+      if (req.count > 0) {
+        log.info(
+          "shrink_candidates",
+          leaving.length < req.count ? `**Only ${leaving.length} candidates are eligible for removal` : `**${leaving.length} candidates are eligible for removal`,
+        );
+      }
+    }
+    if (leaving.length === 0) {
+      log.warn("shrink_zero", "**Cannot shrink 0 workers!**");
+      return { ok: false, text: "Cannot shrink 0 workers!" };
+    }
+    const leavers = committed.filter((m) => leaving.includes(m.name));
+    const remaining = this.host.members().filter((m) => !leaving.includes(m.name));
+    log.info("shrink_initiating", "AUTOSCALE: Initiating shrink.");
+    log.info("shrink_lists", `~~~Initiating shrink~~~ -- Remaining workers: ${remaining.map((m) => m.name).join(",")} -- Leaving workers: ${leaving.join(",")}`);
+    const moves = planMoves(Array.from(this.host.owners), remaining.map((m) => m.id));
+    // Start on the next turn so the reply leaves first (the original answers before acting).
+    setTimeout(() => this.startMigration("shrink", [], leavers, moves), 0);
+    this.phase = { kind: "migrating", what: "shrink", joiners: [], leaving: leavers, rounds: [], round: -1, waiting: new Set(), started: performance.now(), keys: 0, bytes: 0, timer: undefined };
+    return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
+  }
+
+  // ----------------------------------------------------------------------------- migration
+
+  private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[], moves: Move[]): void {
+    this.phase = { kind: "migrating", what, joiners, leaving, rounds: batches(moves), round: -1, waiting: new Set(), started: performance.now(), keys: 0, bytes: 0, timer: undefined };
+    this.nextRound();
+  }
+
+  private nextRound(): void {
+    const p = this.phase;
+    assert(p.kind === "migrating", "a migration round needs a migration");
+    if (p.timer) clearTimeout(p.timer);
+    p.round++;
+    if (p.round >= p.rounds.length) return this.finish();
+    const moves = p.rounds[p.round]!;
+    const epoch = this.host.epoch() + 1;
+    const participants = this.host.members().map((m) => m.id);
+    p.waiting = new Set(moves.map((m) => m[0]));
+    p.timer = setTimeout(() => {
+      log.error("migration_stalled", `AUTOSCALE: migration round ${p.round + 1}/${p.rounds.length} (epoch ${epoch}) has ${p.waiting.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms`);
+    }, COORDINATOR_LIMITS.roundStallMs);
+    const plan = { epoch, moves, participants };
+    for (const id of participants) if (id !== this.host.self.id) this.host.send(id, "plan", plan);
+    this.host.applyPlan(plan);
+  }
+
+  onInstalled(body: ControlBody<"slotsInstalled">): void {
+    const p = this.phase;
+    if (p.kind !== "migrating" || body.epoch !== this.host.epoch()) {
+      log.warn("stale_install", `ignoring slots installed for epoch ${body.epoch} (now ${this.host.epoch()})`);
+      return;
+    }
+    for (const s of body.slots) p.waiting.delete(s);
+    p.keys += body.keys;
+    p.bytes += body.bytes;
+    if (p.waiting.size === 0) {
+      for (const m of this.host.members()) if (m.id !== this.host.self.id) this.host.send(m.id, "commit", { epoch: body.epoch });
+      this.nextRound();
+    }
+  }
+
+  private finish(): void {
+    const p = this.phase;
+    assert(p.kind === "migrating", "finish needs a migration");
+    const ms = performance.now() - p.started;
+    const slots = p.rounds.reduce((n, r) => n + r.length, 0);
+    log.info("migration_done", `Migration complete: ${slots} slots, ${p.keys} keys, ${p.bytes} bytes in ${p.rounds.length} rounds, ${ms.toFixed(1)} ms`, {
+      slots,
+      keys: p.keys,
+      bytes: p.bytes,
+      rounds: p.rounds.length,
+      elapsed_ms: Math.round(ms),
+    });
+    const leavingNames = p.leaving.map((m) => m.name);
+    const members = this.host.members().filter((m) => !leavingNames.includes(m.name));
+    this.toIdle();
+    this.host.complete(members, leavingNames);
+  }
+
+  /** A worker's connections are gone. Joiners that die mid-join are dropped; slots they owned move back. */
+  onWorkerLost(id: number): void {
+    const p = this.phase;
+    if (p.kind === "connecting" && p.joiners.some((j) => j.id === id)) {
+      const names = p.joiners.map((j) => j.name);
+      clearTimeout(p.timer);
+      log.error("joiner_lost", `AUTOSCALE: a joining worker died before migration started; join of ${names.join(",")} abandoned, nothing moved`);
+      this.host.dropJoiners(names, "Join abandoned: a co-joining worker died.");
+      this.toIdle();
+    }
+  }
+
+  private toIdle(): void {
+    const p = this.phase;
+    if (p.kind === "waitingForJoiners" || p.kind === "connecting") clearTimeout(p.timer);
+    if (p.kind === "migrating" && p.timer) clearTimeout(p.timer);
+    this.phase = { kind: "idle" };
+    log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
+  }
+}
+
+export { applyMoves };

@@ -1,0 +1,156 @@
+// This worker's part of a live slot migration (DESIGN §4). A plan for epoch e+1 lists moves
+// [slot, from, to]. On receipt every worker closes the data batches it routed under the old
+// table, switches the moved slots to their new owners and sends each old owner one MARKER with
+// the slots it moved away from it. An old owner ships a slot's state once it holds a marker for
+// it from every other participant; the new owner holds that slot's messages until the state is
+// complete, then runs them in arrival order and reports the slot installed to the coordinator.
+import { assert } from "../assert.ts";
+import type { ControlBody } from "../codec/control.ts";
+import { log } from "../log.ts";
+import { Dataflow, SLOT_STATUS } from "../runtime/dataflow.ts";
+import type { Peer } from "./peer.ts";
+
+export interface MigrationHost {
+  readonly selfId: number;
+  readonly owners: Int32Array;
+  readonly dataflow: Dataflow;
+  peer(id: number): Peer | undefined;
+  flushAllPeers(): void;
+  reportInstalled(epoch: number, slots: number[], keys: number, bytes: number): void;
+  epochAdvanced(epoch: number): void;
+}
+
+export interface MigrationStats {
+  slotsOut: number;
+  slotsIn: number;
+  keysOut: number;
+  keysIn: number;
+  bytesOut: number;
+  bytesIn: number;
+}
+
+export class Migration {
+  epoch = 0;
+  /** slot → participants whose marker is still expected before its state can leave */
+  private readonly awaiting = new Map<number, Set<number>>();
+  private readonly destination = new Map<number, number>();
+  private readonly incomingEpoch = new Map<number, number>();
+  private installed: number[] = [];
+  private installedKeys = 0;
+  private installedBytes = 0;
+  private ackScheduled = false;
+  readonly stats: MigrationStats = { slotsOut: 0, slotsIn: 0, keysOut: 0, keysIn: 0, bytesOut: 0, bytesIn: 0 };
+
+  constructor(private readonly host: MigrationHost) {}
+
+  /** Slots whose state is in transit to or from here. */
+  get inFlight(): number {
+    return this.awaiting.size + this.incomingEpoch.size;
+  }
+
+  apply(plan: ControlBody<"plan">): void {
+    const h = this.host;
+    assert(plan.epoch === this.epoch + 1, `plan epoch ${plan.epoch} must follow ${this.epoch}`);
+    assert(this.inFlight === 0, `plan ${plan.epoch} arrived while ${this.inFlight} slots of an earlier plan are in transit`);
+    // Everything routed under the old table goes out before the markers.
+    h.flushAllPeers();
+    const others = plan.participants.filter((p) => p !== h.selfId);
+    const markersTo = new Map<number, number[]>();
+    for (const [slot, from, to] of plan.moves) {
+      assert(h.owners[slot] === from, `slot ${slot} moves from ${from} but this worker has it at ${h.owners[slot]}`);
+      assert(from !== to, `slot ${slot} moves to its own owner`);
+      h.owners[slot] = to;
+      if (from === h.selfId) {
+        h.dataflow.status[slot] = SLOT_STATUS.outgoing;
+        this.awaiting.set(slot, new Set(others));
+        this.destination.set(slot, to);
+      } else {
+        let l = markersTo.get(from);
+        if (!l) markersTo.set(from, (l = []));
+        l.push(slot);
+      }
+      if (to === h.selfId) {
+        h.dataflow.status[slot] = SLOT_STATUS.incoming;
+        this.incomingEpoch.set(slot, plan.epoch);
+      }
+    }
+    this.epoch = plan.epoch;
+    for (const [from, slots] of markersTo) {
+      const p = h.peer(from);
+      if (p) p.marker(plan.epoch, slots);
+      else log.error("marker_unsendable", `no connection to worker ${from}; its slots ${slots.length} cannot be released`);
+    }
+    for (const [slot, waiting] of [...this.awaiting]) if (waiting.size === 0) this.ship(slot);
+    h.epochAdvanced(plan.epoch);
+  }
+
+  onMarker(fromId: number, epoch: number, slots: readonly number[]): void {
+    assert(epoch === this.epoch, `marker for epoch ${epoch} from worker ${fromId} while at ${this.epoch}`);
+    for (const slot of slots) {
+      const waiting = this.awaiting.get(slot);
+      assert(waiting !== undefined && waiting.delete(fromId), `marker from worker ${fromId} for slot ${slot}, which is not waiting for it`);
+      if (waiting.size === 0) this.ship(slot);
+    }
+  }
+
+  private ship(slot: number): void {
+    const h = this.host;
+    const to = this.destination.get(slot)!;
+    this.awaiting.delete(slot);
+    this.destination.delete(slot);
+    const entries = h.dataflow.state.takeSlot(slot);
+    h.dataflow.status[slot] = SLOT_STATUS.none;
+    const peer = h.peer(to);
+    if (!peer || !peer.alive) {
+      log.error("state_lost", `slot ${slot} (${entries.length} keys) cannot reach its new owner ${to}: state dropped`);
+      return;
+    }
+    this.stats.slotsOut++;
+    this.stats.keysOut += entries.length;
+    this.stats.bytesOut += peer.sendState(this.epoch, slot, entries);
+  }
+
+  onState(slot: number, stage: number, key: string, bytes: Uint8Array): void {
+    assert(this.incomingEpoch.has(slot), `state for slot ${slot}, which is not coming to this worker`);
+    this.host.dataflow.state.install(stage, slot, key, bytes);
+    this.installedBytes += bytes.length + key.length;
+  }
+
+  onStateEnd(slot: number, keys: number): void {
+    const epoch = this.incomingEpoch.get(slot);
+    assert(epoch !== undefined, `end of state for slot ${slot}, which is not coming to this worker`);
+    this.incomingEpoch.delete(slot);
+    this.host.dataflow.release(slot);
+    this.stats.slotsIn++;
+    this.stats.keysIn += keys;
+    this.installed.push(slot);
+    this.installedKeys += keys;
+    if (!this.ackScheduled) {
+      this.ackScheduled = true;
+      queueMicrotask(() => {
+        this.ackScheduled = false;
+        const slots = this.installed;
+        this.installed = [];
+        this.stats.bytesIn += this.installedBytes;
+        this.host.reportInstalled(epoch, slots, this.installedKeys, this.installedBytes);
+        this.installedKeys = 0;
+        this.installedBytes = 0;
+      });
+    }
+  }
+
+  /**
+   * A participant is gone for good: stop waiting for its markers (it will route nothing more),
+   * and treat state it owed us as lost so its slots start empty instead of waiting forever.
+   */
+  forgetParticipant(id: number, incomingFromDead: readonly number[]): void {
+    for (const [slot, waiting] of [...this.awaiting]) {
+      if (waiting.delete(id) && waiting.size === 0) this.ship(slot);
+    }
+    for (const slot of incomingFromDead) {
+      if (!this.incomingEpoch.has(slot)) continue;
+      log.error("state_lost", `worker ${id} died before handing over slot ${slot}; the slot starts empty here`);
+      this.onStateEnd(slot, 0);
+    }
+  }
+}

@@ -1,0 +1,159 @@
+// One other worker as seen from here: the control and data connections this worker dialed to
+// it (each direction of a pair is its own connection, written only by its dialer, so the order
+// of what we send is the order it is received). Data records are staged per event-loop turn and
+// written as one DATA batch frame; any other frame first closes the open batch, which keeps
+// records and markers in the order they were produced.
+import { writeU32 } from "../codec/frame.ts";
+import {
+  DATA_HEADER_BYTES,
+  DATA_KIND,
+  RECORD_FLAG,
+  beginFrame,
+  encodeHello,
+  encodeMarker,
+  encodeState,
+  encodeStateEnd,
+  recordBytes,
+  utf8Length,
+  writeRecordHead,
+  type StateEntry,
+} from "../codec/data.ts";
+import { encodeControl, type ControlBody, type ControlName, type Member } from "../codec/control.ts";
+import type { Link } from "../net/transport.ts";
+
+/** Upper bound of one STATE frame's entries, so a large slot streams in pieces. */
+const STATE_FRAME_BYTES = 1024 * 1024;
+
+export class Peer {
+  control: Link | undefined;
+  data: Link | undefined;
+  alive = true;
+  private seq = 0;
+  private stage = new Uint8Array(64 * 1024);
+  private stageLen = 0;
+  private stageCount = 0;
+  private stageEpoch = 0;
+  private scheduled = false;
+  dropped = 0;
+
+  constructor(
+    public member: Member,
+    private readonly epochNow: () => number,
+  ) {}
+
+  get id(): number {
+    return this.member.id;
+  }
+  get name(): string {
+    return this.member.name;
+  }
+
+  get congested(): boolean {
+    return (this.data?.congested ?? false) || this.stageLen > 4 * 1024 * 1024;
+  }
+
+  sendControl<N extends ControlName>(type: N, body: ControlBody<N>): boolean {
+    if (!this.control || this.control.closed) return false;
+    this.control.write(encodeControl(type, body));
+    return true;
+  }
+
+  helloData(selfName: string): void {
+    this.data?.write(encodeHello(this.seq++, this.epochNow(), selfName));
+  }
+
+  /** Appends one record; the payload is written by `fill` at the returned offset. */
+  record(stage: number, raw: boolean, slot: number, key: string, payload: Uint8Array, start: number, end: number): void {
+    if (!this.data || this.data.closed) {
+      this.dropped++;
+      return;
+    }
+    const kb = utf8Length(key);
+    const pl = end - start;
+    const need = recordBytes(kb, pl);
+    if (this.stageLen + need > this.stage.length) this.growStage(need);
+    const p = writeRecordHead(this.stage, this.stageLen, stage, raw ? RECORD_FLAG.raw : 0, slot, key, kb, pl);
+    this.stage.set(payload.subarray(start, end), p);
+    this.stageLen = p + pl;
+    if (this.stageCount === 0) this.stageEpoch = this.epochNow();
+    this.stageCount++;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  private growStage(need: number): void {
+    let size = this.stage.length * 2;
+    while (size < this.stageLen + need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.stage.subarray(0, this.stageLen));
+    this.stage = next;
+  }
+
+  private readonly flushTask = () => {
+    this.scheduled = false;
+    this.flushBatch();
+  };
+
+  /** Writes the staged records as one DATA frame. */
+  flushBatch(): void {
+    if (this.stageCount === 0) return;
+    const link = this.data;
+    if (!link || link.closed) {
+      this.dropped += this.stageCount;
+    } else {
+      const out = link.out;
+      out.ensure(DATA_HEADER_BYTES + 4 + this.stageLen);
+      const start = out.len;
+      let p = beginFrame(out.buf, start, DATA_KIND.data, this.seq++, this.stageEpoch);
+      writeU32(out.buf, p, this.stageCount);
+      p += 4;
+      out.buf.set(this.stage.subarray(0, this.stageLen), p);
+      p += this.stageLen;
+      writeU32(out.buf, start, p - start - 4);
+      out.len = p;
+      link.flushSoon();
+    }
+    this.stageLen = 0;
+    this.stageCount = 0;
+    if (this.stage.length > 1024 * 1024) this.stage = new Uint8Array(64 * 1024);
+  }
+
+  marker(epoch: number, slots: readonly number[]): void {
+    this.flushBatch();
+    this.data?.write(encodeMarker(this.seq++, epoch, slots));
+  }
+
+  /** Streams a slot's state in frames of bounded size, then STATE_END. Returns bytes sent. */
+  sendState(epoch: number, slot: number, entries: readonly StateEntry[]): number {
+    this.flushBatch();
+    let bytes = 0;
+    let chunk: StateEntry[] = [];
+    let chunkBytes = 0;
+    const emit = () => {
+      const f = encodeState(this.seq++, epoch, slot, chunk);
+      bytes += f.length;
+      this.data?.write(f);
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (const e of entries) {
+      chunk.push(e);
+      chunkBytes += e.state.length + e.key.length + 8;
+      if (chunkBytes >= STATE_FRAME_BYTES) emit();
+    }
+    if (chunk.length > 0) emit();
+    const end = encodeStateEnd(this.seq++, epoch, slot, entries.length);
+    bytes += end.length;
+    this.data?.write(end);
+    return bytes;
+  }
+
+  close(): void {
+    this.flushBatch();
+    this.alive = false;
+    this.control?.end();
+    this.data?.end();
+  }
+}

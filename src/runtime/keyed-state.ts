@@ -1,0 +1,104 @@
+// Keyed state of this worker, grouped by slot so a slot moves as a unit: one Map per
+// (stateful stage, slot), one state object per key, created from the stage's init() on first use.
+import type { AppSpec, StateCodec, StatefulStage } from "../app/types.ts";
+import { SLOT_COUNT } from "../cluster/slots.ts";
+import { serialize, deserialize } from "bun:jsc";
+
+export const jscStateCodec: StateCodec<unknown> = {
+  serialize: (s) => new Uint8Array(serialize(s)),
+  deserialize: (b) => deserialize(b),
+};
+
+export interface ExportedEntry {
+  stage: number;
+  key: string;
+  state: Uint8Array;
+}
+
+export class KeyedState {
+  /** maps[stageIndex][slot] */
+  private readonly maps: Array<Array<Map<string, unknown> | undefined>> = [];
+  private readonly codecs: Array<StateCodec<unknown> | undefined> = [];
+  private readonly stageNames: string[] = [];
+  readonly statefulStages: number[] = [];
+
+  constructor(private readonly app: AppSpec) {
+    app.stages.forEach((st, i) => {
+      if (st.kind === "stateful") {
+        this.maps[i] = new Array(SLOT_COUNT);
+        this.codecs[i] = (st as StatefulStage).stateCodec ?? jscStateCodec;
+        this.statefulStages.push(i);
+      }
+      this.stageNames[i] = st.name;
+    });
+  }
+
+  /** The state of `key` at `stage`, created on first use. */
+  get(stage: number, slot: number, key: string): unknown {
+    const bySlot = this.maps[stage]!;
+    let m = bySlot[slot];
+    if (m === undefined) {
+      m = new Map();
+      bySlot[slot] = m;
+    }
+    let s = m.get(key);
+    if (s === undefined) {
+      s = (this.app.stages[stage] as StatefulStage).init();
+      m.set(key, s);
+    }
+    return s;
+  }
+
+  /** Serialises and removes every key of `slot`, across all stateful stages. */
+  takeSlot(slot: number): ExportedEntry[] {
+    const out: ExportedEntry[] = [];
+    for (const stage of this.statefulStages) {
+      const m = this.maps[stage]![slot];
+      if (!m) continue;
+      const codec = this.codecs[stage]!;
+      for (const [key, st] of m) out.push({ stage, key, state: codec.serialize(st) });
+      this.maps[stage]![slot] = undefined;
+    }
+    return out;
+  }
+
+  install(stage: number, slot: number, key: string, bytes: Uint8Array): void {
+    const codec = this.codecs[stage];
+    if (!codec) throw new Error(`migrated state names stage ${stage}, which is not stateful in this application`);
+    const bySlot = this.maps[stage]!;
+    let m = bySlot[slot];
+    if (m === undefined) {
+      m = new Map();
+      bySlot[slot] = m;
+    }
+    m.set(key, codec.deserialize(bytes));
+  }
+
+  /** Stage name → keys held here, for the state-entity query. */
+  keys(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const stage of this.statefulStages) {
+      const keys: string[] = [];
+      for (const m of this.maps[stage]!) if (m) for (const k of m.keys()) keys.push(k);
+      out[this.stageNames[stage]!] = keys;
+    }
+    return out;
+  }
+
+  counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const stage of this.statefulStages) {
+      let n = 0;
+      for (const m of this.maps[stage]!) if (m) n += m.size;
+      out[this.stageNames[stage]!] = n;
+    }
+    return out;
+  }
+
+  /** Keys held in `slot`, across stages (0 for a slot this worker never saw). */
+  slotKeyCount(slot: number): number {
+    let n = 0;
+    for (const stage of this.statefulStages) n += this.maps[stage]![slot]?.size ?? 0;
+    return n;
+  }
+}

@@ -1,0 +1,98 @@
+// A TCP source (`--in`): accepts client connections, cuts u32-length frames and hands each
+// payload to the dataflow. It stays muted (connections accepted, nothing read) until the cluster
+// is ready, and pauses every connection while downstream is congested — backpressure reaches the
+// client's TCP window instead of our memory.
+import type { SourceAddress } from "../address.ts";
+import { formatHostPort } from "../address.ts";
+import { FrameReader } from "../codec/frame.ts";
+import { log } from "../log.ts";
+import type { Link, Server, Transport } from "../net/transport.ts";
+
+export type Ingest = (buf: Uint8Array, start: number, end: number, conn: number) => void;
+
+export class Source {
+  private server: Server | undefined;
+  private readonly conns = new Set<Link>();
+  private muted = true;
+  private paused = false;
+  frames = 0;
+  rejectedConnections = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly addr: SourceAddress,
+    private readonly transport: Transport,
+    private readonly ingest: Ingest,
+    /** Called after each chunk, so the dataflow can check for congestion once per chunk. */
+    private readonly afterChunk: () => void,
+  ) {}
+
+  get port(): number {
+    return this.server?.port ?? this.addr.port;
+  }
+
+  async listen(): Promise<void> {
+    log.info("source_will_listen", `${this.name} source will listen (but not yet) on ${formatHostPort(this.addr)}`);
+    this.server = await this.transport.listen(this.addr.host, this.addr.port, (link) => {
+      this.conns.add(link);
+      if (this.muted || this.paused) link.pause();
+      const reader = new FrameReader(this.addr.maxFrame);
+      const onFrame = (buf: Uint8Array, start: number, end: number) => {
+        this.frames++;
+        this.ingest(buf, start, end, link.id);
+      };
+      return {
+        data: (l, chunk) => {
+          const err = reader.feed(chunk, onFrame);
+          if (err) {
+            log.error(
+              "source_frame_oversized",
+              `${this.name} source: frame of ${err.claimed} bytes from ${l.remote} exceeds max ${err.max}. Closed connection.`,
+            );
+            this.rejectedConnections++;
+            l.destroy();
+          }
+          this.afterChunk();
+        },
+        close: (l) => {
+          this.conns.delete(l);
+          if (reader.pending > 0) log.warn("source_truncated", `${this.name} source: connection from ${l.remote} closed inside a frame (${reader.pending} bytes dropped)`);
+        },
+      };
+    });
+    log.info("source_listening", `${this.name} source is listening on ${this.server.host}:${this.server.port}`);
+  }
+
+  unmute(): void {
+    this.muted = false;
+    if (!this.paused) for (const c of this.conns) c.resume();
+  }
+
+  mute(): void {
+    this.muted = true;
+    for (const c of this.conns) c.pause();
+  }
+
+  /** Backpressure: stop reading every client connection. */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    for (const c of this.conns) c.pause();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (!this.muted) for (const c of this.conns) c.resume();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  stop(): void {
+    this.server?.stop();
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+  }
+}
