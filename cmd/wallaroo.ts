@@ -60,7 +60,7 @@ async function run(argv: string[]): Promise<number> {
     }
     // citty reports its own argument errors with a `code` (e.g. EARG).
     if (err && typeof err === "object" && "code" in err && typeof (err as any).code === "string" && (err as any).code.startsWith("E")) {
-      process.stderr.write(`${(err as Error).message}\n`);
+      process.stderr.write(`${(err as unknown as Error).message}\n`);
       return EXIT.usage;
     }
     log.error("fatal", `Unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -35,7 +35,8 @@ export function rejectUnknownFlags(rawArgs: readonly string[], def: ArgsDef): vo
   const known = new Set<string>();
   const booleans = new Set<string>();
   for (const [name, d] of Object.entries(def)) {
-    const names = [name, ...(d.alias === undefined ? [] : Array.isArray(d.alias) ? d.alias : [d.alias])];
+    const alias = (d as { alias?: string | string[] }).alias;
+    const names = [name, ...(alias === undefined ? [] : Array.isArray(alias) ? alias : [alias])];
     for (const n of names) {
       known.add(n);
       if (d.type === "boolean") booleans.add(n);

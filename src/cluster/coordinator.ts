@@ -247,8 +247,8 @@ export class Coordinator {
     });
     const leavingNames = p.leaving.map((m) => m.name);
     const members = this.host.members().filter((m) => !leavingNames.includes(m.name));
-    this.toIdle();
     this.host.complete(members, leavingNames);
+    this.toIdle();
   }
 
   /** A worker's connections are gone. Joiners that die mid-join are dropped; slots they owned move back. */

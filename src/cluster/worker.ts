@@ -57,6 +57,7 @@ const JOIN_REACH_ATTEMPTS = 3;
 const JOIN_ANSWER_DEADLINE_MS = 120_000;
 const RELAY_DEADLINE_MS = 15_000;
 const KEY_COUNT_DEADLINE_MS = 3000;
+const LEAVER_LINGER_MS = 10_000;
 
 export class Worker implements Router {
   readonly isInitializer: boolean;
@@ -279,8 +280,10 @@ export class Worker implements Router {
     if (this.cfg.role === "joiner") {
       log.info("join_received", "***Received cluster information!***");
       log.info("join_joining", "AUTOSCALE: Joining Worker");
-      this.registrationLink?.end();
+      // Forget it before ending it: Bun may report the close synchronously.
+      const reg = this.registrationLink;
       this.registrationLink = undefined;
+      reg?.end();
     } else {
       const p = new Peer(t.members.find((m) => m.id === this.initializerId)!, () => this.migration.epoch);
       p.control = this.registrationLink;
@@ -350,7 +353,10 @@ export class Worker implements Router {
   }
 
   private async addMembers(ms: readonly Member[]): Promise<void> {
-    for (const m of ms) if (!this.members.some((x) => x.id === m.id)) this.members = [...this.members, m];
+    for (const m of ms) {
+      this.leavingNames.delete(m.name);
+      if (!this.members.some((x) => x.id === m.id)) this.members = [...this.members, m];
+    }
     await this.dialAll(ms);
     if (this.isInitializer) this.onConnectedMsg(this.name);
     else this.sendTo(this.initializerId, "connected", { name: this.name });
@@ -579,16 +585,15 @@ export class Worker implements Router {
     for (const name of leaving) this.leavingNames.add(name);
     const gone = this.members.filter((m) => leaving.includes(m.name));
     this.members = this.members.filter((m) => !leaving.includes(m.name));
-    // Leavers close their own connections once flushed; ours to them go when they do.
+    // Leavers close their connections once their sink is flushed; ours to them are closed a
+    // little later so a leaver never mistakes our close for a failure while it is still leaving.
     for (const m of gone) {
       const p = this.peers.get(m.id);
-      if (p) {
-        p.flushBatch();
-        p.alive = false;
-        p.data?.end();
-        p.control?.end();
-        this.peers.delete(m.id);
-      }
+      if (!p) continue;
+      p.flushBatch();
+      p.alive = false;
+      this.peers.delete(m.id);
+      setTimeout(() => p.close(), LEAVER_LINGER_MS);
     }
     if (this.cfg.role === "joiner" && !this.ready) {
       this.ready = true;
@@ -601,7 +606,7 @@ export class Worker implements Router {
   private async leave(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    assert(this.dataflow.state.counts && this.ownedSlots().length === 0, "a leaving worker must own no slot");
+    assert(this.ownedSlots().length === 0, "a leaving worker must own no slot");
     log.info("leaving", "AUTOSCALE: Shutting down.");
     await this.closeEverything();
     this.exitResolve(0);
@@ -616,7 +621,6 @@ export class Worker implements Router {
     }
     const r = this.coordinator!.onShrink(req, this.committed);
     if (r.ok) {
-      for (const m of this.committed) if (req.names.includes(m.name) || (req.names.length === 0 && m.name !== INITIALIZER_NAME)) void 0;
       log.info("shrink_accepted", `Cluster shrink: ${r.text}`);
     }
     return { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: r.text };

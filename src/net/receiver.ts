@@ -87,7 +87,10 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
       port: opts.port,
       socket: {
         open(sock) {
-          if (stopped) return sock.end();
+          if (stopped) {
+            sock.end();
+            return;
+          }
           sock.data = { id: nextId++, reader: opts.framed ? new FrameReader(RECEIVER_MAX_FRAME) : null, waiting: false };
           open.add(sock);
           opts.onOpen?.(sock.data.id);

@@ -222,13 +222,17 @@ class Sender {
           this.opts.onProgress?.(this.sent);
         }
         if (done && this.links.every((l) => l.empty)) break;
-        if (ratePerSec !== undefined && !done) {
-          const untilNext = ((this.pulled + 1) * 1000) / ratePerSec - (performance.now() - rateStart);
+        if (!done && this.stalled()) {
+          // Woken early by drain, open, close or abort.
+          await this.wait(SEND_DEFAULTS.pollMs);
+        } else if (stop === "budget") {
+          const untilNext = ((this.pulled + 1) * 1000) / ratePerSec! - (performance.now() - rateStart);
           await this.wait(Math.min(SEND_DEFAULTS.pollMs, Math.max(SEND_DEFAULTS.tickMs, untilNext)));
-        } else if (!done && !this.stalled()) {
+        } else if (!done) {
+          // A full round: let socket events run, then go on.
           await new Promise<void>((r) => setImmediate(r));
         } else {
-          // Woken early by drain, open, close or abort.
+          // Everything pulled; waiting for drain or a reconnect to flush the rest.
           await this.wait(SEND_DEFAULTS.pollMs);
         }
       }
