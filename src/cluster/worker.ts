@@ -643,13 +643,13 @@ export class Worker implements Router {
     const mig = this.migration;
     inb.visitor = {
       record: (stage, flags, slot, key, buf, s, e) => df.receive(stage, flags, slot, key, buf, s, e),
-      marker: (slots) => mig.onMarker(inb.peerId, inb.head.epoch, slots),
+      marker: (slots) => mig.onMarker(this.inboundPeerId(inb), inb.head.epoch, slots),
       state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
       hello: (name) => {
-        const m = this.members.find((x) => x.name === name);
         inb.name = name;
-        inb.peerId = m?.id ?? -1;
+        inb.peerId = -1;
+        this.inboundPeerId(inb);
       },
     };
     this.inbound.add(inb);
@@ -672,9 +672,19 @@ export class Worker implements Router {
       },
       close: () => {
         this.inbound.delete(inb);
-        if (inb.peerId >= 0) this.peerLost(inb.peerId, "data connection closed");
+        const id = this.inboundPeerId(inb);
+        if (id >= 0) this.peerLost(id, "data connection closed");
       },
     };
+  }
+
+  /**
+   * The sender of an inbound data connection. A joiner's hello can arrive before this worker
+   * hears of the joiner from the coordinator, so the name is resolved when first needed.
+   */
+  private inboundPeerId(inb: InboundData): number {
+    if (inb.peerId < 0 && inb.name) inb.peerId = this.members.find((x) => x.name === inb.name)?.id ?? -1;
+    return inb.peerId;
   }
 
   private readonly peekHead: FrameHead = { kind: 0, seq: 0, epoch: 0 };

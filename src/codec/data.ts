@@ -82,6 +82,14 @@ export function readUtf8(buf: Uint8Array, start: number, end: number): string {
   return utf8.decode(buf.subarray(start, end));
 }
 
+function tryUtf8(buf: Uint8Array, start: number, end: number): string | null {
+  try {
+    return readUtf8(buf, start, end);
+  } catch {
+    return null;
+  }
+}
+
 export function writeU16(buf: Uint8Array, off: number, v: number): void {
   buf[off] = v >>> 8;
   buf[off + 1] = v & 0xff;
@@ -234,7 +242,7 @@ export function readHead(buf: Uint8Array, start: number, end: number, into: Fram
  */
 export function visitBody(buf: Uint8Array, start: number, end: number, kind: number, v: DataVisitor): DataError | null {
   let p = start + 9;
-  try {
+  {
     switch (kind) {
       case DATA_KIND.data: {
         if (end - p < 4) return DATA_ERROR.truncated;
@@ -248,7 +256,8 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
           const kl = readU16(buf, p + 4);
           const ks = p + 6;
           if (end - ks < kl + 4) return DATA_ERROR.truncated;
-          const key = readUtf8(buf, ks, ks + kl);
+          const key = tryUtf8(buf, ks, ks + kl);
+          if (key === null) return DATA_ERROR.utf8;
           const pl = readU32(buf, ks + kl);
           const ps = ks + kl + 4;
           if (end - ps < pl) return DATA_ERROR.truncated;
@@ -279,7 +288,8 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
           const kl = readU16(buf, p + 1);
           const ks = p + 3;
           if (end - ks < kl + 4) return DATA_ERROR.truncated;
-          const key = readUtf8(buf, ks, ks + kl);
+          const key = tryUtf8(buf, ks, ks + kl);
+          if (key === null) return DATA_ERROR.utf8;
           const sl = readU32(buf, ks + kl);
           const ss = ks + kl + 4;
           if (end - ss < sl) return DATA_ERROR.truncated;
@@ -298,15 +308,15 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
         if (end - p < 2) return DATA_ERROR.truncated;
         const nl = readU16(buf, p);
         if (end - p - 2 < nl) return DATA_ERROR.truncated;
-        v.hello(readUtf8(buf, p + 2, p + 2 + nl));
+        const name = tryUtf8(buf, p + 2, p + 2 + nl);
+        if (name === null) return DATA_ERROR.utf8;
+        v.hello(name);
         p += 2 + nl;
         break;
       }
       default:
         return DATA_ERROR.kind;
     }
-  } catch {
-    return DATA_ERROR.utf8;
   }
   return p === end ? null : DATA_ERROR.trailing;
 }

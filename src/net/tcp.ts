@@ -118,10 +118,25 @@ class TcpLink implements Link {
   }
 }
 
+/**
+ * A handler that throws has broken an invariant of the code above us (codecs return errors,
+ * they do not throw). Bun would quietly close the socket; instead the process reports it and
+ * stops, because continuing after a broken invariant risks losing or duplicating data.
+ */
+function crash(where: string, err: unknown): never {
+  process.stderr.write(`FATAL: ${where}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(70);
+}
+
 const socketHandlers = {
   data(socket: Socket<SocketData>, chunk: Uint8Array) {
     const link = socket.data.link;
-    if (link && !link.closed) link.handlers.data(link, chunk);
+    if (!link || link.closed) return;
+    try {
+      link.handlers.data(link, chunk);
+    } catch (err) {
+      crash(`handling data from ${link.remote}`, err);
+    }
   },
   drain(socket: Socket<SocketData>) {
     socket.data.link?.flush();

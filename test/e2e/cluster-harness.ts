@@ -127,7 +127,9 @@ export class Cluster {
         if (!s || [...s.worker_names].sort().join(",") !== want || s.worker_count !== names.length || !s.processing_messages) return false;
       }
       return true;
-    }, 100);
+    }, 100).catch((err: Error) => {
+      throw new Error(`${err.message}\n${[...this.members.values()].map((w) => w.proc.tail(w.name === "initializer" ? 40 : 12)).join("\n")}`);
+    });
   }
 
   /** Every key on exactly one worker; returns key → worker. */

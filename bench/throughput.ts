@@ -1,0 +1,228 @@
+// Throughput and latency of the alphabet job, end to end over TCP, beside the hand-written
+// baseline (bench/baseline.ts) measured in the same run on the same machine.
+//
+//   npm run build && bun bench/throughput.ts [--messages 8000000] [--workers 1,2,3]
+//        [--rate N] [--latency-seconds 8] [--binary dist/wallaroo]
+//
+// 1. Max throughput: N alphabet messages as fast as the source accepts them (pre-built 64 KiB
+//    batches, backpressure honoured); msg/s = N / (last output line − first output line) at the
+//    receiver. Every run is checked: N lines arrived and each letter's last total is the sum of
+//    its votes. Done for 1, 2, 3 workers and for the baseline.
+// 2. Latency at a fixed offered rate (default: half the lowest max throughput measured above, so
+//    no configuration is saturated): p50/p99/p99.9/max of (line received − message sent), both
+//    read from this process's clock. Messages sent in the first second are warm-up, not counted.
+//
+// The sender and the receiver run in this process; workers are separate processes. On 2 cores,
+// every extra worker shares the same two cores, so more workers is not more capacity here.
+import {
+  AlphabetLatency,
+  AlphabetWorkload,
+  alphabetTotalsFromTails,
+  Cluster,
+  CountLines,
+  environment,
+  fmtInt,
+  fmtMs,
+  freePorts,
+  killAll,
+  LoadSender,
+  numFlag,
+  parseFlags,
+  Receiver,
+  DEFAULT_BINARY,
+  runDir,
+  SendLog,
+  stableBinary,
+  startBaseline,
+  summarize,
+  table,
+  now,
+  sleep,
+  type Child,
+  type LatencySummary,
+} from "./lib.ts";
+
+const flags = parseFlags(process.argv.slice(2), {
+  messages: "messages per throughput run (default 8000000)",
+  workers: "cluster sizes to measure, comma separated (default 1,2,3)",
+  rate: "offered rate for the latency runs, msg/s (default: half the lowest measured max)",
+  "latency-seconds": "seconds of offered load per latency run (default 8)",
+  "warmup-seconds": "seconds at the start of a latency run not counted (default 1)",
+  binary: `the wallaroo executable (default ${DEFAULT_BINARY})`,
+});
+const N = numFlag(flags, "messages", 8_000_000);
+const SIZES = (flags.workers ?? "1,2,3").split(",").map(Number);
+const LAT_S = numFlag(flags, "latency-seconds", 8);
+const WARMUP_S = numFlag(flags, "warmup-seconds", 1);
+/** A run that makes no progress for this long is a stall, reported as a failure. */
+const STALL_MS = 15_000;
+
+const env = environment();
+const dir = runDir("throughput");
+const binary = stableBinary(flags.binary ?? DEFAULT_BINARY, dir);
+const wl = new AlphabetWorkload();
+console.log(`wallaroo throughput bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}`);
+console.log(`logs: ${dir}\n`);
+
+type Target = { kind: "wallaroo"; workers: number } | { kind: "baseline" };
+const label = (t: Target) => (t.kind === "baseline" ? "baseline" : `wallaroo ${t.workers}w`);
+
+interface Running {
+  sourcePort: number;
+  children: Child[];
+  stop(): Promise<void>;
+}
+
+async function launch(t: Target, rx: Receiver): Promise<Running> {
+  if (t.kind === "baseline") {
+    const b = await startBaseline(rx.port, dir);
+    return { sourcePort: b.sourcePort, children: [b.child], stop: async () => void (await b.child.stop()) };
+  }
+  const c = await Cluster.start({ binary, app: "alphabet", workers: t.workers, sinkPort: rx.port, dir });
+  const deadline = now() + 10_000;
+  while (rx.open < t.workers && now() < deadline) await sleep(10);
+  if (rx.open < t.workers) console.log(`  note: only ${rx.open}/${t.workers} sink connections after 10 s`);
+  return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop: () => c.shutdown() };
+}
+
+/** Waits until `done()`, failing if the receiver's line count stops moving for STALL_MS. */
+async function waitDrained(rx: Receiver, want: number, what: string, children: Child[]): Promise<void> {
+  let last = rx.lines;
+  let lastMove = now();
+  while (rx.lines < want) {
+    await sleep(20);
+    if (rx.lines !== last) {
+      last = rx.lines;
+      lastMove = now();
+    }
+    const dead = children.find((c) => c.exitCode !== null);
+    if (dead) throw new Error(`${what}: ${dead.name} exited with ${dead.exitCode} at ${rx.lines}/${want} lines\n${dead.tail(15)}`);
+    if (now() - lastMove > STALL_MS) throw new Error(`${what}: stalled at ${rx.lines}/${want} lines for ${STALL_MS} ms\n${children.map((c) => c.tail(8)).join("\n")}`);
+  }
+}
+
+interface ThroughputResult {
+  target: string;
+  msgs: number;
+  msg_per_s: number;
+  send_s: number;
+  total_s: number;
+  ok: boolean;
+  error?: string;
+}
+
+async function throughput(t: Target): Promise<ThroughputResult> {
+  const rx = new Receiver(new CountLines());
+  rx.listen();
+  let run: Running | undefined;
+  try {
+    run = await launch(t, rx);
+    const tx = new LoadSender(wl);
+    await tx.connect(run.sourcePort);
+    const t0 = now();
+    await tx.fast(N);
+    const sent = now();
+    await waitDrained(rx, N, label(t), run.children);
+    tx.close();
+    const expected = wl.expectedTotals(N);
+    const got = alphabetTotalsFromTails(rx.conns);
+    const wrong = [...expected].filter(([l, v]) => got.get(l) !== v).map(([l, v]) => `${l}: ${got.get(l)} ≠ ${v}`);
+    const ok = rx.lines === N && wrong.length === 0;
+    return {
+      target: label(t),
+      msgs: rx.lines,
+      msg_per_s: Math.round(N / ((rx.lastAt - rx.firstAt) / 1000)),
+      send_s: (sent - t0) / 1000,
+      total_s: (rx.lastAt - t0) / 1000,
+      ok,
+      error: ok ? undefined : `lines ${rx.lines}/${N}; wrong totals: ${wrong.slice(0, 5).join(", ")}`,
+    };
+  } catch (e) {
+    return { target: label(t), msgs: rx.lines, msg_per_s: NaN, send_s: NaN, total_s: NaN, ok: false, error: (e as Error).message };
+  } finally {
+    await run?.stop();
+    rx.stop();
+  }
+}
+
+interface LatencyResult extends LatencySummary {
+  target: string;
+  rate: number;
+  offered_per_s: number;
+  ok: boolean;
+  error?: string;
+}
+
+async function latency(t: Target, rate: number): Promise<LatencyResult> {
+  const log = new SendLog();
+  const meter = new AlphabetLatency(wl, log);
+  const rx = new Receiver(meter);
+  rx.listen();
+  let run: Running | undefined;
+  const count = Math.round(rate * LAT_S);
+  try {
+    run = await launch(t, rx);
+    const tx = new LoadSender(wl, log);
+    await tx.connect(run.sourcePort);
+    const t0 = now();
+    meter.from = t0 + WARMUP_S * 1000;
+    await tx.atRate(rate, count);
+    const offered = count / ((now() - t0) / 1000);
+    await waitDrained(rx, count, label(t), run.children);
+    tx.close();
+    const s = summarize(meter.latencies);
+    return { target: label(t), rate, offered_per_s: Math.round(offered), ...s, ok: rx.lines === count };
+  } catch (e) {
+    return { target: label(t), rate, offered_per_s: NaN, n: 0, ok: false, error: (e as Error).message };
+  } finally {
+    await run?.stop();
+    rx.stop();
+  }
+}
+
+const tputs: ThroughputResult[] = [];
+const lats: LatencyResult[] = [];
+let failed = false;
+try {
+  // ------------------------------------------------------------------------ max throughput
+  console.log(`max throughput: ${fmtInt(N)} alphabet messages per run, as fast as possible`);
+  const targets: Target[] = [{ kind: "wallaroo", workers: SIZES[0]! }, { kind: "baseline" }, ...SIZES.slice(1).map((w) => ({ kind: "wallaroo", workers: w }) as Target)];
+  for (const t of targets) {
+    const r = await throughput(t);
+    tputs.push(r);
+    console.log(`  ${r.target.padEnd(12)} ${r.ok ? fmtInt(r.msg_per_s).padStart(12) + " msg/s" : "FAILED: " + r.error}`);
+    if (!r.ok) failed = true;
+  }
+  const base = tputs.find((r) => r.target === "baseline");
+  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "check"]];
+  for (const r of tputs) {
+    rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), r.ok ? "PASS" : "FAIL"]);
+  }
+  console.log("\n" + table(rows) + "\n");
+
+  // ------------------------------------------------------------------------------- latency
+  const maxes = tputs.filter((r) => r.ok && r.target !== "baseline").map((r) => r.msg_per_s);
+  const rate = flags.rate ? numFlag(flags, "rate", 0) : Math.round(Math.min(...maxes) / 2 / 1000) * 1000;
+  if (!(rate > 0)) throw new Error("no rate for the latency runs (every throughput run failed; give --rate)");
+  console.log(`latency at ${fmtInt(rate)} msg/s offered for ${LAT_S} s (first ${WARMUP_S} s not counted)`);
+  for (const t of [...SIZES.map((w) => ({ kind: "wallaroo", workers: w }) as Target), { kind: "baseline" } as Target]) {
+    const r = await latency(t, rate);
+    lats.push(r);
+    console.log(`  ${r.target.padEnd(12)} ${r.ok ? `p50 ${fmtMs(r.p50_ms)} ms  p99 ${fmtMs(r.p99_ms)} ms  p99.9 ${fmtMs(r.p999_ms)} ms` : "FAILED: " + r.error}`);
+    if (!r.ok) failed = true;
+  }
+  const lrows: (string | number)[][] = [["target", "offered msg/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "max msg/s of target"]];
+  for (const r of lats) {
+    const max = tputs.find((x) => x.target === r.target);
+    lrows.push([r.target, r.ok ? fmtInt(r.offered_per_s) : "FAIL", fmtInt(r.n), fmtMs(r.p50_ms), fmtMs(r.p99_ms), fmtMs(r.p999_ms), fmtMs(r.max_ms), max?.ok ? fmtInt(max.msg_per_s) : "-"]);
+  }
+  console.log("\n" + table(lrows) + "\n");
+} catch (e) {
+  failed = true;
+  console.log(`FAILED: ${(e as Error).message}`);
+} finally {
+  await killAll();
+}
+console.log(failed ? "RESULT: FAIL" : "RESULT: PASS");
+console.log(JSON.stringify({ bench: "throughput", ...env, messages: N, logs: dir, throughput: tputs, latency: lats, pass: !failed }));
+process.exit(failed ? 1 : 0);
