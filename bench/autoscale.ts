@@ -23,6 +23,7 @@ import {
   fmtMs,
   killAll,
   LoadSender,
+  machineMeter,
   now,
   numFlag,
   parseFlags,
@@ -60,6 +61,7 @@ const STALL_MS = 15_000;
 const POLL_MS = 25;
 
 const env = environment();
+const benchStart = now();
 const dir = runDir("autoscale");
 const binary = stableBinary(flags.binary ?? DEFAULT_BINARY, dir);
 console.log(`wallaroo autoscale bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}, load average ${loadavg()[0]!.toFixed(2)}`);
@@ -229,6 +231,7 @@ const events = [
   { name: "shrink 3→2", kind: "shrink", worker: "w2", after: ["initializer", "w1"] },
 ] as const;
 
+const whole = machineMeter();
 const results: EventResult[] = [];
 let pass = true;
 let fatal: string | undefined;
@@ -272,33 +275,40 @@ try {
 
 const v = checker.verify(wl, totalSent);
 if (!v.ok) pass = false;
-const rows: (string | number)[][] = [
-  ["event", "max msg/s", "offered", "cmd→membership ms", "coord ms", "slots", "keys", "bytes", "rounds", "p50 b/d/a ms", "p99 b/d/a ms", "max b/d/a ms", "silence b/d/a ms", "check"],
+const migRows: (string | number)[][] = [
+  ["event", "max msg/s", "offered msg/s", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "check"],
 ];
+const latRows: (string | number)[][] = [["event", "phase", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "longest silence ms"]];
 for (const r of results) {
-  const tri = (f: (s: LatencySummary) => number | undefined) => (["before", "during", "after"] as const).map((p) => fmtMs(f(r.latency[p]))).join(" / ");
-  rows.push([
+  const c = r.coordinator;
+  const mk = r.moved_key_first_latency;
+  migRows.push([
     r.event,
     r.max_rate_per_s ? fmtInt(r.max_rate_per_s) : "-",
     fmtInt(r.offered_per_s),
     fmtMs(r.command_to_membership_ms),
-    fmtMs(r.coordinator?.ms),
-    r.coordinator?.slots ?? "-",
-    r.coordinator ? fmtInt(r.coordinator.keys) : "-",
-    r.coordinator ? fmtInt(r.coordinator.bytes) : "-",
-    r.coordinator?.rounds ?? "-",
-    tri((s) => s.p50_ms),
-    tri((s) => s.p99_ms),
-    tri((s) => s.max_ms),
-    (["before", "during", "after"] as const).map((p) => fmtMs(r.gap_max_by_phase[p])).join(" / "),
+    fmtMs(c?.ms),
+    c?.slots ?? "-",
+    c ? fmtInt(c.keys) : "-",
+    c ? fmtInt(c.bytes) : "-",
+    c?.rounds ?? "-",
+    fmtInt(r.moved_keys),
+    `${fmtMs(mk.p50_ms)} / ${fmtMs(mk.p99_ms)} / ${fmtMs(mk.max_ms)}`,
     r.error ? "FAIL" : "PASS",
   ]);
+  for (const p of ["before", "during", "after"] as const) {
+    const l = r.latency[p];
+    latRows.push([p === "before" ? r.event : "", p, fmtInt(l.n), fmtMs(l.p50_ms), fmtMs(l.p99_ms), fmtMs(l.p999_ms), fmtMs(l.max_ms), fmtMs(r.gap_max_by_phase[p])]);
+  }
 }
-console.log("\n" + table(rows) + "\n");
+console.log("\nmigrations\n" + table(migRows));
+console.log("\nend-to-end latency and receiver silence by phase\n" + table(latRows) + "\n");
 console.log(
   `outputs: ${fmtInt(v.received)} of ${fmtInt(totalSent)} inputs, ${v.wrongKeys} keys with outputs ≠ inputs${v.example ? ` (${v.example})` : ""}, ` +
     `${checker.duplicates} duplicates, ${checker.badWindows} invalid windows, ${checker.unparsable} unparsable lines`,
 );
-console.log(pass ? "RESULT: PASS" : "RESULT: FAIL");
-console.log(JSON.stringify({ bench: "autoscale", ...env, load_average: loadavg()[0], keys: KEYS, logs: dir, events: results, sent: totalSent, received: v.received, duplicates: checker.duplicates, invalid_windows: checker.badWindows, wrong_keys: v.wrongKeys, fatal, pass }));
+const share = whole.stop();
+console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
+console.log(`${pass ? "RESULT: PASS" : "RESULT: FAIL"} (${((now() - benchStart) / 1000).toFixed(0)} s)`);
+console.log(JSON.stringify({ bench: "autoscale", ...env, elapsed_s: Math.round((now() - benchStart) / 1000), load_average_end: loadavg()[0], machine_share: share, keys: KEYS, logs: dir, events: results, sent: totalSent, received: v.received, duplicates: checker.duplicates, invalid_windows: checker.badWindows, wrong_keys: v.wrongKeys, fatal, pass }));
 process.exit(pass ? 0 : 1);

@@ -6,7 +6,7 @@
 // receiver share that process, so an end-to-end latency is one clock read at send minus one at
 // receive — no cross-process clock agreement is needed.
 import type { Socket, Subprocess, TCPSocketListener } from "bun";
-import { mkdirSync, copyFileSync, chmodSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { EXTERNAL_MSG, parseClusterStatus } from "../src/codec/external.ts";
@@ -147,6 +147,53 @@ export function summarize(s: Samples): LatencySummary {
   return { n: a.length, p50_ms: r(percentile(a, 50)), p99_ms: r(percentile(a, 99)), p999_ms: r(percentile(a, 99.9)), max_ms: r(a[a.length - 1]), mean_ms: r(sum / a.length) };
 }
 
+// ------------------------------------------------------------------------ machine share
+
+/** CPU time (µs) of every child of this bench that has exited so far. */
+let childCpu_us = 0;
+
+function noteChildCpu(p: Subprocess<any, any, any>): void {
+  const ru = p.resourceUsage();
+  if (ru) childCpu_us += Number(ru.cpuTime.total);
+}
+
+/** Busy and total jiffies of the whole machine (first line of /proc/stat); null off Linux. */
+function machineJiffies(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] as string;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = f as number[];
+    const busy = user! + nice! + system! + irq! + softirq! + (steal ?? 0);
+    return { busy, total: busy + idle! + iowait! };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How much of the machine this bench (itself and its exited children) and everything else used
+ * between `start()` and `stop()`, in percent of all CPUs. Others' share is what makes figures on
+ * a shared machine noisy; every bench prints it. Call stop() after the children have exited.
+ */
+export function machineMeter(): { stop(): { ours_pct: number; others_pct: number } } {
+  const j0 = machineJiffies();
+  const self0 = process.cpuUsage();
+  const child0 = childCpu_us;
+  const t0 = now();
+  return {
+    stop() {
+      const j1 = machineJiffies();
+      const self = process.cpuUsage(self0);
+      const ours_us = self.user + self.system + (childCpu_us - child0);
+      const capacity_us = (now() - t0) * 1000 * navigator.hardwareConcurrency;
+      const ours_pct = (100 * ours_us) / capacity_us;
+      if (!j0 || !j1 || j1.total === j0.total) return { ours_pct, others_pct: NaN };
+      const busy_pct = (100 * (j1.busy - j0.busy)) / (j1.total - j0.total);
+      return { ours_pct: Math.round(ours_pct), others_pct: Math.max(0, Math.round(busy_pct - ours_pct)) };
+    },
+  };
+}
+
 // -------------------------------------------------------------------------- child processes
 
 const children = new Set<Child>();
@@ -193,6 +240,7 @@ export class Child {
     this.exited = this.proc.exited.then((code) => {
       this.exitCode = code;
       children.delete(this);
+      noteChildCpu(this.proc);
       return code;
     });
   }
@@ -280,6 +328,7 @@ export async function runCommand(cmd: string[], deadline_ms: number): Promise<{ 
   const timer = setTimeout(() => p.kill("SIGKILL"), deadline_ms);
   try {
     const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    noteChildCpu(p);
     return { code, stdout, stderr, ms: now() - t0 };
   } finally {
     clearTimeout(timer);
@@ -560,9 +609,12 @@ export class LoadSender {
   private pump(): void {
     if (this.failed) return this.finishIfIdle();
     let written = 0;
+    // One snapshot of the schedule per call: re-reading the clock inside the loop would keep
+    // owing a message or two per write and never return to the event loop.
+    const target = this.target();
     for (;;) {
       if (this.pending === null) {
-        const want = this.target() - this.sent;
+        const want = Math.min(target, this.limit) - this.sent;
         if (want <= 0) break;
         const c = this.workload.chunk(this.sent, want);
         this.log?.record(this.sent, now());

@@ -26,6 +26,7 @@ import {
   freePorts,
   killAll,
   LoadSender,
+  machineMeter,
   numFlag,
   parseFlags,
   Receiver,
@@ -41,6 +42,7 @@ import {
   type Child,
   type LatencySummary,
 } from "./lib.ts";
+import { loadavg } from "node:os";
 
 const flags = parseFlags(process.argv.slice(2), {
   messages: "messages per throughput run (default 8000000)",
@@ -58,10 +60,11 @@ const WARMUP_S = numFlag(flags, "warmup-seconds", 1);
 const STALL_MS = 15_000;
 
 const env = environment();
+const benchStart = now();
 const dir = runDir("throughput");
 const binary = stableBinary(flags.binary ?? DEFAULT_BINARY, dir);
 const wl = new AlphabetWorkload();
-console.log(`wallaroo throughput bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}`);
+console.log(`wallaroo throughput bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}, load average ${loadavg()[0]!.toFixed(2)}`);
 console.log(`logs: ${dir}\n`);
 
 type Target = { kind: "wallaroo"; workers: number } | { kind: "baseline" };
@@ -103,6 +106,8 @@ async function waitDrained(rx: Receiver, want: number, what: string, children: C
 
 interface ThroughputResult {
   target: string;
+  /** Share of all CPUs used by other processes on the machine during this run, in percent. */
+  others_pct?: number;
   msgs: number;
   msg_per_s: number;
   send_s: number;
@@ -111,7 +116,7 @@ interface ThroughputResult {
   error?: string;
 }
 
-async function throughput(t: Target): Promise<ThroughputResult> {
+async function throughputRun(t: Target): Promise<ThroughputResult> {
   const rx = new Receiver(new CountLines());
   rx.listen();
   let run: Running | undefined;
@@ -147,13 +152,14 @@ async function throughput(t: Target): Promise<ThroughputResult> {
 
 interface LatencyResult extends LatencySummary {
   target: string;
+  others_pct?: number;
   rate: number;
   offered_per_s: number;
   ok: boolean;
   error?: string;
 }
 
-async function latency(t: Target, rate: number): Promise<LatencyResult> {
+async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
   const log = new SendLog();
   const meter = new AlphabetLatency(wl, log);
   const rx = new Receiver(meter);
@@ -180,6 +186,17 @@ async function latency(t: Target, rate: number): Promise<LatencyResult> {
   }
 }
 
+/** Runs one measurement and notes how busy the rest of the machine was meanwhile. */
+async function metered<R extends { others_pct?: number }>(f: () => Promise<R>): Promise<R> {
+  const m = machineMeter();
+  const r = await f();
+  r.others_pct = m.stop().others_pct;
+  return r;
+}
+const throughput = (t: Target) => metered(() => throughputRun(t));
+const latency = (t: Target, rate: number) => metered(() => latencyRun(t, rate));
+
+const whole = machineMeter();
 const tputs: ThroughputResult[] = [];
 const lats: LatencyResult[] = [];
 let failed = false;
@@ -194,9 +211,9 @@ try {
     if (!r.ok) failed = true;
   }
   const base = tputs.find((r) => r.target === "baseline");
-  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "check"]];
+  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "others' CPU %", "check"]];
   for (const r of tputs) {
-    rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), r.ok ? "PASS" : "FAIL"]);
+    rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), r.others_pct ?? "-", r.ok ? "PASS" : "FAIL"]);
   }
   console.log("\n" + table(rows) + "\n");
 
@@ -211,10 +228,10 @@ try {
     console.log(`  ${r.target.padEnd(12)} ${r.ok ? `p50 ${fmtMs(r.p50_ms)} ms  p99 ${fmtMs(r.p99_ms)} ms  p99.9 ${fmtMs(r.p999_ms)} ms` : "FAILED: " + r.error}`);
     if (!r.ok) failed = true;
   }
-  const lrows: (string | number)[][] = [["target", "offered msg/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "max msg/s of target"]];
+  const lrows: (string | number)[][] = [["target", "offered msg/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "max msg/s of target", "others' CPU %"]];
   for (const r of lats) {
     const max = tputs.find((x) => x.target === r.target);
-    lrows.push([r.target, r.ok ? fmtInt(r.offered_per_s) : "FAIL", fmtInt(r.n), fmtMs(r.p50_ms), fmtMs(r.p99_ms), fmtMs(r.p999_ms), fmtMs(r.max_ms), max?.ok ? fmtInt(max.msg_per_s) : "-"]);
+    lrows.push([r.target, r.ok ? fmtInt(r.offered_per_s) : "FAIL", fmtInt(r.n), fmtMs(r.p50_ms), fmtMs(r.p99_ms), fmtMs(r.p999_ms), fmtMs(r.max_ms), max?.ok ? fmtInt(max.msg_per_s) : "-", r.others_pct ?? "-"]);
   }
   console.log("\n" + table(lrows) + "\n");
 } catch (e) {
@@ -223,6 +240,8 @@ try {
 } finally {
   await killAll();
 }
-console.log(failed ? "RESULT: FAIL" : "RESULT: PASS");
-console.log(JSON.stringify({ bench: "throughput", ...env, messages: N, logs: dir, throughput: tputs, latency: lats, pass: !failed }));
+const share = whole.stop();
+console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
+console.log(`${failed ? "RESULT: FAIL" : "RESULT: PASS"} (${((now() - benchStart) / 1000).toFixed(0)} s)`);
+console.log(JSON.stringify({ bench: "throughput", ...env, elapsed_s: Math.round((now() - benchStart) / 1000), load_average_end: loadavg()[0], machine_share: share, messages: N, logs: dir, throughput: tputs, latency: lats, pass: !failed }));
 process.exit(failed ? 1 : 0);

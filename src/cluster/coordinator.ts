@@ -4,7 +4,7 @@
 import { assert } from "../assert.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
-import { applyMoves, batches, planMoves, type Move } from "./slots.ts";
+import { SLOTS_PER_BATCH, applyMoves, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
   readonly self: Member;
@@ -20,6 +20,8 @@ export interface CoordinatorHost {
   complete(members: readonly Member[], leaving: readonly string[]): void;
   /** Tells joiners that will never join to exit, and forgets them. */
   dropJoiners(names: readonly string[], reason: string): void;
+  /** Tells every live member that `id` died mid-migration, and applies it here. */
+  lost(id: number): void;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -36,7 +38,23 @@ type Phase =
   | { kind: "idle" }
   | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: ReturnType<typeof setTimeout> }
   | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: ReturnType<typeof setTimeout> }
-  | { kind: "migrating"; what: "grow" | "shrink"; joiners: Member[]; leaving: Member[]; rounds: Move[][]; round: number; waiting: Set<number>; started: number; keys: number; bytes: number; timer: ReturnType<typeof setTimeout> | undefined };
+  | {
+      kind: "migrating";
+      what: "grow" | "shrink";
+      joiners: Member[];
+      leaving: Member[];
+      /** owners when the event started: where a slot returns if its new owner dies */
+      before: number[];
+      dead: Set<number>;
+      /** slot → destination of the round in flight */
+      inFlight: Map<number, number>;
+      round: number;
+      slots: number;
+      started: number;
+      keys: number;
+      bytes: number;
+      timer: ReturnType<typeof setTimeout> | undefined;
+    };
 
 export const COORDINATOR_LIMITS = {
   /** How long a multi-join waits for the rest of its joiners. */
@@ -142,10 +160,9 @@ export class Coordinator {
     if (p.waiting.size > 0) return;
     clearTimeout(p.timer);
     for (const j of p.joiners) log.info("worker_added", `***New worker ${j.name} added to cluster!***`);
-    const target = this.host.members().map((m) => m.id);
-    const moves = planMoves(Array.from(this.host.owners), target);
-    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in ${Math.ceil(moves.length / 64)} rounds`);
-    this.startMigration("grow", p.joiners, [], moves);
+    const moves = planMoves(Array.from(this.host.owners), this.host.members().map((m) => m.id));
+    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in rounds of at most ${SLOTS_PER_BATCH}`);
+    this.startMigration("grow", p.joiners, []);
   }
 
   // -------------------------------------------------------------------------------- shrink
@@ -186,34 +203,84 @@ export class Coordinator {
     const remaining = this.host.members().filter((m) => !leaving.includes(m.name));
     log.info("shrink_initiating", "AUTOSCALE: Initiating shrink.");
     log.info("shrink_lists", `~~~Initiating shrink~~~ -- Remaining workers: ${remaining.map((m) => m.name).join(",")} -- Leaving workers: ${leaving.join(",")}`);
-    const moves = planMoves(Array.from(this.host.owners), remaining.map((m) => m.id));
+    log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
+    this.startMigration("shrink", [], leavers, false);
     // Start on the next turn so the reply leaves first (the original answers before acting).
-    setTimeout(() => this.startMigration("shrink", [], leavers, moves), 0);
-    this.phase = { kind: "migrating", what: "shrink", joiners: [], leaving: leavers, rounds: [], round: -1, waiting: new Set(), started: performance.now(), keys: 0, bytes: 0, timer: undefined };
+    setTimeout(() => this.nextRound(), 0);
     return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
   }
 
   // ----------------------------------------------------------------------------- migration
 
-  private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[], moves: Move[]): void {
-    this.phase = { kind: "migrating", what, joiners, leaving, rounds: batches(moves), round: -1, waiting: new Set(), started: performance.now(), keys: 0, bytes: 0, timer: undefined };
-    this.nextRound();
+  private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[], now = true): void {
+    this.phase = {
+      kind: "migrating",
+      what,
+      joiners,
+      leaving,
+      before: Array.from(this.host.owners),
+      dead: new Set(),
+      inFlight: new Map(),
+      round: 0,
+      slots: 0,
+      started: performance.now(),
+      keys: 0,
+      bytes: 0,
+      timer: undefined,
+    };
+    if (now) this.nextRound();
+  }
+
+  /** Live members that will own slots when the event completes. */
+  private targetIds(): number[] {
+    const p = this.phase;
+    assert(p.kind === "migrating", "a target needs a migration");
+    const leaving = new Set(p.leaving.map((m) => m.id));
+    return this.host.members().filter((m) => !leaving.has(m.id) && !p.dead.has(m.id)).map((m) => m.id);
+  }
+
+  /**
+   * The next round: first, slots a dead worker holds go back to where they were before the
+   * event (their state is still there if it never left) or to the least-loaded live target;
+   * then the next batch of the fewest moves to the balanced target table.
+   */
+  private nextMoves(): { moves: Move[]; repair: boolean } {
+    const p = this.phase;
+    assert(p.kind === "migrating", "moves need a migration");
+    const owners = this.host.owners;
+    const target = this.targetIds();
+    const orphaned: number[] = [];
+    for (let s = 0; s < owners.length; s++) if (p.dead.has(owners[s]!)) orphaned.push(s);
+    if (orphaned.length > 0) {
+      const load = new Map<number, number>(target.map((id) => [id, 0]));
+      for (const o of owners) if (load.has(o)) load.set(o, load.get(o)! + 1);
+      const moves: Move[] = orphaned.map((s) => {
+        let to = p.before[s]!;
+        if (!load.has(to)) to = [...load].sort((a, b) => a[1] - b[1] || a[0] - b[0])[0]![0];
+        load.set(to, load.get(to)! + 1);
+        return [s, owners[s]!, to];
+      });
+      return { moves, repair: true };
+    }
+    return { moves: planMoves(Array.from(owners), target).slice(0, SLOTS_PER_BATCH), repair: false };
   }
 
   private nextRound(): void {
     const p = this.phase;
     assert(p.kind === "migrating", "a migration round needs a migration");
     if (p.timer) clearTimeout(p.timer);
+    const { moves, repair } = this.nextMoves();
+    if (moves.length === 0) return this.finish();
     p.round++;
-    if (p.round >= p.rounds.length) return this.finish();
-    const moves = p.rounds[p.round]!;
     const epoch = this.host.epoch() + 1;
-    const participants = this.host.members().map((m) => m.id);
-    p.waiting = new Set(moves.map((m) => m[0]));
+    const participants = this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id);
+    p.inFlight = new Map(moves.map((m) => [m[0], m[2]]));
+    if (!repair) p.slots += moves.length;
     p.timer = setTimeout(() => {
-      log.error("migration_stalled", `AUTOSCALE: migration round ${p.round + 1}/${p.rounds.length} (epoch ${epoch}) has ${p.waiting.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms`);
+      log.error("migration_stalled", `AUTOSCALE: migration round ${p.round} (epoch ${epoch}) has ${p.inFlight.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms`);
     }, COORDINATOR_LIMITS.roundStallMs);
-    const plan = { epoch, moves, participants };
+    if (repair) log.warn("migration_repair", `AUTOSCALE: round ${p.round} gives ${moves.length} slots of dead workers to live ones`);
+    const plan = { epoch, moves, participants, ...(p.dead.size > 0 ? { dead: [...p.dead] } : {}) };
     for (const id of participants) if (id !== this.host.self.id) this.host.send(id, "plan", plan);
     this.host.applyPlan(plan);
   }
@@ -224,36 +291,53 @@ export class Coordinator {
       log.warn("stale_install", `ignoring slots installed for epoch ${body.epoch} (now ${this.host.epoch()})`);
       return;
     }
-    for (const s of body.slots) p.waiting.delete(s);
+    for (const s of body.slots) p.inFlight.delete(s);
     p.keys += body.keys;
     p.bytes += body.bytes;
-    if (p.waiting.size === 0) {
-      for (const m of this.host.members()) if (m.id !== this.host.self.id) this.host.send(m.id, "commit", { epoch: body.epoch });
-      this.nextRound();
-    }
+    this.maybeAdvance();
+  }
+
+  private maybeAdvance(): void {
+    const p = this.phase;
+    if (p.kind !== "migrating" || p.inFlight.size > 0) return;
+    for (const m of this.host.members()) if (m.id !== this.host.self.id && !p.dead.has(m.id)) this.host.send(m.id, "commit", { epoch: this.host.epoch() });
+    this.nextRound();
   }
 
   private finish(): void {
     const p = this.phase;
     assert(p.kind === "migrating", "finish needs a migration");
     const ms = performance.now() - p.started;
-    const slots = p.rounds.reduce((n, r) => n + r.length, 0);
-    log.info("migration_done", `Migration complete: ${slots} slots, ${p.keys} keys, ${p.bytes} bytes in ${p.rounds.length} rounds, ${ms.toFixed(1)} ms`, {
-      slots,
+    log.info("migration_done", `Migration complete: ${p.slots} slots, ${p.keys} keys, ${p.bytes} bytes in ${p.round} rounds, ${ms.toFixed(1)} ms`, {
+      slots: p.slots,
       keys: p.keys,
       bytes: p.bytes,
-      rounds: p.rounds.length,
+      rounds: p.round,
       elapsed_ms: Math.round(ms),
     });
-    const leavingNames = p.leaving.map((m) => m.name);
-    const members = this.host.members().filter((m) => !leavingNames.includes(m.name));
+    const leavingNames = p.leaving.filter((m) => !p.dead.has(m.id)).map((m) => m.name);
+    const members = this.host.members().filter((m) => !leavingNames.includes(m.name) && !p.dead.has(m.id));
     this.host.complete(members, leavingNames);
     this.toIdle();
   }
 
-  /** A worker's connections are gone. Joiners that die mid-join are dropped; slots they owned move back. */
+  /**
+   * A worker's connections are gone. Joiners that die before migrating are dropped; a
+   * participant that dies mid-migration is removed and the event completes without it.
+   */
   onWorkerLost(id: number): void {
     const p = this.phase;
+    if (p.kind === "migrating") {
+      if (p.dead.has(id)) return;
+      const name = this.host.members().find((m) => m.id === id)?.name ?? String(id);
+      log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; completing it without ${name} (state it held is lost)`);
+      p.dead.add(id);
+      // Slots of the round in flight that were going to it come back in the repair round.
+      for (const [slot, to] of [...p.inFlight]) if (to === id) p.inFlight.delete(slot);
+      this.host.lost(id);
+      this.maybeAdvance();
+      return;
+    }
     if (p.kind === "connecting" && p.joiners.some((j) => j.id === id)) {
       const names = p.joiners.map((j) => j.name);
       clearTimeout(p.timer);

@@ -35,6 +35,7 @@ export class Migration {
   private readonly awaiting = new Map<number, Set<number>>();
   private readonly destination = new Map<number, number>();
   private readonly incomingEpoch = new Map<number, number>();
+  private readonly incomingFrom = new Map<number, number>();
   private installed: number[] = [];
   private installedKeys = 0;
   private installedBytes = 0;
@@ -55,11 +56,20 @@ export class Migration {
     // Everything routed under the old table goes out before the markers.
     h.flushAllPeers();
     const others = plan.participants.filter((p) => p !== h.selfId);
+    const dead = new Set(plan.dead ?? []);
     const markersTo = new Map<number, number[]>();
+    const orphans: number[] = [];
     for (const [slot, from, to] of plan.moves) {
       assert(h.owners[slot] === from, `slot ${slot} moves from ${from} but this worker has it at ${h.owners[slot]}`);
       assert(from !== to, `slot ${slot} moves to its own owner`);
       h.owners[slot] = to;
+      if (dead.has(from)) {
+        // Nobody routes to a dead worker any more and it has no state to send: the new owner
+        // takes the slot at once, with whatever state it still holds for it (none, unless it
+        // was the slot's owner before the aborted move).
+        if (to === h.selfId) orphans.push(slot);
+        continue;
+      }
       if (from === h.selfId) {
         h.dataflow.status[slot] = SLOT_STATUS.outgoing;
         this.awaiting.set(slot, new Set(others));
@@ -72,9 +82,15 @@ export class Migration {
       if (to === h.selfId) {
         h.dataflow.status[slot] = SLOT_STATUS.incoming;
         this.incomingEpoch.set(slot, plan.epoch);
+        this.incomingFrom.set(slot, from);
       }
     }
     this.epoch = plan.epoch;
+    for (const slot of orphans) {
+      h.dataflow.status[slot] = SLOT_STATUS.incoming;
+      this.incomingEpoch.set(slot, plan.epoch);
+      this.onStateEnd(slot, 0);
+    }
     for (const [from, slots] of markersTo) {
       const p = h.peer(from);
       if (p) p.marker(plan.epoch, slots);
@@ -120,6 +136,7 @@ export class Migration {
     const epoch = this.incomingEpoch.get(slot);
     assert(epoch !== undefined, `end of state for slot ${slot}, which is not coming to this worker`);
     this.incomingEpoch.delete(slot);
+    this.incomingFrom.delete(slot);
     this.host.dataflow.release(slot);
     this.stats.slotsIn++;
     this.stats.keysIn += keys;
@@ -140,17 +157,30 @@ export class Migration {
   }
 
   /**
-   * A participant is gone for good: stop waiting for its markers (it will route nothing more),
-   * and treat state it owed us as lost so its slots start empty instead of waiting forever.
+   * A participant died during a migration. Stop waiting for its markers (it routes nothing
+   * more); slots that were on their way to it stay here, with their state, until the
+   * coordinator's repair plan names their owner; slots it owed us start empty here.
    */
-  forgetParticipant(id: number, incomingFromDead: readonly number[]): void {
+  onLost(deadId: number): { kept: number; lost: number } {
+    const h = this.host;
+    let kept = 0;
+    let lost = 0;
     for (const [slot, waiting] of [...this.awaiting]) {
-      if (waiting.delete(id) && waiting.size === 0) this.ship(slot);
+      if (this.destination.get(slot) === deadId) {
+        this.awaiting.delete(slot);
+        this.destination.delete(slot);
+        h.dataflow.status[slot] = SLOT_STATUS.owned;
+        kept++;
+        continue;
+      }
+      if (waiting.delete(deadId) && waiting.size === 0) this.ship(slot);
     }
-    for (const slot of incomingFromDead) {
-      if (!this.incomingEpoch.has(slot)) continue;
-      log.error("state_lost", `worker ${id} died before handing over slot ${slot}; the slot starts empty here`);
+    for (const [slot, from] of [...this.incomingFrom]) {
+      if (from !== deadId) continue;
+      log.error("state_lost", `worker ${deadId} died before handing over slot ${slot} (${h.dataflow.state.slotKeyCount(slot)} keys arrived); the slot continues here from what arrived`);
+      lost++;
       this.onStateEnd(slot, 0);
     }
+    return { kept, lost };
   }
 }

@@ -155,6 +155,10 @@ export class Worker implements Router {
       applyPlan: (plan) => this.migration.apply(plan),
       complete: (members, leaving) => this.broadcastComplete(members, leaving),
       dropJoiners: (names, reason) => this.dropJoiners(names, reason),
+      lost: (id) => {
+        for (const m of this.members) if (m.id !== this.selfId && m.id !== id) this.sendTo(m.id, "lost", { id });
+        this.onLost(id);
+      },
     });
     if (this.cfg.workerCount === 1) this.formCluster([]);
     else log.info("waiting_workers", `Waiting for ${this.cfg.workerCount - 1} workers to register`);
@@ -498,6 +502,8 @@ export class Worker implements Router {
         return void this.shutdown(false, msg.body.reason);
       case "abortJoin":
         return this.forgetMembers(msg.body.names);
+      case "lost":
+        return this.onLost(msg.body.id);
     }
   }
 
@@ -570,6 +576,21 @@ export class Worker implements Router {
       this.peers.delete(m.id);
     }
     this.members = this.members.filter((m) => !names.includes(m.name));
+  }
+
+  /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
+  private onLost(id: number): void {
+    const m = this.members.find((x) => x.id === id);
+    const p = this.peers.get(id);
+    if (p) {
+      p.alive = false;
+      p.close();
+      this.peers.delete(id);
+    }
+    if (m) this.leavingNames.add(m.name);
+    this.members = this.members.filter((x) => x.id !== id);
+    const { kept, lost } = this.migration.onLost(id);
+    log.warn("participant_lost", `Worker ${m?.name ?? id} is gone: ${kept} slots bound for it stay here, ${lost} slots it owed here start from what arrived`);
   }
 
   // -------------------------------------------------------------------------- autoscale end

@@ -49,6 +49,8 @@ export const CONTROL = {
       moves: v.array(v.tuple([count, id, id])),
       /** every member that must send a marker to each old owner */
       participants: v.array(id),
+      /** workers that died: moves from them carry no state and expect no markers */
+      dead: v.optional(v.array(id)),
     }),
   },
   slotsInstalled: { id: 12, schema: v.object({ epoch, slots: v.array(count), keys: count, bytes: count }) },
@@ -61,6 +63,8 @@ export const CONTROL = {
   keyCountReply: { id: 19, schema: v.object({ reqId: count, name, counts: v.record(v.string(), v.record(v.string(), count)) }) },
   shutdown: { id: 20, schema: v.object({ reason: v.optional(v.string()) }) },
   abortJoin: { id: 21, schema: v.object({ names: v.array(name) }) },
+  /** The coordinator saw a participant die during a migration. */
+  lost: { id: 22, schema: v.object({ id }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

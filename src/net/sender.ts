@@ -118,27 +118,34 @@ class Link {
   }
 }
 
-/** End of the frame that contains byte `offset` of a batch of whole frames (or `offset` on a boundary). */
+// A batch holds whole frames back to back, so its own length headers locate every boundary; no
+// per-frame bookkeeping is kept. Both walks stop at the end of the batch whatever the headers say.
+
+/** End of the frame that contains byte `offset` of a batch (`offset` itself on a boundary). */
 function frameBoundaryAtOrAfter(bytes: Uint8Array, offset: number): { end: number; frames: number } {
+  if (!(offset >= 0 && offset <= bytes.length)) throw new RangeError(`offset ${offset} outside a ${bytes.length}-byte batch`);
   let pos = 0;
   let frames = 0;
-  while (pos < offset) {
+  while (pos < offset && pos + FRAME_HEADER_BYTES <= bytes.length) {
     pos += FRAME_HEADER_BYTES + readU32(bytes, pos);
     frames++;
   }
+  if (pos < offset || pos > bytes.length) throw new RangeError(`batch of ${bytes.length} bytes is not whole frames`);
   return { end: pos, frames };
 }
 
 /** Last frame boundary at or before `offset`, and how many frames lie before it. */
 function frameBoundaryAtOrBefore(bytes: Uint8Array, offset: number): { end: number; frames: number } {
+  if (!(offset >= 0 && offset <= bytes.length)) throw new RangeError(`offset ${offset} outside a ${bytes.length}-byte batch`);
   let pos = 0;
   let frames = 0;
-  for (;;) {
+  while (pos + FRAME_HEADER_BYTES <= bytes.length) {
     const next = pos + FRAME_HEADER_BYTES + readU32(bytes, pos);
-    if (next > offset) return { end: pos, frames };
+    if (next > offset) break;
     pos = next;
     frames++;
   }
+  return { end: pos, frames };
 }
 
 class Sender {
@@ -452,7 +459,13 @@ class Sender {
       if (l.socket !== null && l.headOffset > 0) {
         const b = l.queue[0]!;
         const { end, frames } = frameBoundaryAtOrAfter(b.bytes, l.headOffset);
-        keep = { bytes: b.bytes.subarray(0, end), frames };
+        if (end === l.headOffset) {
+          // Stopped exactly between frames: those are sent, nothing is left to finish.
+          this.sent += frames;
+          this.bytes += end;
+        } else {
+          keep = { bytes: b.bytes.subarray(0, end), frames };
+        }
       }
       l.queue.length = 0;
       l.fill = null;

@@ -182,18 +182,18 @@ describe("join refusals change nothing", () => {
     await c.initializer.proc.waitForLog("attempting to join the cluster");
     j!.proc.kill("SIGKILL");
     await s.done;
-    await c.initializer.proc.waitForLog(/Lost connection to worker w2|worker_lost|abandoned|died/);
-    await Bun.sleep(1000);
-    // The cluster keeps processing with the slots it has: membership unchanged or w2 gone.
-    const st = await statusOf(c.initializer);
-    expect(st!.processing_messages).toBe(true);
-    expect(st!.worker_names).toEqual(["initializer", "w1"]);
+    await c.initializer.proc.waitForLog(/Lost connection to worker w2/);
+    // Whenever it died — before migrating (the join is abandoned), during it (the grow completes
+    // without it) or after joining (a dead member) — the cluster keeps processing, and no key is
+    // held twice. The exact mid-migration case is covered deterministically in test/sim.
+    await Bun.sleep(1500);
+    const st = (await statusOf(c.initializer))!;
+    expect(st.processing_messages).toBe(true);
+    expect(["initializer,w1", "initializer,w1,w2"]).toContain(st.worker_names.join(","));
     const { problems } = await c.keyOwners();
     expect(problems).toEqual([]);
     // New work still flows.
     const before = rx.lines;
-    const more = new LoadSender(c.sourcePort, new AlphabetLoad(1).next, 1000, 100);
-    void more;
     const after = new LoadSender(c.sourcePort, new SequenceLoad(50).next, 5000, 500);
     await after.start();
     await after.done;

@@ -157,6 +157,29 @@ describe("sender → receiver", () => {
     await waitFor("every sent frame", () => frames === result.sent);
   });
 
+  test("abort against a peer that stopped reading still resolves promptly", async () => {
+    // The receiver pauses its only connection for good: the sender's buffers fill and its last
+    // write is short. Regression: a head batch cut exactly at a frame boundary once hung here.
+    for (const seed of [1, 2, 3]) {
+      let frames = 0;
+      const r = await listen({
+        onData: () => {
+          frames++;
+          return new Promise(() => {});
+        },
+      });
+      const abort = new AbortController();
+      const g = alphabetGenerator({ seed });
+      setTimeout(() => abort.abort(), 300);
+      const t0 = performance.now();
+      const result = await runSender({ targets: [{ host: HOST, port: r.port }], next: () => g.next(), reconnect: true, signal: abort.signal, deadlineMs: 5000 });
+      expect(performance.now() - t0).toBeLessThan(300 + 3000);
+      expect(result.bytes).toBe(result.sent * 9);
+      expect(result.sent).toBeGreaterThan(frames);
+      r.stop();
+    }
+  }, 15_000);
+
   test("a rate limit spreads the frames over time", async () => {
     let frames = 0;
     const r = await listen({ onData: () => void frames++ });
