@@ -1,6 +1,7 @@
 // The cost of growing and shrinking a running cluster under load: sequence_window with 100 000
-// keys, grow 2→3, grow 3→4, shrink 4→3, shrink 3→2, each at half the maximum rate measured just
-// before for the current cluster size (or at --rate).
+// keys, grow 2→3, grow 3→4, shrink 4→3, shrink 3→2, each at half the maximum rate measured for
+// the smaller of the two cluster sizes involved (each size is probed once, flat out, the first
+// time the cluster has that size), or at --rate.
 //
 //   npm run build && bun bench/autoscale.ts [--keys 100000] [--rate N] [--fraction 0.5]
 //        [--before-seconds 4] [--after-seconds 4] [--probe-seconds 3] [--binary dist/wallaroo]
@@ -47,7 +48,7 @@ const flags = parseFlags(process.argv.slice(2), {
   fraction: "fraction of the measured max to offer (default 0.5)",
   "before-seconds": "seconds of load before each command (default 4)",
   "after-seconds": "seconds of load after each completion (default 4)",
-  "probe-seconds": "seconds of the max-rate probe before each event (default 3)",
+  "probe-seconds": "seconds of each max-rate probe; the first third is not counted (default 3)",
   binary: `the wallaroo executable (default ${DEFAULT_BINARY})`,
 });
 const KEYS = numFlag(flags, "keys", 100_000);
@@ -77,6 +78,7 @@ rx.listen();
 interface EventResult {
   event: string;
   members_after: string[];
+  /** The max the offered rate derives from: the lower of the sizes before and after, as probed. */
   max_rate_per_s?: number;
   offered_per_s: number;
   command_to_membership_ms?: number;
@@ -86,6 +88,8 @@ interface EventResult {
   gap_at_ms_from_command?: number;
   gap_max_by_phase: Record<"before" | "during" | "after", number>;
   /** Keys seen answering from another worker afterwards, and their first output's latency there. */
+  /** Share of all CPUs that other processes used during the event, in percent. */
+  others_pct?: number;
   moved_keys: number;
   moved_key_first_latency: LatencySummary;
   command?: { code: number; output: string };
@@ -129,6 +133,9 @@ async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
   return rate;
 }
 
+/** Max output rate per cluster size, probed the first time each size is seen. */
+const maxBySize = new Map<number, number>();
+
 const COORDINATOR_RE = /Migration complete: (\d+) slots, (\d+) keys, (\d+) bytes in (\d+) rounds, ([\d.]+) ms/;
 
 async function autoscaleEvent(
@@ -136,7 +143,12 @@ async function autoscaleEvent(
   cluster: Cluster,
   ev: { name: string; kind: "join" | "shrink"; worker: string; after: string[] },
 ): Promise<EventResult> {
-  const max = FIXED_RATE === undefined ? await probe(tx, cluster) : undefined;
+  // The load is FRACTION of the max of the smaller of the two sizes involved (as measured so far),
+  // so the cluster is below saturation both before and after the event; each size is probed once.
+  const sizeBefore = cluster.members.size;
+  if (FIXED_RATE === undefined && !maxBySize.has(sizeBefore)) maxBySize.set(sizeBefore, await probe(tx, cluster));
+  const known = [sizeBefore, ev.after.length].map((n) => maxBySize.get(n)).filter((m): m is number => m !== undefined);
+  const max = FIXED_RATE === undefined ? Math.min(...known) : undefined;
   const rate = FIXED_RATE ?? Math.max(1000, Math.round((max! * FRACTION) / 1000) * 1000);
   const gaps = { before: 0, during: 0, after: 0 };
   const res: EventResult = {
@@ -247,7 +259,9 @@ try {
   await tx.fast(KEYS);
   await drained(tx, cluster, "priming every key");
   for (const ev of events) {
+    const m = machineMeter();
     const r = await autoscaleEvent(tx, cluster, { ...ev, after: [...ev.after] });
+    r.others_pct = m.stop().others_pct;
     results.push(r);
     const lat = (p: "before" | "during" | "after") => `${fmtMs(r.latency[p].p50_ms)}/${fmtMs(r.latency[p].p99_ms)}/${fmtMs(r.latency[p].max_ms)}`;
     console.log(
@@ -276,7 +290,7 @@ try {
 const v = checker.verify(wl, totalSent);
 if (!v.ok) pass = false;
 const migRows: (string | number)[][] = [
-  ["event", "max msg/s", "offered msg/s", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "check"],
+  ["event", "max msg/s", "offered msg/s", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "others' CPU %", "check"],
 ];
 const latRows: (string | number)[][] = [["event", "phase", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "longest silence ms"]];
 for (const r of results) {
@@ -294,6 +308,7 @@ for (const r of results) {
     c?.rounds ?? "-",
     fmtInt(r.moved_keys),
     `${fmtMs(mk.p50_ms)} / ${fmtMs(mk.p99_ms)} / ${fmtMs(mk.max_ms)}`,
+    r.others_pct ?? "-",
     r.error ? "FAIL" : "PASS",
   ]);
   for (const p of ["before", "during", "after"] as const) {

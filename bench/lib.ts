@@ -157,6 +157,22 @@ function noteChildCpu(p: Subprocess<any, any, any>): void {
   if (ru) childCpu_us += Number(ru.cpuTime.total);
 }
 
+/** CPU time (µs) of every child so far: exited ones exactly, running ones from /proc/<pid>/stat. */
+function childrenCpu_us(): number {
+  let live = 0;
+  for (const c of children) {
+    try {
+      const stat = readFileSync(`/proc/${c.proc.pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name, in ticks of 10 ms.
+      live += (Number(f[11]) + Number(f[12])) * 10_000;
+    } catch {
+      // gone or not Linux
+    }
+  }
+  return childCpu_us + live;
+}
+
 /** Busy and total jiffies of the whole machine (first line of /proc/stat); null off Linux. */
 function machineJiffies(): { busy: number; total: number } | null {
   try {
@@ -172,19 +188,19 @@ function machineJiffies(): { busy: number; total: number } | null {
 
 /**
  * How much of the machine this bench (itself and its exited children) and everything else used
- * between `start()` and `stop()`, in percent of all CPUs. Others' share is what makes figures on
- * a shared machine noisy; every bench prints it. Call stop() after the children have exited.
+ * between `machineMeter()` and `stop()`, in percent of all CPUs. Others' share is what makes
+ * figures on a shared machine noisy; every bench prints it.
  */
 export function machineMeter(): { stop(): { ours_pct: number; others_pct: number } } {
   const j0 = machineJiffies();
   const self0 = process.cpuUsage();
-  const child0 = childCpu_us;
+  const child0 = childrenCpu_us();
   const t0 = now();
   return {
     stop() {
       const j1 = machineJiffies();
       const self = process.cpuUsage(self0);
-      const ours_us = self.user + self.system + (childCpu_us - child0);
+      const ours_us = self.user + self.system + (childrenCpu_us() - child0);
       const capacity_us = (now() - t0) * 1000 * navigator.hardwareConcurrency;
       const ours_pct = (100 * ours_us) / capacity_us;
       if (!j0 || !j1 || j1.total === j0.total) return { ours_pct, others_pct: NaN };

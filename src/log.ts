@@ -3,7 +3,7 @@
 import { createConsola, type ConsolaInstance, type LogObject } from "consola";
 
 export type LogFormat = "text" | "json";
-export const LOG_LEVELS = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 } as const;
+export const LOG_LEVELS = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 } as const;
 export type LogLevelName = keyof typeof LOG_LEVELS;
 
 let worker = "";

@@ -36,6 +36,8 @@ export class Migration {
   private readonly destination = new Map<number, number>();
   private readonly incomingEpoch = new Map<number, number>();
   private readonly incomingFrom = new Map<number, number>();
+  /** Slots of the current epoch whose move was aborted because its destination died. */
+  private readonly aborted = new Set<number>();
   private installed: number[] = [];
   private installedKeys = 0;
   private installedBytes = 0;
@@ -55,6 +57,7 @@ export class Migration {
     assert(this.inFlight === 0, `plan ${plan.epoch} arrived while ${this.inFlight} slots of an earlier plan are in transit`);
     // Everything routed under the old table goes out before the markers.
     h.flushAllPeers();
+    this.aborted.clear();
     const others = plan.participants.filter((p) => p !== h.selfId);
     const dead = new Set(plan.dead ?? []);
     const markersTo = new Map<number, number[]>();
@@ -101,8 +104,12 @@ export class Migration {
   }
 
   onMarker(fromId: number, epoch: number, slots: readonly number[]): void {
+    // A round completes only once all its markers arrived, so a marker of an earlier epoch can
+    // only belong to a move that a participant's death aborted: nothing waits for it any more.
+    if (epoch < this.epoch) return;
     assert(epoch === this.epoch, `marker for epoch ${epoch} from worker ${fromId} while at ${this.epoch}`);
     for (const slot of slots) {
+      if (this.aborted.has(slot)) continue;
       const waiting = this.awaiting.get(slot);
       assert(waiting !== undefined && waiting.delete(fromId), `marker from worker ${fromId} for slot ${slot}, which is not waiting for it`);
       if (waiting.size === 0) this.ship(slot);
@@ -169,6 +176,7 @@ export class Migration {
       if (this.destination.get(slot) === deadId) {
         this.awaiting.delete(slot);
         this.destination.delete(slot);
+        this.aborted.add(slot);
         h.dataflow.status[slot] = SLOT_STATUS.owned;
         kept++;
         continue;

@@ -108,6 +108,20 @@ export class Worker implements Router {
     return this.cfg.name;
   }
 
+  /** The committed membership in cluster order (what status reports). */
+  get membership(): string[] {
+    return this.committed.map((m) => m.name);
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** True while the coordinator runs an autoscale event (initializer only). */
+  get autoscaling(): boolean {
+    return this.coordinator?.busy ?? false;
+  }
+
   // ------------------------------------------------------------------------------- start-up
 
   async start(): Promise<void> {

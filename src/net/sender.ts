@@ -175,6 +175,7 @@ class Sender {
     this.handlers = {
       open: (s: Socket<Link>) => this.onOpen(s),
       drain: (s: Socket<Link>) => {
+        if (s.data.socket !== s) return; // a socket already given up on
         s.data.blocked = false;
         this.pump(s.data);
         this.wake();

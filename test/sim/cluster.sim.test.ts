@@ -1,0 +1,134 @@
+// Seeded simulation of whole clusters in one process: random grows and shrinks under load, and
+// a joiner that dies in the middle of a migration. The seed is in every failure message;
+// `SIM_SEEDS=500 bun test test/sim` runs more of them (the default keeps CI short).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { configureLog } from "../../src/log.ts";
+import { rng } from "../e2e/harness.ts";
+import { H, SimCluster } from "./sim-cluster.ts";
+
+const SEEDS = Number(process.env.SIM_SEEDS ?? 12);
+const FIRST_SEED = Number(process.env.SIM_FIRST_SEED ?? 1);
+
+beforeAll(() => configureLog({ level: "silent" }));
+afterAll(() => configureLog({ level: "info" }));
+
+/** Runs one random sequence of autoscale events; returns a description of what happened. */
+async function randomRun(seed: number): Promise<string[]> {
+  const r = rng(seed);
+  const c = new SimCluster(r, 50 + Math.floor(r() * 400));
+  const story: string[] = [];
+  const n0 = 1 + Math.floor(r() * 3);
+  await c.start(n0);
+  story.push(`start ${n0}`);
+  let next = n0;
+  const load = setInterval(() => c.send(20 + Math.floor(r() * 200)), 1);
+  try {
+    for (let step = 0; step < 4; step++) {
+      const members = c.workers.get("initializer")!.membership;
+      const grow = members.length === 1 || (members.length < 6 && r() < 0.55);
+      if (grow) {
+        const k = 1 + Math.floor(r() * 2);
+        const via = members[Math.floor(r() * members.length)]!;
+        const names = Array.from({ length: k }, () => `w${next++}`);
+        story.push(`grow ${names.join(",")} via ${via}`);
+        for (const nm of names) void c.spawn(nm, { role: "joiner", workerCount: k, join: c.controlOf(via) });
+        await c.until(`grow to ${members.length + k} (${story.join("; ")})`, () => c.live().every((w) => w.isReady && w.membership.length === members.length + k));
+      } else {
+        const eligible = members.filter((m) => m !== "initializer");
+        const k = 1 + Math.floor(r() * eligible.length);
+        const leaving = eligible.filter(() => r() < 0.5).slice(0, k);
+        const names = leaving.length > 0 ? leaving : eligible.slice(0, 1);
+        story.push(`shrink ${names.join(",")}`);
+        const init = c.workers.get("initializer")!;
+        const reply = (init as any).shrinkHere({ query: false, names, count: 0 }) as { payload: string };
+        expect(reply.payload).toBe(`Shrinking by ${names.length} workers!`);
+        await c.until(`shrink of ${names} (${story.join("; ")})`, () => init.membership.length === members.length - names.length && !init.autoscaling);
+        for (const nm of names) await c.workers.get(nm)!.exited;
+        for (const nm of names) c.net.kill(nm);
+      }
+      await c.until("the event to settle", () => !c.workers.get("initializer")!.autoscaling);
+      expect(c.checkOwnership(), `seed ${seed}: ${story.join("; ")}`).toEqual([]);
+    }
+  } finally {
+    clearInterval(load);
+  }
+  await c.until(`all ${c.sent} outputs (${story.join("; ")})`, () => c.received >= c.sent);
+  expect(c.checkOutputs(true), `seed ${seed}: ${story.join("; ")}`).toEqual([]);
+  expect(c.net.failures, `seed ${seed}`).toEqual([]);
+  await c.stop();
+  return story;
+}
+
+describe("simulation", () => {
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+    test(`random grows and shrinks under load are exact (seed ${seed})`, async () => {
+      await randomRun(seed);
+    }, 60_000);
+  }
+
+  /**
+   * Starts `n` workers under load, runs `event`, kills `victim` once the coordinator has issued
+   * `round` plans of it, and checks the event completes without the victim with every slot on
+   * exactly one live member and processing going on for every key.
+   */
+  async function dieMidway(seed: number, n: number, round: number, victim: string, event: (c: SimCluster) => void, expected: string[]): Promise<void> {
+    const c = new SimCluster(rng(seed), 300);
+    await c.start(n);
+    const load = setInterval(() => c.send(100), 1);
+    try {
+      await c.until("some outputs", () => c.received > 1000);
+      const init = c.workers.get("initializer")!;
+      const epoch0 = init.migration.epoch;
+      event(c);
+      await c.until(`round ${round} of the event`, () => init.migration.epoch >= epoch0 + round && init.autoscaling);
+      c.net.kill(victim);
+      await c.until(`the event to finish without ${victim}`, () => !init.autoscaling && c.live().every((w) => !w.isReady || w.membership.join() === expected.join()), 20_000);
+      for (const w of c.live()) if (w.isReady) expect(w.membership).toEqual(expected);
+      expect(c.checkOwnership()).toEqual([]);
+      const before = c.received;
+      await c.until("outputs for new messages", () => c.received >= before + 3000);
+    } finally {
+      clearInterval(load);
+    }
+    // What was routed to the victim before it died is lost; nothing is output twice or out of order.
+    expect(c.checkOutputs(false)).toEqual([]);
+    expect(c.net.failures).toEqual([]);
+    await c.stop();
+  }
+
+  for (const round of [1, 2, 4]) {
+    test(`a joiner that dies in round ${round} of its grow: the grow completes without it`, async () => {
+      await dieMidway(100 + round, 2, round, "w2", (c) => void c.spawn("w2", { role: "joiner", join: c.controlOf("w1") }), ["initializer", "w1"]);
+    }, 60_000);
+  }
+
+  test("one of two co-joiners dies mid-grow: the other joins", async () => {
+    await dieMidway(
+      7,
+      2,
+      2,
+      "w3",
+      (c) => {
+        void c.spawn("w2", { role: "joiner", join: c.controlOf("initializer"), workerCount: 2 });
+        void c.spawn("w3", { role: "joiner", join: c.controlOf("w1"), workerCount: 2 });
+      },
+      ["initializer", "w1", "w2"],
+    );
+  }, 60_000);
+
+  test("a leaver that dies mid-shrink: the shrink completes and the rest keep its other slots", async () => {
+    await dieMidway(
+      8,
+      4,
+      2,
+      "w2",
+      (c) => {
+        const init = c.workers.get("initializer")! as any;
+        void init.shrinkHere({ query: false, names: ["w1", "w2"], count: 0 });
+      },
+      ["initializer", "w3"],
+    );
+  }, 60_000);
+});
+
+void H;
