@@ -1,21 +1,30 @@
 // The cost of growing and shrinking a running cluster under load: sequence_window with 100 000
-// keys, grow 2→3, grow 3→4, shrink 4→3, shrink 3→2, each at half the maximum rate measured for
-// the smaller of the two cluster sizes involved (each size is probed once, flat out, the first
-// time the cluster has that size), or at --rate.
+// keys (every key has state before the first event), grow 2→3, grow 3→4, shrink 4→3, shrink 3→2.
 //
 //   npm run build && bun bench/autoscale.ts [--keys 100000] [--rate N] [--fraction 0.5]
 //        [--before-seconds 4] [--after-seconds 4] [--probe-seconds 3] [--binary dist/wallaroo]
+//
+// Offered load. On 2 cores a bigger cluster is not a faster one, so "half the max for that
+// cluster size" must hold for the size before and the size after the event, or the cluster is
+// saturated on one side and the figures measure queueing, not migration. A calibration pass
+// therefore first grows the cluster 2→3→4 with no load, probing each size's max (flat out for
+// --probe-seconds, the first third not counted), and shrinks it back 4→2, also without load
+// (those four unloaded events are reported too, as "(no load)"). Each measured event then offers
+// --fraction × min(max before, max after). --rate skips calibration and offers that rate.
 //
 // Per event it reports:
 // - migration time: from the command (joiner spawned / `wallaroo shrink` started) until every
 //   member's status (external channel) shows the new membership; and the coordinator's own
 //   `Migration complete: N slots, K keys, B bytes in R rounds, T ms` line from the initializer.
-// - end-to-end latency p50/p99/max before, during and after. before = sent and received before
-//   the command; after = sent after the new membership was visible everywhere; during = the rest
-//   (every message that overlapped the migration).
+// - end-to-end latency p50/p99/p99.9/max before, during and after. before = sent and received
+//   before the command; after = sent after the new membership was visible everywhere; during =
+//   the rest (every message that overlapped the migration).
+// - moved keys: keys whose outputs came from another worker after the event (this must equal the
+//   coordinator's key count), and the latency of each one's first output there.
 // - the longest silence at the receiver (over all sink connections) while load was offered.
 // - correctness: every output's window is valid, no output is seen twice, and after each event
 //   every key has exactly as many outputs as inputs. PASS/FAIL per event and overall.
+import { loadavg } from "node:os";
 import {
   Cluster,
   DEFAULT_BINARY,
@@ -37,15 +46,14 @@ import {
   stableBinary,
   summarize,
   table,
+  type Child,
   type LatencySummary,
-  type Phase,
 } from "./lib.ts";
-import { loadavg } from "node:os";
 
 const flags = parseFlags(process.argv.slice(2), {
   keys: "distinct keys (default 100000)",
-  rate: "offered msg/s for every event (default: --fraction of the max measured before each event)",
-  fraction: "fraction of the measured max to offer (default 0.5)",
+  rate: "offered msg/s for every event; skips calibration (default: --fraction of the calibrated max)",
+  fraction: "fraction of the calibrated max to offer (default 0.5)",
   "before-seconds": "seconds of load before each command (default 4)",
   "after-seconds": "seconds of load after each completion (default 4)",
   "probe-seconds": "seconds of each max-rate probe; the first third is not counted (default 3)",
@@ -58,8 +66,11 @@ const BEFORE_MS = numFlag(flags, "before-seconds", 4) * 1000;
 const AFTER_MS = numFlag(flags, "after-seconds", 4) * 1000;
 const PROBE_MS = numFlag(flags, "probe-seconds", 3) * 1000;
 const MEMBERSHIP_DEADLINE_MS = 60_000;
+const LEAVER_EXIT_DEADLINE_MS = 20_000;
 const STALL_MS = 15_000;
 const POLL_MS = 25;
+const PHASES = ["before", "during", "after"] as const;
+type LoadPhase = (typeof PHASES)[number];
 
 const env = environment();
 const benchStart = now();
@@ -67,7 +78,7 @@ const dir = runDir("autoscale");
 const binary = stableBinary(flags.binary ?? DEFAULT_BINARY, dir);
 console.log(`wallaroo autoscale bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}, load average ${loadavg()[0]!.toFixed(2)}`);
 console.log(`logs: ${dir}`);
-console.log(`sequence_window, ${fmtInt(KEYS)} keys; load ${FIXED_RATE ? `${fmtInt(FIXED_RATE)} msg/s` : `${FRACTION} × max measured before each event`}\n`);
+console.log(`sequence_window, ${fmtInt(KEYS)} keys; load ${FIXED_RATE ? `${fmtInt(FIXED_RATE)} msg/s` : `${FRACTION} × min(max before, max after)`}\n`);
 
 const wl = new SequenceWorkload(KEYS);
 const sendLog = new SendLog();
@@ -75,23 +86,31 @@ const checker = new SequenceChecker(KEYS, sendLog);
 const rx = new Receiver(checker);
 rx.listen();
 
+interface AutoscaleEvent {
+  name: string;
+  kind: "join" | "shrink";
+  worker: string;
+  after: string[];
+}
+
 interface EventResult {
   event: string;
   members_after: string[];
-  /** The max the offered rate derives from: the lower of the sizes before and after, as probed. */
+  /** The max the offered rate derives from: the lower of the sizes before and after. */
   max_rate_per_s?: number;
+  /** Offered rate actually achieved; 0 for the calibration events. */
   offered_per_s: number;
   command_to_membership_ms?: number;
   coordinator?: { slots: number; keys: number; bytes: number; rounds: number; ms: number };
-  latency: Record<"before" | "during" | "after", LatencySummary>;
-  gap_max_ms: number;
+  latency?: Record<LoadPhase, LatencySummary>;
+  gap_max_ms?: number;
   gap_at_ms_from_command?: number;
-  gap_max_by_phase: Record<"before" | "during" | "after", number>;
+  gap_max_by_phase?: Record<LoadPhase, number>;
   /** Keys seen answering from another worker afterwards, and their first output's latency there. */
+  moved_keys?: number;
+  moved_key_first_latency?: LatencySummary;
   /** Share of all CPUs that other processes used during the event, in percent. */
   others_pct?: number;
-  moved_keys: number;
-  moved_key_first_latency: LatencySummary;
   command?: { code: number; output: string };
   leaver_exit?: number | null;
   outputs_ok: boolean;
@@ -99,7 +118,7 @@ interface EventResult {
 }
 
 /** Waits until the receiver has a line for every message sent; fails on a stall or a dead worker. */
-async function drained(tx: LoadSender, cluster: Cluster, what: string, ignore: string[] = []): Promise<void> {
+async function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<void> {
   let last = rx.lines;
   let moved = now();
   while (rx.lines < tx.sent) {
@@ -109,7 +128,7 @@ async function drained(tx: LoadSender, cluster: Cluster, what: string, ignore: s
       moved = now();
     }
     for (const m of cluster.members.values()) {
-      if (!ignore.includes(m.name) && m.child.exitCode !== null) throw new Error(`${what}: ${m.name} exited with ${m.child.exitCode} at ${rx.lines}/${tx.sent} outputs\n${m.child.tail(15)}`);
+      if (m.child.exitCode !== null) throw new Error(`${what}: ${m.name} exited with ${m.child.exitCode} at ${rx.lines}/${tx.sent} outputs\n${m.child.tail(15)}`);
     }
     if (now() - moved > STALL_MS) {
       const tails = [...cluster.members.values()].map((m) => m.child.tail(6)).join("\n");
@@ -118,7 +137,7 @@ async function drained(tx: LoadSender, cluster: Cluster, what: string, ignore: s
   }
 }
 
-/** Max output rate of the current cluster: send flat out for PROBE_MS, count lines over the last 2/3. */
+/** Max output rate of the current cluster: flat out for PROBE_MS, lines counted over the last 2/3. */
 async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
   checker.recording = false;
   const done = tx.fast(1e12);
@@ -133,117 +152,160 @@ async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
   return rate;
 }
 
-/** Max output rate per cluster size, probed the first time each size is seen. */
-const maxBySize = new Map<number, number>();
-
 const COORDINATOR_RE = /Migration complete: (\d+) slots, (\d+) keys, (\d+) bytes in (\d+) rounds, ([\d.]+) ms/;
 
-async function autoscaleEvent(
-  tx: LoadSender,
-  cluster: Cluster,
-  ev: { name: string; kind: "join" | "shrink"; worker: string; after: string[] },
-): Promise<EventResult> {
-  // The load is FRACTION of the max of the smaller of the two sizes involved (as measured so far),
-  // so the cluster is below saturation both before and after the event; each size is probed once.
-  const sizeBefore = cluster.members.size;
-  if (FIXED_RATE === undefined && !maxBySize.has(sizeBefore)) maxBySize.set(sizeBefore, await probe(tx, cluster));
-  const known = [sizeBefore, ev.after.length].map((n) => maxBySize.get(n)).filter((m): m is number => m !== undefined);
-  const max = FIXED_RATE === undefined ? Math.min(...known) : undefined;
-  const rate = FIXED_RATE ?? Math.max(1000, Math.round((max! * FRACTION) / 1000) * 1000);
-  const gaps = { before: 0, during: 0, after: 0 };
-  const res: EventResult = {
-    event: ev.name,
-    members_after: ev.after,
-    max_rate_per_s: max === undefined ? undefined : Math.round(max),
-    offered_per_s: rate,
-    latency: { before: { n: 0 }, during: { n: 0 }, after: { n: 0 } },
-    gap_max_ms: 0,
-    gap_max_by_phase: gaps,
-    moved_keys: 0,
-    moved_key_first_latency: { n: 0 },
-    outputs_ok: false,
-  };
+/**
+ * Issues the event and waits until every member of the new membership reports it. `onCommand`
+ * and `onDone` are called at the two instants that bound the migration. A leaver is awaited (it
+ * must exit 0) and dropped from the cluster; the coordinator's summary line is parsed.
+ */
+async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, onCommand: (t: number) => void, onDone: (t: number) => void): Promise<void> {
+  const logFrom = cluster.initializer.child.lines.length;
+  const leaver = ev.kind === "shrink" ? cluster.members.get(ev.worker) : undefined;
+  const cmdAt = now();
+  onCommand(cmdAt);
+  const shrink = ev.kind === "shrink" ? cluster.shrink([ev.worker]) : undefined;
+  if (ev.kind === "join") cluster.join([ev.worker]);
+  const deadline = cmdAt + MEMBERSHIP_DEADLINE_MS;
+  for (;;) {
+    if (await cluster.membershipIs(ev.after)) break;
+    if (now() > deadline) throw new Error(`membership ${ev.after.join(",")} not visible on every worker ${MEMBERSHIP_DEADLINE_MS} ms after the command`);
+    const joiner = cluster.members.get(ev.worker)!;
+    if (ev.kind === "join" && joiner.child.exitCode !== null) throw new Error(`joiner ${ev.worker} exited with ${joiner.child.exitCode}\n${joiner.child.tail(15)}`);
+    await sleep(POLL_MS);
+  }
+  const doneAt = now();
+  onDone(doneAt);
+  res.command_to_membership_ms = doneAt - cmdAt;
+  if (shrink) {
+    const r = await shrink;
+    res.command = { code: r.code, output: (r.stdout + r.stderr).trim() };
+    if (r.code !== 0) throw new Error(`wallaroo shrink exited ${r.code}: ${res.command.output}`);
+  }
+  const m = await cluster.initializer.child.waitFor(COORDINATOR_RE, 10_000, logFrom).catch(() => null);
+  if (m) res.coordinator = { slots: Number(m[1]), keys: Number(m[2]), bytes: Number(m[3]), rounds: Number(m[4]), ms: Number(m[5]) };
+  if (leaver) {
+    // No longer a member; reapLeavers() checks that it exits 0 once the caller's load is over.
+    cluster.members.delete(ev.worker);
+    pendingLeavers.push({ res, leaver: leaver.child, name: ev.worker });
+  }
+}
+
+const pendingLeavers: { res: EventResult; leaver: Child; name: string }[] = [];
+
+/** Every leaver must exit on its own, with 0, within the deadline. */
+async function reapLeavers(): Promise<void> {
+  for (const p of pendingLeavers.splice(0)) {
+    const code = await Promise.race([p.leaver.exited, sleep(LEAVER_EXIT_DEADLINE_MS).then(() => null)]);
+    p.res.leaver_exit = code;
+    if (code === null) {
+      p.leaver.kill("SIGKILL");
+      p.res.error ??= `leaver ${p.name} did not exit within ${LEAVER_EXIT_DEADLINE_MS} ms after the shrink\n${p.leaver.tail(10)}`;
+    } else if (code !== 0) {
+      p.res.error ??= `leaver ${p.name} exited with ${code}\n${p.leaver.tail(10)}`;
+    }
+  }
+}
+
+function verifyOutputs(tx: LoadSender, res: EventResult): void {
+  const v = checker.verify(wl, tx.sent);
+  res.outputs_ok = v.ok;
+  if (!v.ok) {
+    res.error ??= `outputs: ${v.received}/${tx.sent} received, ${v.wrongKeys} keys wrong (${v.example ?? "-"}), ${checker.duplicates} duplicates, ${checker.badWindows} bad windows; ${checker.badExamples.slice(0, 3).join(" | ")}`;
+  }
+}
+
+/** An event with no load offered (calibration), still checked and timed. */
+async function quietEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent): Promise<EventResult> {
+  const res: EventResult = { event: `${ev.name} (no load)`, members_after: ev.after, offered_per_s: 0, outputs_ok: false };
+  try {
+    await perform(cluster, ev, res, () => {}, () => {});
+    await reapLeavers();
+    await drained(tx, cluster, res.event);
+    verifyOutputs(tx, res);
+  } catch (e) {
+    res.error = (e as Error).message;
+  }
+  return res;
+}
+
+/** An event under load at `rate`, with latency by phase and receiver silences. */
+async function loadedEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent, rate: number, max: number | undefined): Promise<EventResult> {
+  const gaps: Record<LoadPhase, number> = { before: 0, during: 0, after: 0 };
+  const res: EventResult = { event: ev.name, members_after: ev.after, max_rate_per_s: max === undefined ? undefined : Math.round(max), offered_per_s: rate, gap_max_by_phase: gaps, outputs_ok: false };
   checker.resetPhases();
   checker.recording = true;
   rx.onGap = (gap, _from, to) => {
-    const ph: Phase = Number.isNaN(checker.cmdAt) || to < checker.cmdAt ? "before" : Number.isNaN(checker.doneAt) || to <= checker.doneAt ? "during" : "after";
-    if (ph !== "other" && gap > gaps[ph]) gaps[ph] = gap;
+    const ph: LoadPhase = Number.isNaN(checker.cmdAt) || to < checker.cmdAt ? "before" : Number.isNaN(checker.doneAt) || to <= checker.doneAt ? "during" : "after";
+    if (gap > gaps[ph]) gaps[ph] = gap;
   };
-  const logFrom = cluster.initializer.child.lines.length;
-  let leaver: Promise<number> | undefined;
   rx.watch();
   const sentAtStart = tx.sent;
   const loadStart = now();
   const load = tx.atRate(rate);
+  let cmdAt = NaN;
   try {
     await sleep(BEFORE_MS);
-    const cmdAt = now();
-    checker.cmdAt = cmdAt;
-    let shrink: ReturnType<Cluster["shrink"]> | undefined;
-    if (ev.kind === "join") cluster.join([ev.worker]);
-    else {
-      leaver = cluster.members.get(ev.worker)!.child.exited;
-      shrink = cluster.shrink([ev.worker]);
-    }
-    // Poll every member (old and new) until all of the new membership agree on it.
-    const deadline = cmdAt + MEMBERSHIP_DEADLINE_MS;
-    for (;;) {
-      if (await cluster.membershipIs(ev.after)) break;
-      if (now() > deadline) throw new Error(`membership ${ev.after.join(",")} not visible on every worker after ${MEMBERSHIP_DEADLINE_MS} ms`);
-      const joiner = cluster.members.get(ev.worker)!;
-      if (ev.kind === "join" && joiner.child.exitCode !== null) throw new Error(`joiner ${ev.worker} exited with ${joiner.child.exitCode}\n${joiner.child.tail(15)}`);
-      await sleep(POLL_MS);
-    }
-    const doneAt = now();
-    checker.doneAt = doneAt;
-    res.command_to_membership_ms = doneAt - cmdAt;
-    if (shrink) {
-      const r = await shrink;
-      res.command = { code: r.code, output: (r.stdout + r.stderr).trim() };
-      if (r.code !== 0) throw new Error(`wallaroo shrink exited ${r.code}: ${res.command.output}`);
-    }
-    await sleep(AFTER_MS);
+    await perform(
+      cluster,
+      ev,
+      res,
+      (t) => (checker.cmdAt = cmdAt = t),
+      (t) => (checker.doneAt = t),
+    );
+    await sleep(Math.max(0, checker.doneAt + AFTER_MS - now()));
     await tx.stop();
     await load;
     const g = rx.unwatch();
     res.gap_max_ms = g.gap_max_ms;
     res.gap_at_ms_from_command = g.at - cmdAt;
     res.offered_per_s = Math.round(((tx.sent - sentAtStart) * 1000) / (now() - loadStart));
-    await drained(tx, cluster, ev.name, ev.kind === "shrink" ? [ev.worker] : []);
+    await drained(tx, cluster, ev.name);
     checker.recording = false;
-    for (const p of ["before", "during", "after"] as const) res.latency[p] = summarize(checker.phases[p]);
+    res.latency = { before: summarize(checker.phases.before), during: summarize(checker.phases.during), after: summarize(checker.phases.after) };
     res.moved_keys = checker.movedKeys;
     res.moved_key_first_latency = summarize(checker.movedFirst);
-    const m = await cluster.initializer.child.waitFor(COORDINATOR_RE, 10_000, logFrom).catch(() => null);
-    if (m) res.coordinator = { slots: Number(m[1]), keys: Number(m[2]), bytes: Number(m[3]), rounds: Number(m[4]), ms: Number(m[5]) };
-    if (leaver) {
-      res.leaver_exit = await Promise.race([leaver, sleep(20_000).then(() => null)]);
-      if (res.leaver_exit === null) cluster.members.get(ev.worker)!.child.kill("SIGKILL");
-      cluster.members.delete(ev.worker);
-    }
-    const v = checker.verify(wl, tx.sent);
-    res.outputs_ok = v.ok;
-    if (!v.ok) res.error = `outputs: ${v.received}/${tx.sent} received, ${v.wrongKeys} keys wrong (${v.example ?? "-"}), ${checker.duplicates} duplicates, ${checker.badWindows} bad windows; ${checker.badExamples.slice(0, 3).join(" | ")}`;
-    return res;
+    await reapLeavers();
+    verifyOutputs(tx, res);
   } catch (e) {
     await tx.stop().catch(() => {});
     rx.unwatch();
     res.error = (e as Error).message;
-    return res;
   } finally {
     rx.onGap = undefined;
     checker.recording = false;
   }
+  return res;
 }
 
-const events = [
-  { name: "grow 2→3", kind: "join", worker: "w2", after: ["initializer", "w1", "w2"] },
-  { name: "grow 3→4", kind: "join", worker: "w3", after: ["initializer", "w1", "w2", "w3"] },
-  { name: "shrink 4→3", kind: "shrink", worker: "w3", after: ["initializer", "w1", "w2"] },
-  { name: "shrink 3→2", kind: "shrink", worker: "w2", after: ["initializer", "w1"] },
-] as const;
+const members = (n: number, joiners: readonly string[]) => ["initializer", "w1", ...joiners].slice(0, n);
+const calibration: AutoscaleEvent[] = [
+  { name: "grow 2→3", kind: "join", worker: "c2", after: members(3, ["c2"]) },
+  { name: "grow 3→4", kind: "join", worker: "c3", after: members(4, ["c2", "c3"]) },
+  { name: "shrink 4→3", kind: "shrink", worker: "c3", after: members(3, ["c2"]) },
+  { name: "shrink 3→2", kind: "shrink", worker: "c2", after: members(2, []) },
+];
+const events: AutoscaleEvent[] = [
+  { name: "grow 2→3", kind: "join", worker: "w2", after: members(3, ["w2"]) },
+  { name: "grow 3→4", kind: "join", worker: "w3", after: members(4, ["w2", "w3"]) },
+  { name: "shrink 4→3", kind: "shrink", worker: "w3", after: members(3, ["w2"]) },
+  { name: "shrink 3→2", kind: "shrink", worker: "w2", after: members(2, []) },
+];
+
+function report(r: EventResult): void {
+  const c = r.coordinator;
+  const coord = c ? `${c.slots} slots, ${fmtInt(c.keys)} keys, ${fmtInt(c.bytes)} B, ${c.rounds} rounds, ${fmtMs(c.ms)} ms` : "-";
+  let line = `${r.error ? "FAIL" : "PASS"} ${r.event}: membership after ${fmtMs(r.command_to_membership_ms)} ms; coordinator ${coord}`;
+  if (r.latency) {
+    const lat = (p: LoadPhase) => `${fmtMs(r.latency![p].p50_ms)}/${fmtMs(r.latency![p].p99_ms)}/${fmtMs(r.latency![p].max_ms)}`;
+    line += `; offered ${fmtInt(r.offered_per_s)} msg/s; p50/p99/max ms before ${lat("before")}, during ${lat("during")}, after ${lat("after")}; longest silence ${fmtMs(r.gap_max_ms)} ms`;
+  }
+  console.log(line);
+  if (r.error) console.log(`  ${r.error.split("\n").join("\n  ")}`);
+}
 
 const whole = machineMeter();
+const maxBySize = new Map<number, number>();
 const results: EventResult[] = [];
 let pass = true;
 let fatal: string | undefined;
@@ -258,22 +320,30 @@ try {
   // Every key gets its state before the first event, so each migration moves all of its keys.
   await tx.fast(KEYS);
   await drained(tx, cluster, "priming every key");
+
+  if (FIXED_RATE === undefined) {
+    maxBySize.set(2, await probe(tx, cluster));
+    for (const ev of calibration) {
+      const m = machineMeter();
+      const r = await quietEvent(tx, cluster, ev);
+      r.others_pct = m.stop().others_pct;
+      results.push(r);
+      report(r);
+      if (r.error) throw new Error(`calibration failed at ${r.event}`);
+      if (!maxBySize.has(ev.after.length)) maxBySize.set(ev.after.length, await probe(tx, cluster));
+    }
+    console.log(`calibrated max msg/s by cluster size: ${[...maxBySize].map(([n, m]) => `${n} workers ${fmtInt(m)}`).join(", ")}\n`);
+  }
+
   for (const ev of events) {
+    const max = FIXED_RATE === undefined ? Math.min(maxBySize.get(cluster.members.size)!, maxBySize.get(ev.after.length)!) : undefined;
+    const rate = FIXED_RATE ?? Math.max(1000, Math.round((max! * FRACTION) / 1000) * 1000);
     const m = machineMeter();
-    const r = await autoscaleEvent(tx, cluster, { ...ev, after: [...ev.after] });
+    const r = await loadedEvent(tx, cluster, ev, rate, max);
     r.others_pct = m.stop().others_pct;
     results.push(r);
-    const lat = (p: "before" | "during" | "after") => `${fmtMs(r.latency[p].p50_ms)}/${fmtMs(r.latency[p].p99_ms)}/${fmtMs(r.latency[p].max_ms)}`;
-    console.log(
-      `${r.event}: ${r.error ? "FAIL" : "PASS"}  max ${r.max_rate_per_s ? fmtInt(r.max_rate_per_s) : "-"} msg/s, offered ${fmtInt(r.offered_per_s)} msg/s, ` +
-        `membership after ${fmtMs(r.command_to_membership_ms)} ms, coordinator ${r.coordinator ? `${r.coordinator.slots} slots ${fmtInt(r.coordinator.keys)} keys ${fmtInt(r.coordinator.bytes)} B ${r.coordinator.rounds} rounds ${fmtMs(r.coordinator.ms)} ms` : "-"}, ` +
-        `latency p50/p99/max ms before ${lat("before")} during ${lat("during")} after ${lat("after")}, longest silence ${fmtMs(r.gap_max_ms)} ms`,
-    );
-    if (r.error) {
-      pass = false;
-      console.log(`  ${r.error.split("\n").join("\n  ")}`);
-      break;
-    }
+    report(r);
+    if (r.error) throw new Error(`stopped after ${r.event} failed`);
   }
   totalSent = tx.sent;
   tx.close();
@@ -288,32 +358,36 @@ try {
 }
 
 const v = checker.verify(wl, totalSent);
-if (!v.ok) pass = false;
+if (!v.ok || results.some((r) => r.error)) pass = false;
+
 const migRows: (string | number)[][] = [
-  ["event", "max msg/s", "offered msg/s", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "others' CPU %", "check"],
+  ["event", "offered msg/s", "of max", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "others' CPU %", "check"],
 ];
-const latRows: (string | number)[][] = [["event", "phase", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "longest silence ms"]];
 for (const r of results) {
   const c = r.coordinator;
   const mk = r.moved_key_first_latency;
   migRows.push([
     r.event,
-    r.max_rate_per_s ? fmtInt(r.max_rate_per_s) : "-",
     fmtInt(r.offered_per_s),
+    r.max_rate_per_s ? fmtInt(r.max_rate_per_s) : "-",
     fmtMs(r.command_to_membership_ms),
     fmtMs(c?.ms),
     c?.slots ?? "-",
     c ? fmtInt(c.keys) : "-",
     c ? fmtInt(c.bytes) : "-",
     c?.rounds ?? "-",
-    fmtInt(r.moved_keys),
-    `${fmtMs(mk.p50_ms)} / ${fmtMs(mk.p99_ms)} / ${fmtMs(mk.max_ms)}`,
+    r.moved_keys === undefined ? "-" : fmtInt(r.moved_keys),
+    mk ? `${fmtMs(mk.p50_ms)} / ${fmtMs(mk.p99_ms)} / ${fmtMs(mk.max_ms)}` : "-",
     r.others_pct ?? "-",
     r.error ? "FAIL" : "PASS",
   ]);
-  for (const p of ["before", "during", "after"] as const) {
+}
+const latRows: (string | number)[][] = [["event", "phase", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "longest silence ms"]];
+for (const r of results) {
+  if (!r.latency) continue;
+  for (const p of PHASES) {
     const l = r.latency[p];
-    latRows.push([p === "before" ? r.event : "", p, fmtInt(l.n), fmtMs(l.p50_ms), fmtMs(l.p99_ms), fmtMs(l.p999_ms), fmtMs(l.max_ms), fmtMs(r.gap_max_by_phase[p])]);
+    latRows.push([p === "before" ? r.event : "", p, fmtInt(l.n), fmtMs(l.p50_ms), fmtMs(l.p99_ms), fmtMs(l.p999_ms), fmtMs(l.max_ms), fmtMs(r.gap_max_by_phase?.[p])]);
   }
 }
 console.log("\nmigrations\n" + table(migRows));
@@ -325,5 +399,25 @@ console.log(
 const share = whole.stop();
 console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
 console.log(`${pass ? "RESULT: PASS" : "RESULT: FAIL"} (${((now() - benchStart) / 1000).toFixed(0)} s)`);
-console.log(JSON.stringify({ bench: "autoscale", ...env, elapsed_s: Math.round((now() - benchStart) / 1000), load_average_end: loadavg()[0], machine_share: share, keys: KEYS, logs: dir, events: results, sent: totalSent, received: v.received, duplicates: checker.duplicates, invalid_windows: checker.badWindows, wrong_keys: v.wrongKeys, fatal, pass }));
+console.log(
+  JSON.stringify({
+    bench: "autoscale",
+    ...env,
+    elapsed_s: Math.round((now() - benchStart) / 1000),
+    load_average_end: loadavg()[0],
+    machine_share: share,
+    keys: KEYS,
+    fraction: FRACTION,
+    max_by_size: Object.fromEntries([...maxBySize].map(([n, m]) => [n, Math.round(m)])),
+    logs: dir,
+    events: results,
+    sent: totalSent,
+    received: v.received,
+    duplicates: checker.duplicates,
+    invalid_windows: checker.badWindows,
+    wrong_keys: v.wrongKeys,
+    fatal,
+    pass,
+  }),
+);
 process.exit(pass ? 0 : 1);

@@ -54,9 +54,14 @@ function envInt(name: string, dflt: number): number {
 
 class DemoFailure extends Error {}
 
+let interrupted = false;
+
 const t0 = performance.now();
 const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
-const say = (line: string) => console.log(line);
+/** Quiet once interrupted: the only thing left to report is that children are being stopped. */
+const say = (line: string) => {
+  if (!interrupted) console.log(line);
+};
 const step = (title: string) => say(`\n== ${title} ==  [${elapsed()}]`);
 
 // ------------------------------------------------------------------------------ processes
@@ -482,11 +487,10 @@ async function main(): Promise<void> {
 
 // ------------------------------------------------------------------------------- top level
 
-let interrupted = false;
 const onSignal = (sig: string) => {
   if (interrupted) return;
   interrupted = true;
-  say(`\n${sig}: stopping every child process`);
+  console.log(`\n${sig}: stopping every child process (logs in ${logDir})`);
   void killAll().finally(() => process.exit(130));
 };
 process.on("SIGINT", () => onSignal("SIGINT"));
