@@ -885,10 +885,14 @@ export class SequenceChecker implements OutputHandler {
   doneAt = NaN;
   recording = false;
   /**
-   * Keys whose outputs moved to another sink connection (= another worker) since resetPhases(),
-   * and the latency of each such key's first output there: the pause a migrated key felt.
+   * Keys whose outputs moved to another sink connection (= another worker) between two outputs
+   * both received while recording since resetPhases(), and the latency of each such key's first
+   * output there: the pause a migrated key felt.
    */
   private readonly lastConn: Int32Array;
+  /** The resetPhases() generation of each key's last output: only moves within one count. */
+  private readonly lastGen: Uint32Array;
+  private gen = 1;
   movedKeys = 0;
   movedFirst = new Samples(1 << 12);
 
@@ -900,6 +904,7 @@ export class SequenceChecker implements OutputHandler {
     this.seen = new Uint8Array(capacity);
     this.perKey = new Uint32Array(keys);
     this.lastConn = new Int32Array(keys).fill(-1);
+    this.lastGen = new Uint32Array(keys);
   }
 
   /**
@@ -919,6 +924,7 @@ export class SequenceChecker implements OutputHandler {
     this.doneAt = NaN;
     this.movedKeys = 0;
     this.movedFirst = new Samples(1 << 12);
+    this.gen++;
   }
 
   private markSeen(idx: number): boolean {
@@ -978,8 +984,10 @@ export class SequenceChecker implements OutputHandler {
     const sentAt = this.sendLog.timeOf(idx);
     if (!Number.isNaN(sentAt)) this.phases[this.phaseOf(sentAt, t)].add(t - sentAt);
     const before = this.lastConn[k]!;
+    const sameWindow = this.recording && this.lastGen[k] === this.gen;
     this.lastConn[k] = connId;
-    if (before !== -1 && before !== connId && this.recording) {
+    this.lastGen[k] = this.recording ? this.gen : 0;
+    if (sameWindow && before !== connId) {
       this.movedKeys++;
       if (!Number.isNaN(sentAt)) this.movedFirst.add(t - sentAt);
     }

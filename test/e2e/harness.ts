@@ -104,6 +104,19 @@ export class Receiver {
   lines = 0;
   connections = 0;
   private nextId = 1;
+  private readonly sockets = new Set<Socket<{ id: number; rest: string }>>();
+  private paused = false;
+
+  /** Stops reading every connection (a slow receiver), until `resume`. */
+  pause(): void {
+    this.paused = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const s of this.sockets) s.resume();
+  }
 
   async start(port = 0): Promise<number> {
     this.listener = Bun.listen<{ id: number; rest: string }>({
@@ -111,6 +124,8 @@ export class Receiver {
       port,
       socket: {
         open: (s) => {
+          this.sockets.add(s);
+          if (this.paused) s.pause();
           s.data = { id: this.nextId++, rest: "" };
           this.byConn.set(s.data.id, []);
           this.connections++;
@@ -123,6 +138,7 @@ export class Receiver {
           for (const l of parts) list.push(l);
           this.lines += parts.length;
         },
+        close: (s) => void this.sockets.delete(s),
       },
     });
     return this.listener.port;
