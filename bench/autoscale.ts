@@ -101,6 +101,8 @@ interface EventResult {
   /** Offered rate actually achieved; 0 for the calibration events. */
   offered_per_s: number;
   command_to_membership_ms?: number;
+  /** When each worker first reported the new membership, ms after the command (poll resolution). */
+  membership_by_worker_ms?: Record<string, number>;
   coordinator?: { slots: number; keys: number; bytes: number; rounds: number; ms: number };
   latency?: Record<LoadPhase, LatencySummary>;
   gap_max_ms?: number;
@@ -167,8 +169,12 @@ async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, o
   const shrink = ev.kind === "shrink" ? cluster.shrink([ev.worker]) : undefined;
   if (ev.kind === "join") cluster.join([ev.worker]);
   const deadline = cmdAt + MEMBERSHIP_DEADLINE_MS;
+  const agreed = new Set<string>();
+  res.membership_by_worker_ms = {};
   for (;;) {
-    if (await cluster.membershipIs(ev.after)) break;
+    const done = await cluster.membershipIs(ev.after, agreed);
+    for (const n of agreed) res.membership_by_worker_ms[n] ??= Math.round(now() - cmdAt);
+    if (done) break;
     if (now() > deadline) throw new Error(`membership ${ev.after.join(",")} not visible on every worker ${MEMBERSHIP_DEADLINE_MS} ms after the command`);
     const joiner = cluster.members.get(ev.worker)!;
     if (ev.kind === "join" && joiner.child.exitCode !== null) throw new Error(`joiner ${ev.worker} exited with ${joiner.child.exitCode}\n${joiner.child.tail(15)}`);
@@ -295,7 +301,8 @@ const events: AutoscaleEvent[] = [
 function report(r: EventResult): void {
   const c = r.coordinator;
   const coord = c ? `${c.slots} slots, ${fmtInt(c.keys)} keys, ${fmtInt(c.bytes)} B, ${c.rounds} rounds, ${fmtMs(c.ms)} ms` : "-";
-  let line = `${r.error ? "FAIL" : "PASS"} ${r.event}: membership after ${fmtMs(r.command_to_membership_ms)} ms; coordinator ${coord}`;
+  const per = Object.entries(r.membership_by_worker_ms ?? {}).map(([n, ms]) => `${n} ${ms}`).join(", ");
+  let line = `${r.error ? "FAIL" : "PASS"} ${r.event}: membership after ${fmtMs(r.command_to_membership_ms)} ms (${per}); coordinator ${coord}`;
   if (r.latency) {
     const lat = (p: LoadPhase) => `${fmtMs(r.latency![p].p50_ms)}/${fmtMs(r.latency![p].p99_ms)}/${fmtMs(r.latency![p].max_ms)}`;
     line += `; offered ${fmtInt(r.offered_per_s)} msg/s; p50/p99/max ms before ${lat("before")}, during ${lat("during")}, after ${lat("after")}; longest silence ${fmtMs(r.gap_max_ms)} ms`;

@@ -1106,11 +1106,13 @@ export class Cluster {
     }
   }
 
-  /** True when every one of `names` reports exactly `names` as the membership. */
-  async membershipIs(names: string[]): Promise<boolean> {
+  /** True when every one of `names` reports exactly `names` as the membership; `agreed` collects those that do. */
+  async membershipIs(names: string[], agreed?: Set<string>): Promise<boolean> {
     const want = [...names].sort().join(",");
     const all = await Promise.all(names.map((n) => this.status(n)));
-    return all.every((s) => s !== null && [...s.worker_names].sort().join(",") === want);
+    const ok = all.map((s) => s !== null && [...s.worker_names].sort().join(",") === want);
+    ok.forEach((y, i) => y && agreed?.add(names[i]!));
+    return ok.every((y) => y);
   }
 
   /** Clean shutdown through the external channel; whatever has not exited after the deadline is killed. */

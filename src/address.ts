@@ -37,7 +37,7 @@ export function parseSourceAddress(text: string, flag = "--in"): SourceAddress {
   const at = rest.indexOf("@");
   if (at >= 0) {
     name = rest.slice(0, at);
-    if (name === "") throw bad();
+    if (name === "" || rest.indexOf("@", at + 1) >= 0) throw bad();
     rest = rest.slice(at + 1);
   }
   const parts = rest.split(":");

@@ -58,6 +58,7 @@ export function repeatedValues(rawArgs: readonly string[], names: readonly strin
   const out: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const raw = rawArgs[i]!;
+    if (raw === "--") break;
     for (const n of names) {
       const flag = n.length === 1 ? `-${n}` : `--${n}`;
       if (raw === flag) {
@@ -78,6 +79,7 @@ export function intArg(name: string, value: string | undefined, min = 0): number
   if (value === undefined || value === "") return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, not "${value}".`);
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, not ${value}.`);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} is too large: ${value}.`);
+  if (n < min) throw new UsageError(`--${name} must be at least ${min}, not ${value}.`);
   return n;
 }

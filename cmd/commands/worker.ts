@@ -53,6 +53,7 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     if (!control) throw new UsageError("Cluster initializer needs its control channel address to be specified via --control.");
     if (!data) throw new UsageError("Cluster initializer needs its data channel address to be specified via --data.");
     if (sources.length === 0) throw new UsageError("The initializer hosts the sources: give at least one --in host:port.");
+    if (str("my-control") || str("my-data")) throw new UsageError("--my-control and --my-data are for other workers; the initializer listens on --control and --data.");
     name = INITIALIZER_NAME;
   } else {
     if (!name) throw new UsageError(join ? "You must specify a name for the worker via the -n parameter." : "You must specify a worker name via --name/-n.");

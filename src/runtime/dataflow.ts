@@ -12,7 +12,7 @@
 //   NONE      another worker's slot.
 import type { AppSpec, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
 import { SLOT_COUNT, slotOf } from "../cluster/slots.ts";
-import { RECORD_FLAG } from "../codec/data.ts";
+import { MAX_KEY_BYTES, RECORD_FLAG, utf8Length } from "../codec/data.ts";
 import { log } from "../log.ts";
 import { KeyedState } from "./keyed-state.ts";
 import type { Sink } from "./sink.ts";
@@ -120,6 +120,11 @@ export class Dataflow {
         key = st.fn(msg);
         if (typeof key !== "string") {
           this.fail(`keyBy "${st.name}" returned ${typeof key}, not a string`);
+          return;
+        }
+        // Keys cross the data channel with a u16 length: refuse what cannot be encoded.
+        if (key.length > MAX_KEY_BYTES / 3 && utf8Length(key) > MAX_KEY_BYTES) {
+          this.fail(`keyBy "${st.name}" returned a key of ${utf8Length(key)} bytes; keys are limited to ${MAX_KEY_BYTES} bytes`);
           return;
         }
         slot = slotOf(key);

@@ -92,10 +92,8 @@ describe("repeatedValues", () => {
     usage(() => repeatedValues(["--in", "a", "-i", "-t"], IN), "-i needs a value.");
   });
 
-  test("values after -- are still collected", () => {
-    // BUG (minor): rejectUnknownFlags stops at "--" (what follows is positional), but
-    // repeatedValues does not, so `worker -t ... -- --in x` still adds source x. Expected: [].
-    expect(repeatedValues(["--", "--in", "x"], IN)).toEqual(["x"]);
+  test("values after -- are positional, not flags", () => {
+    expect(repeatedValues(["--", "--in", "x"], IN)).toEqual([]);
   });
 });
 
@@ -118,9 +116,7 @@ describe("intArg", () => {
   });
 
   test("a number too large to be exact", () => {
-    // BUG (minor, message only): an unsafe integer is refused with "must be at least 0", which
-    // is true of it; expected a sentence about its size, e.g. "--n must be at most 9007199254740991".
-    usage(() => intArg("n", "9007199254740993"), "--n must be at least 0, not 9007199254740993.");
+    usage(() => intArg("n", "9007199254740993"), "--n is too large: 9007199254740993.");
   });
 });
 
@@ -173,17 +169,15 @@ describe("parseSourceAddress", () => {
     usage(() => parseSourceAddress("h:70000", "--source"), "--source expects a port from 0 to 65535, not 70000.");
   });
 
-  test("a second @ ends up in the host", () => {
-    // BUG (minor): "a@b@h:1" is accepted with name "a" and host "b@h", which then fails at listen
-    // time with a resolver error. Expected: the Inputs sentence (UsageError) for a host with '@'.
-    expect(parseSourceAddress("a@b@h:1")).toEqual({ name: "a", host: "b@h", port: 1, maxFrame: DEFAULT_SOURCE_MAX_FRAME });
+  test("a second @ is refused with the Inputs sentence", () => {
+    usage(() => parseSourceAddress("a@b@h:1"), 'Inputs must be in the `source_name@host:service` or `source_name@host:service:max_size` format! Got "a@b@h:1".');
   });
 });
 
 describe("workerConfig", () => {
   const def = (workerCommand as unknown as { args: ArgsDef }).args;
   /** Parses like the command does (citty, then workerConfig with the raw flags). */
-  const cfg = (raw: string[]) => workerConfig(parseArgs(raw, def) as Record<string, string | boolean | undefined>, raw);
+  const cfg = (raw: string[]) => workerConfig(parseArgs(raw, def) as unknown as Record<string, string | boolean | undefined>, raw);
 
   const APP = ["--application-module", "word_count"];
   const OUT = ["--out", "127.0.0.1:7020"];
@@ -347,14 +341,8 @@ describe("workerConfig", () => {
     usage(() => cfg([...WORKER.slice(0, -2), "--out", "nowhere"]), `--out expects host:port, not "nowhere".`);
   });
 
-  test("--my-control/--my-data given to the initializer", () => {
-    // BUG (minor, lead to decide): _args.ts promises that no flag is accepted and ignored, yet the
-    // initializer accepts --my-control/--my-data, and Worker.start listens on --control/--data
-    // instead (src/cluster/worker.ts: `this.isInitializer ? this.cfg.control! : this.cfg.myControl`).
-    // Expected: a UsageError such as "Only supply --my-control to a non-initializer worker." (or
-    // a documented override). This pins the current behaviour: accepted, parsed, unused.
-    const c = cfg([...INIT, "--my-control", "127.0.0.1:7100", "--my-data", "127.0.0.1:7101"]);
-    expect(c.myControl).toEqual({ host: "127.0.0.1", port: 7100 });
-    expect(c.control).toEqual({ host: "127.0.0.1", port: 7000 });
+  test("--my-control/--my-data given to the initializer are refused, not ignored", () => {
+    usage(() => cfg([...INIT, "--my-control", "127.0.0.1:7100"]), "--my-control and --my-data are for other workers; the initializer listens on --control and --data.");
+    usage(() => cfg([...INIT, "--my-data", "127.0.0.1:7101"]), "--my-control and --my-data are for other workers; the initializer listens on --control and --data.");
   });
 });

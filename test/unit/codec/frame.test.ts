@@ -217,6 +217,31 @@ describe("FrameReader", () => {
     }
   });
 
+  test("a header is not read before all four bytes are there (stale carry bytes never count)", () => {
+    // Frame A passes through the carry buffer, leaving its header (00 00 00 05) there. Frame B
+    // claims exactly maxFrame = 16 MiB (01 00 00 00); its first byte alone over A's stale bytes
+    // would read as 0x01000005 > maxFrame.
+    const max = 16 * 1024 * 1024;
+    const r = new FrameReader(max);
+    const a = encodeFrame(bytes(1, 2, 3, 4, 5));
+    const b = new Uint8Array(FRAME_HEADER_BYTES + max);
+    writeU32(b, 0, max);
+    b[FRAME_HEADER_BYTES + max - 1] = 0x77;
+    const sizes: number[] = [];
+    const on = (_buf: Uint8Array, s: number, e: number) => sizes.push(e - s);
+    expect(r.feed(a.subarray(0, 6), on)).toBeNull();
+    expect(r.feed(a.subarray(6), on)).toBeNull();
+    expect(r.feed(b.subarray(0, 1), on)).toBeNull();
+    expect(r.pending).toBe(1);
+    expect(r.feed(b.subarray(1, 3), on)).toBeNull();
+    expect(r.feed(b.subarray(3), (buf, s, e) => {
+      on(buf, s, e);
+      expect(buf[e - 1]).toBe(0x77);
+    })).toBeNull();
+    expect(sizes).toEqual([5, max]);
+    expect(r.pending).toBe(0);
+  });
+
   test("a claim of 0xffffffff is reported unsigned", () => {
     const r = new FrameReader(5);
     expect(r.feed(fromHex("ffffffff"), () => {})).toEqual({ kind: "oversized", claimed: 0xffffffff, max: 5 });
