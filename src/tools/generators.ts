@@ -181,8 +181,8 @@ export function isGeneratorName(s: string): s is GeneratorName {
 
 /**
  * Walks a file of framed messages and returns how many whole frames it holds. Throws a
- * WallarooError naming the first bad frame: empty (workers close the connection on those),
- * over `maxFrame`, or cut short by the end of the file.
+ * WallarooError naming the first bad frame: over `maxFrame`, or cut short by the end of the
+ * file. Empty frames are legal (workers hand the decoder an empty payload, as the original did).
  */
 export function checkFramedFile(bytes: Uint8Array, maxFrame: number): number {
   let pos = 0;
@@ -193,7 +193,6 @@ export function checkFramedFile(bytes: Uint8Array, maxFrame: number): number {
       throw new WallarooError(`${at} is truncated: the file ends ${bytes.length - pos} bytes into its 4-byte length header.`);
     }
     const len = readU32(bytes, pos);
-    if (len === 0) throw new WallarooError(`${at} is empty (length 0); workers reject empty frames.`);
     if (len > maxFrame) throw new WallarooError(`${at} claims ${len} bytes, over the ${maxFrame}-byte limit.`);
     const end = pos + FRAME_HEADER_BYTES + len;
     if (end > bytes.length) {

@@ -196,7 +196,9 @@ describe("readFramedFile", () => {
     expect(() => readFramedFile(huge, 1024)).toThrow("Frame 2 (at byte 9) claims 4294967295 bytes, over the 1024-byte limit.");
   });
 
-  test("an empty frame is an error: workers close connections that send one", () => {
-    expect(() => readFramedFile(concat([frames[0]!, new Uint8Array(4)]), 16)).toThrow("Frame 2 (at byte 9) is empty (length 0); workers reject empty frames.");
+  test("an empty frame is a legal frame: workers hand the decoder an empty payload", () => {
+    const got = readFramedFile(concat([frames[0]!, new Uint8Array(4)]), 16);
+    expect(got.length).toBe(2);
+    expect(Array.from(got[1]!)).toEqual([0, 0, 0, 0]);
   });
 });
