@@ -2,15 +2,15 @@
 // keys (every key has state before the first event), grow 2→3, grow 3→4, shrink 4→3, shrink 3→2.
 //
 //   npm run build && bun bench/autoscale.ts [--keys 100000] [--rate N] [--fraction 0.5]
-//        [--before-seconds 4] [--after-seconds 4] [--probe-seconds 3] [--binary dist/wallaroo]
+//        [--before-seconds 4] [--after-seconds 4] [--probe-seconds 4] [--binary dist/wallaroo]
 //
 // Offered load. On 2 cores a bigger cluster is not a faster one, so "half the max for that
 // cluster size" must hold for the size before and the size after the event, or the cluster is
 // saturated on one side and the figures measure queueing, not migration. A calibration pass
 // therefore first grows the cluster 2→3→4 with no load, probing each size's max (flat out for
-// --probe-seconds, the first third not counted), and shrinks it back 4→2, also without load
-// (those four unloaded events are reported too, as "(no load)"). Each measured event then offers
-// --fraction × min(max before, max after). --rate skips calibration and offers that rate.
+// --probe-seconds; the median of 250 ms windows after the first third), and shrinks it back
+// 4→2, also without load (those four unloaded events are reported too, as "(no load)"). Each
+// measured event then offers --fraction × min(max before, max after). --rate skips calibration.
 //
 // Per event it reports:
 // - migration time: from the command (joiner spawned / `wallaroo shrink` started) until every
@@ -56,7 +56,7 @@ const flags = parseFlags(process.argv.slice(2), {
   fraction: "fraction of the calibrated max to offer (default 0.5)",
   "before-seconds": "seconds of load before each command (default 4)",
   "after-seconds": "seconds of load after each completion (default 4)",
-  "probe-seconds": "seconds of each max-rate probe; the first third is not counted (default 3)",
+  "probe-seconds": "seconds of each max-rate probe; the first third is not counted (default 4)",
   binary: `the wallaroo executable (default ${DEFAULT_BINARY})`,
 });
 const KEYS = numFlag(flags, "keys", 100_000);
@@ -64,7 +64,7 @@ const FIXED_RATE = flags.rate ? numFlag(flags, "rate", 0) : undefined;
 const FRACTION = numFlag(flags, "fraction", 0.5);
 const BEFORE_MS = numFlag(flags, "before-seconds", 4) * 1000;
 const AFTER_MS = numFlag(flags, "after-seconds", 4) * 1000;
-const PROBE_MS = numFlag(flags, "probe-seconds", 3) * 1000;
+const PROBE_MS = numFlag(flags, "probe-seconds", 4) * 1000;
 const MEMBERSHIP_DEADLINE_MS = 60_000;
 const LEAVER_EXIT_DEADLINE_MS = 20_000;
 const STALL_MS = 15_000;
@@ -139,15 +139,25 @@ async function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<
   }
 }
 
-/** Max output rate of the current cluster: flat out for PROBE_MS, lines counted over the last 2/3. */
+/**
+ * Max output rate of the current cluster: flat out for PROBE_MS; over the last 2/3 the output
+ * rate is sampled every 250 ms and the median taken, so a neighbour's burst on a shared machine
+ * moves it less than a plain average would.
+ */
 async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
   checker.recording = false;
   const done = tx.fast(1e12);
   await sleep(PROBE_MS / 3);
-  const l0 = rx.lines;
-  const t0 = now();
-  await sleep((2 * PROBE_MS) / 3);
-  const rate = ((rx.lines - l0) * 1000) / (now() - t0);
+  const rates: number[] = [];
+  const end = now() + (2 * PROBE_MS) / 3;
+  while (now() < end) {
+    const l0 = rx.lines;
+    const t0 = now();
+    await sleep(250);
+    rates.push(((rx.lines - l0) * 1000) / (now() - t0));
+  }
+  rates.sort((a, b) => a - b);
+  const rate = rates[rates.length >> 1]!;
   await tx.stop();
   await done;
   await drained(tx, cluster, "after the max-rate probe");

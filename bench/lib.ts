@@ -879,7 +879,7 @@ export class SequenceChecker implements OutputHandler {
   badWindows = 0;
   unparsable = 0;
   badExamples: string[] = [];
-  readonly phases: Record<Phase, Samples> = { before: new Samples(), during: new Samples(), after: new Samples(), other: new Samples() };
+  readonly phases: Record<Phase, Samples> = SequenceChecker.freshPhases();
   /** Phase boundaries (bench clock); classification is online, see `phaseOf`. */
   cmdAt = NaN;
   doneAt = NaN;
@@ -918,8 +918,13 @@ export class SequenceChecker implements OutputHandler {
     return "during";
   }
 
+  /** Sized for a few seconds at ~500 k msg/s so that growing (a copy) rarely happens mid-run. */
+  private static freshPhases(): Record<Phase, Samples> {
+    return { before: new Samples(1 << 21), during: new Samples(1 << 20), after: new Samples(1 << 21), other: new Samples(1 << 16) };
+  }
+
   resetPhases(): void {
-    for (const k of Object.keys(this.phases) as Phase[]) this.phases[k] = new Samples();
+    Object.assign(this.phases, SequenceChecker.freshPhases());
     this.cmdAt = NaN;
     this.doneAt = NaN;
     this.movedKeys = 0;

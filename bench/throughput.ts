@@ -161,7 +161,7 @@ interface LatencyResult extends LatencySummary {
 
 async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
   const log = new SendLog();
-  const meter = new AlphabetLatency(wl, log);
+  const meter = new AlphabetLatency(wl, log, Math.round(rate * LAT_S) + 1024);
   const rx = new Receiver(meter);
   rx.listen();
   let run: Running | undefined;

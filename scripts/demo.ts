@@ -107,7 +107,7 @@ async function killAll(): Promise<void> {
 }
 
 /** Runs a short wallaroo command to completion (with a deadline) and returns its output. */
-async function run(args: string[], deadlineMs = DEADLINE.command): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(args: string[], deadlineMs: number = DEADLINE.command): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
   const timer = setTimeout(() => proc.kill("SIGKILL"), deadlineMs);
   try {
@@ -123,6 +123,9 @@ async function waitFor<T>(what: string, deadlineMs: number, check: () => Promise
   const until = Date.now() + deadlineMs;
   let last: unknown;
   for (;;) {
+    // A worker that died on its own makes every later wait pointless: fail now, not at the deadline.
+    const dead = children.find((c) => c.exitCode !== null && !c.expectedExit);
+    if (dead) throw new DemoFailure(`${dead.name} exited unexpectedly with code ${dead.exitCode} while waiting for ${what}`);
     try {
       const v = await check();
       if (v !== undefined) return v;
@@ -161,7 +164,7 @@ class AlphabetReceiver {
   /** letter → every total received (a duplicate line is an error) */
   readonly seen = new Map<string, Set<number>>();
   readonly problems: string[] = [];
-  private server: ReturnType<typeof Bun.listen<{ id: number; rest: string; dec: TextDecoder }>> | undefined;
+  private server: import("bun").TCPSocketListener<{ id: number; rest: string; dec: TextDecoder }> | undefined;
 
   get port(): number {
     return this.server!.port;
@@ -240,15 +243,20 @@ async function status(external: string): Promise<Status> {
 
 const sameNames = (a: readonly string[] | undefined, b: readonly string[]) => !!a && a.length === b.length && a.every((n) => b.includes(n));
 
-/** Waits until every given worker reports exactly `names` and is processing messages. */
-async function waitMembership(workers: readonly WorkerInfo[], names: readonly string[], deadlineMs: number): Promise<void> {
-  await waitFor(`${workers.map((w) => w.name).join(", ")} to report members ${names.join(",")}`, deadlineMs, async () => {
+/**
+ * Waits until every given worker reports exactly `names` (in any order) and is processing
+ * messages; returns the membership in cluster order as the first worker reports it.
+ */
+async function waitMembership(workers: readonly WorkerInfo[], names: readonly string[], deadlineMs: number): Promise<string> {
+  return await waitFor(`${workers.map((w) => w.name).join(", ")} to report members ${names.join(",")}`, deadlineMs, async () => {
+    let order: string[] | undefined;
     for (const w of workers) {
       if (w.child.exitCode !== null) throw new DemoFailure(`${w.name} exited with code ${w.child.exitCode} while the cluster should include it`);
       const s = await status(w.external);
       if (!s.processing_messages || s.worker_count !== names.length || !sameNames(s.worker_names, names)) return undefined;
+      order ??= s.worker_names;
     }
-    return true;
+    return order!.join(", ");
   });
 }
 
@@ -327,8 +335,8 @@ async function main(): Promise<void> {
       "--name", "w1",
     ]),
   };
-  await waitMembership([init, w1], ["initializer", "w1"], DEADLINE.formation);
-  say(`cluster formed: initializer, w1  (receiver has ${receiver.connections} sink connections)`);
+  const formed = await waitMembership([init, w1], ["initializer", "w1"], DEADLINE.formation);
+  say(`cluster formed: ${formed}  (receiver has ${receiver.connections} sink connections)`);
 
   step(`sending ${MESSAGES} votes at ${RATE}/s`);
   const sender = spawnChild("sender", [
@@ -347,8 +355,8 @@ async function main(): Promise<void> {
     child: spawnChild("w2", ["worker", ...common, "--join", w1.control!, "--name", "w2", "--external", addr(eW2!)]),
   };
   let members = ["initializer", "w1", "w2"];
-  await waitMembership([init, w1, w2], members, DEADLINE.grow);
-  say(`every worker reports ${members.join(", ")}; ${flowing()}`);
+  let order = await waitMembership([init, w1, w2], members, DEADLINE.grow);
+  say(`every worker reports ${order}; ${flowing()}`);
 
   await Bun.sleep(PAUSE_MS);
   step("growing by 2 at once (w3 through the initializer, w4 through w1, both --worker-count 2)");
@@ -364,8 +372,8 @@ async function main(): Promise<void> {
   };
   members = ["initializer", "w1", "w2", "w3", "w4"];
   let live = [init, w1, w2, w3, w4];
-  await waitMembership(live, members, DEADLINE.grow);
-  say(`every worker reports ${members.join(", ")}; ${flowing()}`);
+  order = await waitMembership(live, members, DEADLINE.grow);
+  say(`every worker reports ${order}; ${flowing()}`);
 
   step("cluster status");
   {
@@ -392,12 +400,12 @@ async function main(): Promise<void> {
     if (r.code !== 0) throw new DemoFailure(`shrink --workers w2,w3 exited ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`);
     members = ["initializer", "w1", "w4"];
     live = [init, w1, w4];
-    await waitMembership(live, members, DEADLINE.shrink);
+    order = await waitMembership(live, members, DEADLINE.shrink);
     for (const l of [w2, w3]) {
       const code = await waitExit(l.child, DEADLINE.exit);
       if (code !== 0) throw new DemoFailure(`leaver ${l.name} exited with code ${code}, not 0`);
     }
-    say(`every worker reports ${members.join(", ")}; w2 and w3 exited 0; ${flowing()}`);
+    say(`every worker reports ${order}; w2 and w3 exited 0; ${flowing()}`);
   }
 
   await Bun.sleep(PAUSE_MS);
@@ -409,10 +417,10 @@ async function main(): Promise<void> {
     if (r.code !== 0) throw new DemoFailure(`shrink --count 1 exited ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`);
     members = ["initializer", "w4"];
     live = [init, w4];
-    await waitMembership(live, members, DEADLINE.shrink);
+    order = await waitMembership(live, members, DEADLINE.shrink);
     const code = await waitExit(w1.child, DEADLINE.exit);
     if (code !== 0) throw new DemoFailure(`leaver w1 exited with code ${code}, not 0`);
-    say(`every worker reports ${members.join(", ")}; w1 exited 0; ${flowing()}`);
+    say(`every worker reports ${order}; w1 exited 0; ${flowing()}`);
   }
   if (sender.exitCode !== null) say("note: the sender finished before the last autoscale event; raise DEMO_MESSAGES to keep votes flowing throughout");
 
@@ -459,9 +467,9 @@ async function main(): Promise<void> {
       for (const t of got) if (!exp.has(t)) bad++;
       if (bad > 0) failures.push(`letter ${letter}: ${bad} outputs are not running totals of its votes`);
     }
-    rows.push(`${letter}  ${String(last ?? "-").padStart(12)}  ${String(want ?? "-").padStart(12)}  ${String(outputs).padStart(7)}  ${ok ? "ok" : "MISMATCH"}`);
+    rows.push(`${letter.padEnd(6)}  ${String(last ?? "-").padStart(12)}  ${String(want ?? "-").padStart(12)}  ${String(outputs).padStart(8)}  ${ok ? "ok" : "MISMATCH"}`);
   }
-  say("letter   last total      expected  outputs");
+  say(`${"letter".padEnd(6)}  ${"last total".padStart(12)}  ${"expected".padStart(12)}  ${"outputs".padStart(8)}`);
   for (let i = 0; i < rows.length; i++) say(rows[i]!);
   say(`${receiver.connections} sink connections; outputs per connection: ${receiver.perConn.map((c) => c.lines).join(", ")}`);
 

@@ -71,6 +71,8 @@ export const UNDERWAY_SHRINK = "Autoscale event currently underway, cannot shrin
 export class Coordinator {
   private phase: Phase = { kind: "idle" };
   private nextId: number;
+  /** Members whose connections died outside a migration; the next event completes without them. */
+  private readonly deadMembers = new Set<number>();
   /** Set once formation is complete. */
   formed = false;
 
@@ -228,6 +230,16 @@ export class Coordinator {
       bytes: 0,
       timer: undefined,
     };
+    // A member that died while the cluster was idle takes part in nothing: its slots go to live
+    // members in the first round (their state died with it), and it leaves the membership.
+    const p = this.phase;
+    for (const m of this.host.members()) {
+      if (!this.deadMembers.has(m.id)) continue;
+      log.warn("dead_member", `AUTOSCALE: worker ${m.name} is dead; this ${what} removes it and gives its slots to live workers`);
+      p.dead.add(m.id);
+      this.host.lost(m.id);
+    }
+    this.deadMembers.clear();
     if (now) this.nextRound();
   }
 
@@ -344,7 +356,9 @@ export class Coordinator {
       log.error("joiner_lost", `AUTOSCALE: a joining worker died before migration started; join of ${names.join(",")} abandoned, nothing moved`);
       this.host.dropJoiners(names, "Join abandoned: a co-joining worker died.");
       this.toIdle();
+      return;
     }
+    if (this.host.members().some((m) => m.id === id)) this.deadMembers.add(id);
   }
 
   private toIdle(): void {

@@ -700,6 +700,8 @@ export class Worker implements Router {
     return {
       data: (l, chunk) => {
         const err = reader.feed(chunk, onFrame);
+        // Output this chunk produced may have filled our sink: stop reading if so.
+        this.checkPressure();
         if (err) {
           log.error("data_oversized", `Data frame of ${err.claimed} bytes from ${inb.name || l.remote} exceeds ${err.max}. Closed connection.`);
           l.destroy();

@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG } from "../../src/codec/external.ts";
 import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, killAll, waitFor } from "./harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, killAll, waitFor } from "./harness.ts";
 
 let rx: Receiver;
 beforeEach(async () => {
@@ -80,14 +80,44 @@ describe("formation", () => {
 
   test("a second worker with a registered name is refused and exits non-zero", async () => {
     const c = new Cluster("alphabet", rx);
-    const start = c.start(3);
-    // w1 and w2 register; a duplicate w1 must be refused rather than hang.
-    await waitFor("the initializer to start", 10_000, () => c.initializer?.proc.stderr.includes("Waiting for 2 workers"));
-    const dup = await c.spawnWorker("w1", ["--control", `${HOST}:${c.initializer.control}`]);
-    await start;
-    const code = await dup.proc.waitExit(15_000);
-    expect(code).not.toBe(0);
-    expect(dup.proc.stderr).toMatch(/already registered|already formed/);
+    // Start the initializer (expecting 3) and w1 only; then a duplicate w1, then w2.
+    const control = await freePort();
+    const init = new Proc("initializer", [
+      "worker", "--application-module", "alphabet", "--in", `${HOST}:${await freePort()}`, "--out", `${HOST}:${rx.port}`,
+      "--control", `${HOST}:${control}`, "--data", `${HOST}:${await freePort()}`, "--cluster-initializer", "--worker-count", "3",
+    ]);
+    await init.waitForLog("Waiting for 2 workers");
+    const w1 = await c.spawnWorker("w1", ["--control", `${HOST}:${control}`]);
+    await init.waitForLog("Worker w1 registered (1/2)");
+    const dup = await c.spawnWorker("w1", ["--control", `${HOST}:${control}`]);
+    expect(await dup.proc.waitExit(15_000)).toBe(4);
+    expect(dup.proc.stderr).toContain("Worker name w1 is already registered with the cluster.");
+    const w2 = await c.spawnWorker("w2", ["--control", `${HOST}:${control}`]);
+    await init.waitForLog("Application has successfully initialized.");
+    for (const w of [w1, w2]) await w.proc.waitForLog("INIT PHASE IV");
+    expect(init.exitCode).toBeNull();
+  }, 60_000);
+
+  test("shrinking a dead worker removes it and gives its slots to the living", async () => {
+    const c = new Cluster("alphabet", rx);
+    await c.start(3);
+    c.members.get("w2")!.proc.kill("SIGKILL");
+    await c.initializer.proc.waitForLog("Lost connection to worker w2");
+    c.members.delete("w2");
+    const r = await cli(["shrink", "--workers", "w2", "--external", `${HOST}:${c.initializer.external}`]);
+    expect(r.stdout.trim()).toBe("Cluster shrink response: Shrinking by 1 workers!");
+    await c.waitMembership(["initializer", "w1"]);
+    // Every letter flows again, and every key is held by exactly one live worker.
+    const load = new AlphabetLoad(17);
+    const s = new LoadSender(c.sourcePort, load.next, 20_000, 5000);
+    await s.start();
+    await s.done;
+    await waitFor("all outputs", 20_000, () => rx.lines >= 5000);
+    expect(checkAlphabet(load, rx)).toEqual([]);
+    const { problems } = await c.keyOwners();
+    expect(problems).toEqual([]);
+    // And the cluster can grow again.
+    await c.grow(["w3"]);
   }, 60_000);
 
   test("a worker killed with SIGKILL does not take the others down", async () => {

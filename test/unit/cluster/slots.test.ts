@@ -196,7 +196,7 @@ describe("planMoves from initialOwners", () => {
     ["shrink 8→7", range(0, 8), range(0, 7)],
     ["no change", [0, 1, 2], [0, 1, 2]],
   ];
-  for (const [label, from, to] of CASES) test(label, () => checkStep(initialOwners(from), to, label));
+  for (const [label, from, to] of CASES) test(label, () => void checkStep(initialOwners(from), to, label));
 
   test("concrete moves: grow 1→2 moves the upper half, highest slots first freed, ascending", () => {
     const moves = planMoves(initialOwners([0]), [0, 1]);

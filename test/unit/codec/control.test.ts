@@ -59,7 +59,7 @@ function rejected(b: Uint8Array): string {
 
 describe("message table", () => {
   test("type ids are 1..N without gaps or duplicates, and every type has a sample here", () => {
-    const ids = Object.values(CONTROL).map((d) => d.id).sort((a, b) => a - b);
+    const ids: number[] = Object.values(CONTROL).map((d) => d.id).sort((a, b) => a - b);
     expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
     expect(ids.length).toBeGreaterThanOrEqual(21);
     expect(Object.keys(SAMPLES).sort()).toEqual(Object.keys(CONTROL).sort());

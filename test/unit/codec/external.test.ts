@@ -40,7 +40,7 @@ const GOLDEN = [
 
 describe("external message ids", () => {
   test("1..26 with the original's names, no gaps or duplicates", () => {
-    const ids = Object.values(EXTERNAL_MSG).sort((a, b) => a - b);
+    const ids: number[] = Object.values(EXTERNAL_MSG).sort((a, b) => a - b);
     expect(ids).toEqual(Array.from({ length: 26 }, (_, i) => i + 1));
     expect(EXTERNAL_MSG.Print).toBe(1);
     expect(EXTERNAL_MSG.ShrinkRequest).toBe(4);
