@@ -2,26 +2,14 @@
 // are delivered asynchronously (as TCP would), in order per link, split into chunks of random
 // size from the network's seeded PRNG, so framing is exercised; `pause` really stops delivery.
 // A node can be killed: all its links close and it can neither listen nor connect again.
-import { LINK_LIMITS, type Link, type LinkHandlers, type OutBuffer, type Server, type Transport } from "./transport.ts";
+import { GrowBuffer } from "./out-buffer.ts";
+import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
 let nextId = 1;
 
-class Buf implements OutBuffer {
-  buf = new Uint8Array(4096);
-  len = 0;
-  ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.len + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
-}
-
 class MemLink implements Link {
   readonly id = nextId++;
-  readonly out = new Buf();
+  readonly out = new GrowBuffer(4096);
   peer!: MemLink;
   handlers: LinkHandlers = { data() {}, close() {} };
   closed = false;
@@ -46,9 +34,7 @@ class MemLink implements Link {
 
   write(bytes: Uint8Array): void {
     if (this.closed) return;
-    this.out.ensure(bytes.length);
-    this.out.buf.set(bytes, this.out.len);
-    this.out.len += bytes.length;
+    this.out.append(bytes);
     this.flushSoon();
   }
 

@@ -3,24 +3,10 @@
 // of the buffer; the rest stays queued and is resumed in `drain`, which Bun fires only after a
 // short write.
 import type { Socket, TCPSocketListener } from "bun";
-import { LINK_LIMITS, type Link, type LinkHandlers, type OutBuffer, type Server, type Transport } from "./transport.ts";
+import { GrowBuffer } from "./out-buffer.ts";
+import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
 let nextLinkId = 1;
-
-class GrowBuffer implements OutBuffer {
-  buf = new Uint8Array(LINK_LIMITS.initialBufferBytes);
-  len = 0;
-  ensure(n: number): void {
-    const need = this.len + n;
-    if (need <= this.buf.length) return;
-    if (need > LINK_LIMITS.hardLimitBytes) throw new RangeError(`outbound buffer would exceed ${LINK_LIMITS.hardLimitBytes} bytes`);
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
-}
 
 interface SocketData {
   link: TcpLink | undefined;
@@ -53,9 +39,7 @@ class TcpLink implements Link {
 
   write(bytes: Uint8Array): void {
     if (this.closed) return;
-    this.out.ensure(bytes.length);
-    this.out.buf.set(bytes, this.out.len);
-    this.out.len += bytes.length;
+    this.out.append(bytes);
     this.flushSoon();
   }
 

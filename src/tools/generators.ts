@@ -39,6 +39,12 @@ export function createRng(seed: number): () => number {
   };
 }
 
+/** The same stream as `createRng`, scaled to a float in [0, 1). */
+export function createUnitRng(seed: number): () => number {
+  const next = createRng(seed);
+  return () => next() / 4294967296;
+}
+
 /** An integer in [0, n); the modulo bias is irrelevant for n this small against 2^32. */
 function below(rng: () => number, n: number): number {
   return rng() % n;

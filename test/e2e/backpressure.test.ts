@@ -1,17 +1,11 @@
 // A slow sink slows the source down instead of growing memory, and nothing is lost.
-import { afterEach, beforeEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { Cluster } from "./cluster-harness.ts";
-import { AlphabetLoad, LoadSender, Receiver, checkAlphabet, killAll, waitFor } from "./harness.ts";
+import { AlphabetLoad, LoadSender, Receiver, checkAlphabet, waitFor } from "./harness.ts";
+import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
-beforeEach(async () => {
-  rx = new Receiver();
-  await rx.start();
-});
-afterEach(async () => {
-  await killAll();
-  rx.stop();
-});
+withReceiver((r) => (rx = r));
 
 function rssMiB(pid: number): number {
   const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;

@@ -1,18 +1,12 @@
 // Multi-worker clusters: formation, keyed state spread over workers, exact outputs.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG } from "../../src/codec/external.ts";
 import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, killAll, waitFor } from "./harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, waitFor } from "./harness.ts";
+import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
-beforeEach(async () => {
-  rx = new Receiver();
-  await rx.start();
-});
-afterEach(async () => {
-  await killAll();
-  rx.stop();
-});
+withReceiver((r) => (rx = r));
 
 describe("formation", () => {
   for (const n of [1, 2, 3, 5]) {
@@ -146,4 +140,3 @@ describe("formation", () => {
   }, 60_000);
 });
 
-void Proc;

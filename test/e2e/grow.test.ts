@@ -1,17 +1,11 @@
 // Grow to fit: workers join a running cluster under load and take keyed state live.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Cluster, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, freePort, killAll, waitFor } from "./harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, freePort, waitFor } from "./harness.ts";
+import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
-beforeEach(async () => {
-  rx = new Receiver();
-  await rx.start();
-});
-afterEach(async () => {
-  await killAll();
-  rx.stop();
-});
+withReceiver((r) => (rx = r));
 
 /** Runs `during` while load flows, then stops the load and checks every output. */
 async function underLoad(c: Cluster, keys: number, rate: number, during: () => Promise<void>): Promise<SequenceLoad> {

@@ -163,16 +163,8 @@ export class Receiver {
 // ---------------------------------------------------------------------------------- source
 
 /** Deterministic PRNG (mulberry32) so every run sends what the test expects. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createUnitRng as rng } from "../../src/tools/generators.ts";
+export { rng };
 
 export function alphabetFrame(letter: string, votes: number): Uint8Array {
   const b = new Uint8Array(9);

@@ -1,18 +1,12 @@
 // Shrink to fit: workers leave a running cluster under load, handing their state over.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG, encodeExternal } from "../../src/codec/external.ts";
 import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { HOST, LoadSender, Receiver, SequenceLoad, checkSequence, cli, killAll, waitFor } from "./harness.ts";
+import { HOST, LoadSender, Receiver, SequenceLoad, checkSequence, cli, waitFor } from "./harness.ts";
+import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
-beforeEach(async () => {
-  rx = new Receiver();
-  await rx.start();
-});
-afterEach(async () => {
-  await killAll();
-  rx.stop();
-});
+withReceiver((r) => (rx = r));
 
 const KEYS = 1000;
 

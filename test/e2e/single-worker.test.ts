@@ -1,18 +1,12 @@
 // One worker, the compiled binary, real sockets: the foundation a new user meets first.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG, encodeExternal } from "../../src/codec/external.ts";
 import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, killAll, waitFor } from "./harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, waitFor } from "./harness.ts";
+import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
-beforeEach(async () => {
-  rx = new Receiver();
-  await rx.start();
-});
-afterEach(async () => {
-  await killAll();
-  rx.stop();
-});
+withReceiver((r) => (rx = r));
 
 async function rawConnection(port: number) {
   const got: Uint8Array[] = [];
@@ -202,4 +196,3 @@ describe("command line", () => {
   }, 30_000);
 });
 
-void Proc;

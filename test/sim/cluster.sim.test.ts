@@ -3,8 +3,8 @@
 // `SIM_SEEDS=500 bun test test/sim` runs more of them (the default keeps CI short).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { configureLog } from "../../src/log.ts";
-import { rng } from "../e2e/harness.ts";
-import { H, SimCluster } from "./sim-cluster.ts";
+import { createUnitRng as rng } from "../../src/tools/generators.ts";
+import { SimCluster } from "./sim-cluster.ts";
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 12);
 const FIRST_SEED = Number(process.env.SIM_FIRST_SEED ?? 1);
@@ -131,4 +131,3 @@ describe("simulation", () => {
   }, 60_000);
 });
 
-void H;

@@ -1,6 +1,7 @@
 // Slot placement is part of the state format: the hash is pinned here both by golden numbers and
 // by an independent xxHash32, and planMoves is checked against its contract (balanced, minimal,
 // one-directional, deterministic) on fixed and random membership changes.
+import { createUnitRng as prng } from "../../../src/tools/generators.ts";
 import { describe, expect, test } from "bun:test";
 import { InvariantError } from "../../../src/assert.ts";
 import { applyMoves, batches, initialOwners, type Move, planMoves, SLOT_COUNT, slotCounts, slotOf, SLOTS_PER_BATCH } from "../../../src/cluster/slots.ts";
@@ -40,18 +41,6 @@ function xxh32(bytes: Uint8Array, seed = 0): number {
   h = Math.imul(h, P3) >>> 0;
   h ^= h >>> 16;
   return h >>> 0;
-}
-
-/** Mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("slotOf is pinned", () => {

@@ -1,24 +1,13 @@
 // FrameReader: the one framing loop every TCP channel uses. Sockets hand over chunks that split
 // and merge frames arbitrarily, so every test here feeds the same byte stream cut in different
 // ways and checks the frames come out byte-exact and in order.
+import { createUnitRng as prng } from "../../../src/tools/generators.ts";
 import { describe, expect, test } from "bun:test";
 import { encodeFrame, FRAME_ERROR, FRAME_HEADER_BYTES, FrameReader, readU32, writeU32 } from "../../../src/codec/frame.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const fromHex = (s: string) => new Uint8Array(Buffer.from(s.replace(/ /g, ""), "hex"));
 const bytes = (...xs: number[]) => new Uint8Array(xs);
-
-/** Mulberry32: small, seeded, good enough to pick chunk sizes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
