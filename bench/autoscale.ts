@@ -164,6 +164,24 @@ async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
   return rate;
 }
 
+/** A member that exited on its own (a leaver is no longer a member once its shrink is done). */
+function deadMember(cluster: Cluster, except?: string): Error | null {
+  for (const m of cluster.members.values()) {
+    if (m.name !== except && m.child.exitCode !== null) return new Error(`${m.name} exited with ${m.child.exitCode}\n${m.child.tail(10)}`);
+  }
+  return null;
+}
+
+/** Sleeps `ms`, failing early if a member dies meanwhile. */
+async function watchedSleep(cluster: Cluster, ms: number): Promise<void> {
+  const end = now() + ms;
+  while (now() < end) {
+    const dead = deadMember(cluster);
+    if (dead) throw dead;
+    await sleep(Math.min(100, Math.max(0, end - now())));
+  }
+}
+
 const COORDINATOR_RE = /Migration complete: (\d+) slots, (\d+) keys, (\d+) bytes in (\d+) rounds, ([\d.]+) ms/;
 
 /**
@@ -186,8 +204,8 @@ async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, o
     for (const n of agreed) res.membership_by_worker_ms[n] ??= Math.round(now() - cmdAt);
     if (done) break;
     if (now() > deadline) throw new Error(`membership ${ev.after.join(",")} not visible on every worker ${MEMBERSHIP_DEADLINE_MS} ms after the command`);
-    const joiner = cluster.members.get(ev.worker)!;
-    if (ev.kind === "join" && joiner.child.exitCode !== null) throw new Error(`joiner ${ev.worker} exited with ${joiner.child.exitCode}\n${joiner.child.tail(15)}`);
+    const dead = deadMember(cluster, ev.kind === "shrink" ? ev.worker : undefined);
+    if (dead) throw dead;
     await sleep(POLL_MS);
   }
   const doneAt = now();
@@ -261,7 +279,7 @@ async function loadedEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent,
   const load = tx.atRate(rate);
   let cmdAt = NaN;
   try {
-    await sleep(BEFORE_MS);
+    await watchedSleep(cluster, BEFORE_MS);
     await perform(
       cluster,
       ev,
@@ -269,7 +287,7 @@ async function loadedEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent,
       (t) => (checker.cmdAt = cmdAt = t),
       (t) => (checker.doneAt = t),
     );
-    await sleep(Math.max(0, checker.doneAt + AFTER_MS - now()));
+    await watchedSleep(cluster, Math.max(0, checker.doneAt + AFTER_MS - now()));
     await tx.stop();
     await load;
     const g = rx.unwatch();
@@ -328,11 +346,12 @@ let pass = true;
 let fatal: string | undefined;
 let totalSent = 0;
 let cluster: Cluster | undefined;
+let tx: LoadSender | undefined;
 try {
   cluster = await Cluster.start({ binary, app: "sequence_window", workers: 2, sinkPort: rx.port, dir });
   const t0 = now();
   while (rx.open < 2 && now() - t0 < 10_000) await sleep(10);
-  const tx = new LoadSender(wl, sendLog);
+  tx = new LoadSender(wl, sendLog);
   await tx.connect(cluster.sourcePort);
   // Every key gets its state before the first event, so each migration moves all of its keys.
   await tx.fast(KEYS);
@@ -362,13 +381,13 @@ try {
     report(r);
     if (r.error) throw new Error(`stopped after ${r.event} failed`);
   }
-  totalSent = tx.sent;
-  tx.close();
 } catch (e) {
   pass = false;
   fatal = (e as Error).message;
   console.log(`FAILED: ${fatal}`);
 } finally {
+  totalSent = tx?.sent ?? 0;
+  tx?.close();
   await cluster?.shutdown().catch(() => {});
   await killAll();
   rx.stop();

@@ -23,7 +23,6 @@ import {
   environment,
   fmtInt,
   fmtMs,
-  freePorts,
   killAll,
   LoadSender,
   machineMeter,
@@ -88,7 +87,7 @@ async function launch(t: Target, rx: Receiver): Promise<Running> {
   return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop: () => c.shutdown() };
 }
 
-/** Waits until `done()`, failing if the receiver's line count stops moving for STALL_MS. */
+/** Waits for `want` lines, failing if a child exits or the line count stops moving for STALL_MS. */
 async function waitDrained(rx: Receiver, want: number, what: string, children: Child[]): Promise<void> {
   let last = rx.lines;
   let lastMove = now();
