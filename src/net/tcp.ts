@@ -2,11 +2,20 @@
 // `socket.write` (every write is a syscall; Bun does not coalesce). `write` may accept only part
 // of the buffer; the rest stays queued and is resumed in `drain`, which Bun fires only after a
 // short write.
+//
+// Reads are made fair here too. Bun reads a socket again at once while its 512 KiB reads come
+// back full, so a producer faster than our handler keeps the loop on that one socket: measured,
+// the initializer at saturation answered the external channel after ≈ 1 s and no timer fired in
+// between. A link whose handler has used YIELD_AFTER_MS since its last yield is paused and
+// resumed by setImmediate, which runs after every other ready socket had its turn.
 import type { Socket, TCPSocketListener } from "bun";
 import { GrowBuffer } from "./out-buffer.ts";
 import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
 let nextLinkId = 1;
+
+/** Handler time a link may use before it lets the rest of the event loop run. */
+export const YIELD_AFTER_MS = 2;
 
 interface SocketData {
   link: TcpLink | undefined;
@@ -18,6 +27,11 @@ class TcpLink implements Link {
   private scheduled = false;
   private wasCongested = false;
   private ending = false;
+  /** The layer above asked for no input (backpressure); only `resume()` lifts it. */
+  private userPaused = false;
+  /** Paused by us for fairness until the next setImmediate. */
+  private yielding = false;
+  private busyMs = 0;
   closed = false;
   handlers: LinkHandlers;
 
@@ -78,11 +92,28 @@ class TcpLink implements Link {
   }
 
   pause(): void {
+    this.userPaused = true;
     if (!this.closed) this.socket.pause();
   }
   resume(): void {
-    if (!this.closed) this.socket.resume();
+    this.userPaused = false;
+    if (!this.closed && !this.yielding) this.socket.resume();
   }
+
+  /** Called after each handled chunk with the time it took. */
+  spent(ms: number): void {
+    this.busyMs += ms;
+    if (this.busyMs < YIELD_AFTER_MS || this.yielding || this.closed) return;
+    this.yielding = true;
+    this.socket.pause();
+    setImmediate(this.endYield);
+  }
+
+  private readonly endYield = () => {
+    this.yielding = false;
+    this.busyMs = 0;
+    if (!this.closed && !this.userPaused) this.socket.resume();
+  };
   end(): void {
     if (this.closed) return;
     this.ending = true;
@@ -116,11 +147,13 @@ const socketHandlers = {
   data(socket: Socket<SocketData>, chunk: Uint8Array) {
     const link = socket.data.link;
     if (!link || link.closed) return;
+    const t0 = performance.now();
     try {
       link.handlers.data(link, chunk);
     } catch (err) {
       crash(`handling data from ${link.remote}`, err);
     }
+    link.spent(performance.now() - t0);
   },
   drain(socket: Socket<SocketData>) {
     socket.data.link?.flush();
