@@ -4,7 +4,7 @@ import { assert } from "../assert.ts";
 
 export const SLOT_COUNT = 1024;
 /** Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). */
-export const SLOTS_PER_BATCH = 64;
+export const SLOTS_PER_BATCH = 16;
 
 const slotCache = new Map<string, number>();
 const SLOT_CACHE_MAX = 1 << 16;
@@ -76,13 +76,6 @@ export function planMoves(owners: readonly number[], targetIds: readonly number[
   }
   assert(k === freed.length, "every freed slot must find a new owner");
   return moves;
-}
-
-/** Splits moves into rounds of at most `size` slots. */
-export function batches<T>(moves: readonly T[], size = SLOTS_PER_BATCH): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < moves.length; i += size) out.push(moves.slice(i, i + size));
-  return out;
 }
 
 export function applyMoves(owners: number[], moves: readonly Move[]): void {

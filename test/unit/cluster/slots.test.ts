@@ -4,7 +4,7 @@
 import { createUnitRng as prng } from "../../../src/tools/generators.ts";
 import { describe, expect, test } from "bun:test";
 import { InvariantError } from "../../../src/assert.ts";
-import { applyMoves, batches, initialOwners, type Move, planMoves, SLOT_COUNT, slotCounts, slotOf, SLOTS_PER_BATCH } from "../../../src/cluster/slots.ts";
+import { applyMoves, initialOwners, type Move, planMoves, SLOT_COUNT, slotCounts, slotOf } from "../../../src/cluster/slots.ts";
 
 /** Reference xxHash32 (seed 0) over the UTF-8 bytes, written from the spec. */
 function xxh32(bytes: Uint8Array, seed = 0): number {
@@ -162,10 +162,6 @@ function checkStep(owners: readonly number[], targetIds: readonly number[], labe
   const per = targetIds.map((id) => counts.get(id) ?? 0);
   expect(Math.max(...per) - Math.min(...per), `${msg}: unbalanced ${per.join(",")}`).toBeLessThanOrEqual(1);
   expect(next.length).toBe(SLOT_COUNT);
-
-  const bs = batches(moves);
-  expect(bs.flat(), `${msg}: batches lose or reorder moves`).toEqual(moves);
-  for (const b of bs) expect(b.length).toBeLessThanOrEqual(SLOTS_PER_BATCH);
   return next;
 }
 
@@ -259,19 +255,7 @@ describe("planMoves randomized", () => {
   });
 });
 
-describe("batches and applyMoves", () => {
-  test("batches() splits into rounds of at most SLOTS_PER_BATCH, in order", () => {
-    expect(SLOTS_PER_BATCH).toBe(64);
-    expect(batches([])).toEqual([]);
-    const ms = range(0, 150).map((i) => [i, 0, 1] as Move);
-    const bs = batches(ms);
-    expect(bs.map((b) => b.length)).toEqual([64, 64, 22]);
-    expect(bs.flat()).toEqual(ms);
-    expect(batches(range(0, 64)).map((b) => b.length)).toEqual([64]);
-    expect(batches(range(0, 65)).map((b) => b.length)).toEqual([64, 1]);
-    expect(batches(range(0, 7), 3)).toEqual([[0, 1, 2], [3, 4, 5], [6]]);
-  });
-
+describe("applyMoves", () => {
   test("applyMoves moves each slot", () => {
     const owners = initialOwners([0, 1]);
     applyMoves(owners, [
