@@ -39,7 +39,17 @@ export interface WorkerConfig {
   out?: HostPort;
   app: AppSpec;
   transport: Transport;
+  /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
+  heldLimits?: { high: number; low: number };
 }
+
+/**
+ * Messages for a slot whose state is still in transit wait at its new owner. Above `high` of
+ * them the cluster's sources pause until they fall below `low`: the queue is then bounded by
+ * `high` plus what was already on its way (itself bounded by the links' high-water marks). The
+ * state that releases them travels on data connections, which this never pauses.
+ */
+export const HELD_LIMITS = { high: 65_536, low: 16_384 } as const;
 
 interface InboundData {
   link: Link;
@@ -80,6 +90,13 @@ export class Worker implements Router {
   private stopping = false;
   private readonly inbound = new Set<InboundData>();
   private inboundPausedForSink = false;
+  private readonly heldLimits: { high: number; low: number };
+  /** This worker's held queue is above its high mark (and has not yet fallen below low). */
+  private heldHigh = false;
+  /** Initializer: members whose held queue is high; the sources stay paused while any is. */
+  private readonly heldHighAt = new Set<number>();
+  /** Times the sources paused for a held queue (initializer), for tests and counters. */
+  heldPauses = 0;
   private nextReqId = 1;
   private readonly relays = new Map<number, { resolve: (b: any) => void; timer: ReturnType<typeof setTimeout> }>();
   private myControlServer: Server | undefined;
@@ -89,6 +106,8 @@ export class Worker implements Router {
 
   constructor(private readonly cfg: WorkerConfig) {
     this.isInitializer = cfg.role === "initializer";
+    this.heldLimits = cfg.heldLimits ?? HELD_LIMITS;
+    assert(this.heldLimits.low < this.heldLimits.high, "held low mark must be below the high mark");
     const outAddr = cfg.out;
     this.sink = new Sink(outAddr ?? { host: "127.0.0.1", port: 0 }, cfg.transport);
     this.sink.onWritable = () => this.checkPressure();
@@ -406,6 +425,8 @@ export class Worker implements Router {
     const p = this.peers.get(id);
     if (!p || !p.alive) return;
     p.alive = false;
+    // A dead or departed worker holds nothing back any more.
+    if (this.heldHighAt.delete(id)) this.checkPressure();
     if (this.stopping || this.leavingNames.has(p.name)) return;
     log.warn("worker_lost", `Lost connection to worker ${p.name} (${why})`);
     this.coordinator?.onWorkerLost(id);
@@ -518,6 +539,13 @@ export class Worker implements Router {
         return this.forgetMembers(msg.body.names);
       case "lost":
         return this.onLost(msg.body.id);
+      case "pressure": {
+        const from = this.memberByLink(link);
+        if (!from || !this.isInitializer) return;
+        if (msg.body.high) this.heldHighAt.add(from.id);
+        else this.heldHighAt.delete(from.id);
+        return this.checkPressure();
+      }
     }
   }
 
@@ -771,8 +799,13 @@ export class Worker implements Router {
     const sinkFull = this.sink.congested;
     let peersFull = false;
     for (const p of this.peers.values()) if (p.alive && p.congested) peersFull = true;
+    const held = this.dataflow.heldCount;
+    if (!this.heldHigh && held > this.heldLimits.high) this.setHeldHigh(true);
+    else if (this.heldHigh && held < this.heldLimits.low) this.setHeldHigh(false);
+    const heldFull = this.heldHigh || this.heldHighAt.size > 0;
     for (const s of this.sources) {
-      if (sinkFull || peersFull) s.pause();
+      if (heldFull && !s.isPaused) this.heldPauses++;
+      if (sinkFull || peersFull || heldFull) s.pause();
       else s.resume();
     }
     if (sinkFull !== this.inboundPausedForSink) {
@@ -782,6 +815,12 @@ export class Worker implements Router {
         else if (inb.blocked.length === 0) inb.link.resume();
       }
     }
+  }
+
+  private setHeldHigh(high: boolean): void {
+    this.heldHigh = high;
+    log.debug("held_pressure", `${this.dataflow.heldCount} messages wait for incoming slots: ${high ? "asking the sources to pause" : "sources may resume"}`);
+    if (!this.isInitializer) this.sendTo(this.initializerId, "pressure", { high });
   }
 
   // ------------------------------------------------------------------------------ external

@@ -65,6 +65,8 @@ export const CONTROL = {
   abortJoin: { id: 21, schema: v.object({ names: v.array(name) }) },
   /** The coordinator saw a participant die during a migration. */
   lost: { id: 22, schema: v.object({ id }) },
+  /** A worker's queue of messages held for incoming slots crossed its high (or low) mark. */
+  pressure: { id: 23, schema: v.object({ high: v.boolean() }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

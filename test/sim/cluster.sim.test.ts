@@ -129,5 +129,27 @@ describe("simulation", () => {
       ["initializer", "w3"],
     );
   }, 60_000);
-});
 
+  test("a full held queue pauses the sources until the state arrives; outputs stay exact", async () => {
+    const c = new SimCluster(rng(9), 200, { high: 4, low: 1 });
+    await c.start(2);
+    const load = setInterval(() => c.send(100), 1);
+    const init = c.workers.get("initializer")!;
+    try {
+      await c.until("some outputs", () => c.received > 1000);
+      for (const nm of ["w2", "w3"]) void c.spawn(nm, { role: "joiner", join: c.controlOf("w1"), workerCount: 2 });
+      await c.until("grow to 4", () => c.live().every((w) => w.isReady && w.membership.length === 4) && !init.autoscaling);
+      const reply = (init as any).shrinkHere({ query: false, names: ["w1"], count: 0 }) as { payload: string };
+      expect(reply.payload).toBe("Shrinking by 1 workers!");
+      await c.until("shrink to 3", () => init.membership.length === 3 && !init.autoscaling);
+    } finally {
+      clearInterval(load);
+    }
+    await c.until(`all ${c.sent} outputs`, () => c.received >= c.sent);
+    expect(init.heldPauses).toBeGreaterThan(0);
+    expect(c.checkOutputs(true)).toEqual([]);
+    expect(c.checkOwnership()).toEqual([]);
+    expect(c.net.failures).toEqual([]);
+    await c.stop();
+  }, 60_000);
+});

@@ -23,6 +23,7 @@ export class SimCluster {
   constructor(
     readonly random: () => number,
     readonly keys: number,
+    readonly heldLimits?: { high: number; low: number },
   ) {
     this.net = new MemoryNetwork(random);
     this.sentPerKey = new Array(keys).fill(0);
@@ -69,6 +70,7 @@ export class SimCluster {
       out: { host: H, port: this.outPort },
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
+      heldLimits: this.heldLimits,
     });
     this.workers.set(name, w);
     // A worker that exits is gone from the network, as its process would be.

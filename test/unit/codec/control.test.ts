@@ -33,6 +33,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   shutdown: { reason: "SIGTERM received by w1" },
   abortJoin: { names: ["j1"] },
   lost: { id: 3 },
+  pressure: { high: true },
 };
 
 /** A frame body (after the u32 length) for a type id and raw JSON text. */
@@ -110,6 +111,9 @@ describe("golden bytes", () => {
     expect(hex(encodeControl("leave", {}))).toBe("00000004" + "000f" + "7b7d");
     expect(hex(encodeControl("commit", { epoch: 258 }))).toBe("0000000f" + "000d" + hex(te.encode(`{"epoch":258}`)));
   });
+  test("encode pressure {high: false}", () => {
+    expect(hex(encodeControl("pressure", { high: false }))).toBe("00000010" + "0017" + hex(te.encode(`{"high":false}`)));
+  });
 });
 
 describe("rejection (ok:false, never a throw)", () => {
@@ -165,6 +169,8 @@ describe("rejection (ok:false, never a throw)", () => {
       ["tryShrink", `{"reqId":1,"query":false,"names":[1],"count":0}`],
       ["slotsInstalled", `{"epoch":1,"slots":[1],"keys":1}`],
       ["lost", `{"id":-1}`],
+      ["pressure", `{"high":1}`],
+      ["pressure", `{}`],
     ];
     for (const [type, json] of cases) {
       const reason = rejected(body(CONTROL[type].id, json));
