@@ -40,7 +40,16 @@ export function parseSourceAddress(text: string, flag = "--in"): SourceAddress {
     if (name === "" || rest.indexOf("@", at + 1) >= 0) throw bad();
     rest = rest.slice(at + 1);
   }
+  // An IPv6 host comes in brackets, as in every other address flag: `[::1]:7000:1024`.
+  let bracketed: string | undefined;
+  if (rest.startsWith("[")) {
+    const close = rest.indexOf("]");
+    if (close < 2 || rest[close + 1] !== ":") throw bad();
+    bracketed = rest.slice(1, close);
+    rest = `${rest.slice(close + 1)}`;
+  }
   const parts = rest.split(":");
+  if (bracketed !== undefined) parts[0] = bracketed;
   if (parts.length < 2 || parts.length > 3) throw bad();
   const [host, portText, maxText] = parts as [string, string, string | undefined];
   if (!/^\d+$/.test(portText)) throw bad();

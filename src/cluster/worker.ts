@@ -167,7 +167,7 @@ export class Worker implements Router {
       controlPort: this.myControlServer.port,
       dataPort: this.myDataServer.port,
     };
-    log.debug("listening", `control on ${controlAddr.host}:${this.myControlServer.port}, data on ${dataAddr.host}:${this.myDataServer.port}`);
+    log.debug("listening", `control on ${formatHostPort({ host: controlAddr.host, port: this.myControlServer.port })}, data on ${formatHostPort({ host: dataAddr.host, port: this.myDataServer.port })}`);
     if (this.isInitializer) this.startAsInitializer();
     else if (this.cfg.role === "worker") await this.register();
     else await this.joinCluster();

@@ -60,7 +60,7 @@ export class Source {
         },
       };
     });
-    log.info("source_listening", `${this.name} source is listening on ${this.server.host}:${this.server.port}`);
+    log.info("source_listening", `${this.name} source is listening on ${formatHostPort(this.server)}`);
   }
 
   unmute(): void {

@@ -156,10 +156,10 @@ describe("parseSourceAddress", () => {
     for (const bad of ["", "h", "src@h", "@h:1", "h:1:2:3", "h:abc", "h:", "h:-1", "h:1:abc", "h:1:", "h:1:-5", "h:1:1.5", "src@"]) usage(() => parseSourceAddress(bad), INPUTS(bad));
   });
 
-  test("an IPv6 literal is refused, unlike parseHostPort", () => {
-    // NOTE (lead to decide): parseHostPort accepts "[::1]:7000", parseSourceAddress splits on
-    // every ':' and refuses it, so sources cannot listen on an IPv6 address.
-    usage(() => parseSourceAddress("[::1]:7000"), INPUTS("[::1]:7000"));
+  test("an IPv6 literal goes in brackets, as for parseHostPort", () => {
+    expect(parseSourceAddress("[::1]:7000")).toEqual({ name: undefined, host: "::1", port: 7000, maxFrame: DEFAULT_SOURCE_MAX_FRAME });
+    expect(parseSourceAddress("src@[fe80::1]:7000:512")).toEqual({ name: "src", host: "fe80::1", port: 7000, maxFrame: 512 });
+    for (const bad of ["[::1]", "[]:7000", "[::1]7000", "[::1:7000", "::1:7000"]) usage(() => parseSourceAddress(bad), INPUTS(bad));
   });
 
   test("a port or size out of range gets a range sentence", () => {
