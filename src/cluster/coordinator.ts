@@ -2,6 +2,7 @@
 // rounds of slot moves that carry it out. One autoscale event at a time; refusals happen before
 // anything changes. Sends go through the host, so this file never touches a connection.
 import { assert } from "../assert.ts";
+import type { Clock, Timer } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
 import { SLOTS_PER_BATCH, applyMoves, planMoves, type Move } from "./slots.ts";
@@ -36,8 +37,8 @@ interface PendingJoin {
 
 type Phase =
   | { kind: "idle" }
-  | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: ReturnType<typeof setTimeout> }
-  | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: ReturnType<typeof setTimeout> }
+  | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: Timer }
+  | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: Timer }
   | {
       kind: "migrating";
       what: "grow" | "shrink";
@@ -53,7 +54,7 @@ type Phase =
       started: number;
       keys: number;
       bytes: number;
-      timer: ReturnType<typeof setTimeout> | undefined;
+      timer: Timer | undefined;
     };
 
 export const COORDINATOR_LIMITS = {
@@ -76,7 +77,10 @@ export class Coordinator {
   /** Set once formation is complete. */
   formed = false;
 
-  constructor(private readonly host: CoordinatorHost) {
+  constructor(
+    private readonly host: CoordinatorHost,
+    private readonly clock: Clock,
+  ) {
     this.nextId = Math.max(...host.members().map((m) => m.id)) + 1;
   }
 
@@ -107,13 +111,13 @@ export class Coordinator {
     let phase = p;
     if (phase.kind === "idle") {
       log.info("autoscale_waiting_joiners", `AUTOSCALE: Waiting for ${req.count} joining workers. Current cluster size: ${this.host.members().length}`);
-      const timer = setTimeout(() => this.joinersTimedOut(), COORDINATOR_LIMITS.joinersWaitMs);
+      const timer = this.clock.setTimeout(() => this.joinersTimedOut(), COORDINATOR_LIMITS.joinersWaitMs);
       phase = { kind: "waitingForJoiners", count: req.count, pending: [], timer };
       this.phase = phase;
     }
     phase.pending.push({ ...req, reply });
     if (phase.pending.length === phase.count) {
-      clearTimeout(phase.timer);
+      this.clock.clearTimeout(phase.timer);
       this.admit(phase.pending);
     }
   }
@@ -135,7 +139,7 @@ export class Coordinator {
       pending[i]!.reply(true, undefined, topology);
       log.info("worker_informed", `***Worker ${j.name} attempting to join the cluster. Sent necessary information.***`);
     });
-    const timer = setTimeout(() => this.connectTimedOut(), COORDINATOR_LIMITS.connectWaitMs);
+    const timer = this.clock.setTimeout(() => this.connectTimedOut(), COORDINATOR_LIMITS.connectWaitMs);
     const waiting = new Set(all.map((m) => m.name));
     this.phase = { kind: "connecting", joiners, waiting, timer };
     for (const m of this.host.members()) if (m.id !== this.host.self.id) this.host.send(m.id, "addWorkers", { members: joiners });
@@ -160,7 +164,7 @@ export class Coordinator {
     if (p.kind !== "connecting") return;
     p.waiting.delete(name);
     if (p.waiting.size > 0) return;
-    clearTimeout(p.timer);
+    this.clock.clearTimeout(p.timer);
     for (const j of p.joiners) log.info("worker_added", `***New worker ${j.name} added to cluster!***`);
     const moves = planMoves(Array.from(this.host.owners), this.host.members().map((m) => m.id));
     log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in rounds of at most ${SLOTS_PER_BATCH}`);
@@ -208,7 +212,7 @@ export class Coordinator {
     log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
     this.startMigration("shrink", [], leavers, false);
     // Start on the next turn so the reply leaves first (the original answers before acting).
-    setTimeout(() => this.nextRound(), 0);
+    this.clock.setTimeout(() => this.nextRound(), 0);
     return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
   }
 
@@ -225,7 +229,7 @@ export class Coordinator {
       inFlight: new Map(),
       round: 0,
       slots: 0,
-      started: performance.now(),
+      started: this.clock.now(),
       keys: 0,
       bytes: 0,
       timer: undefined,
@@ -280,7 +284,7 @@ export class Coordinator {
   private nextRound(): void {
     const p = this.phase;
     assert(p.kind === "migrating", "a migration round needs a migration");
-    if (p.timer) clearTimeout(p.timer);
+    if (p.timer) this.clock.clearTimeout(p.timer);
     const { moves, repair } = this.nextMoves();
     if (moves.length === 0) return this.finish();
     p.round++;
@@ -288,7 +292,7 @@ export class Coordinator {
     const participants = this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id);
     p.inFlight = new Map(moves.map((m) => [m[0], m[2]]));
     if (!repair) p.slots += moves.length;
-    p.timer = setTimeout(() => {
+    p.timer = this.clock.setTimeout(() => {
       log.error("migration_stalled", `AUTOSCALE: migration round ${p.round} (epoch ${epoch}) has ${p.inFlight.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms`);
     }, COORDINATOR_LIMITS.roundStallMs);
     if (repair) log.warn("migration_repair", `AUTOSCALE: round ${p.round} gives ${moves.length} slots of dead workers to live ones`);
@@ -319,7 +323,7 @@ export class Coordinator {
   private finish(): void {
     const p = this.phase;
     assert(p.kind === "migrating", "finish needs a migration");
-    const ms = performance.now() - p.started;
+    const ms = this.clock.now() - p.started;
     log.info("migration_done", `Migration complete: ${p.slots} slots, ${p.keys} keys, ${p.bytes} bytes in ${p.round} rounds, ${ms.toFixed(1)} ms`, {
       slots: p.slots,
       keys: p.keys,
@@ -352,7 +356,7 @@ export class Coordinator {
     }
     if (p.kind === "connecting" && p.joiners.some((j) => j.id === id)) {
       const names = p.joiners.map((j) => j.name);
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       log.error("joiner_lost", `AUTOSCALE: a joining worker died before migration started; join of ${names.join(",")} abandoned, nothing moved`);
       this.host.dropJoiners(names, "Join abandoned: a co-joining worker died.");
       this.toIdle();
@@ -363,8 +367,8 @@ export class Coordinator {
 
   private toIdle(): void {
     const p = this.phase;
-    if (p.kind === "waitingForJoiners" || p.kind === "connecting") clearTimeout(p.timer);
-    if (p.kind === "migrating" && p.timer) clearTimeout(p.timer);
+    if (p.kind === "waitingForJoiners" || p.kind === "connecting") this.clock.clearTimeout(p.timer);
+    if (p.kind === "migrating" && p.timer) this.clock.clearTimeout(p.timer);
     this.phase = { kind: "idle" };
     log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
   }

@@ -4,6 +4,7 @@ import type { HostPort, SourceAddress } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import type { AppSpec } from "../app/types.ts";
 import { assert } from "../assert.ts";
+import { systemClock, type Clock, type Timer } from "../clock.ts";
 import { CONTROL_MAX_FRAME, decodeControl, encodeControl, type ControlBody, type ControlMessage, type ControlName, type Member } from "../codec/control.ts";
 import { DATA_KIND, DATA_MAX_FRAME, readHead, visitBody, type DataVisitor, type FrameHead } from "../codec/data.ts";
 import { EXTERNAL_MSG, encodeClusterStatus, encodeShrinkQueryResponse, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
@@ -39,6 +40,8 @@ export interface WorkerConfig {
   out?: HostPort;
   app: AppSpec;
   transport: Transport;
+  /** Defaults to the system clock; the simulation passes a virtual one. */
+  clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
   heldLimits?: { high: number; low: number };
 }
@@ -71,6 +74,7 @@ const LEAVER_LINGER_MS = 10_000;
 
 export class Worker implements Router {
   readonly isInitializer: boolean;
+  private readonly clock: Clock;
   selfId = -1;
   initializerId = 0;
   readonly owners = new Int32Array(SLOT_COUNT).fill(-1);
@@ -98,7 +102,7 @@ export class Worker implements Router {
   /** Times the sources paused for a held queue (initializer), for tests and counters. */
   heldPauses = 0;
   private nextReqId = 1;
-  private readonly relays = new Map<number, { resolve: (b: any) => void; timer: ReturnType<typeof setTimeout> }>();
+  private readonly relays = new Map<number, { resolve: (b: any) => void; timer: Timer }>();
   private myControlServer: Server | undefined;
   private myDataServer: Server | undefined;
   private exitResolve!: (code: number) => void;
@@ -106,10 +110,11 @@ export class Worker implements Router {
 
   constructor(private readonly cfg: WorkerConfig) {
     this.isInitializer = cfg.role === "initializer";
+    this.clock = cfg.clock ?? systemClock;
     this.heldLimits = cfg.heldLimits ?? HELD_LIMITS;
     assert(this.heldLimits.low < this.heldLimits.high, "held low mark must be below the high mark");
     const outAddr = cfg.out;
-    this.sink = new Sink(outAddr ?? { host: "127.0.0.1", port: 0 }, cfg.transport);
+    this.sink = new Sink(outAddr ?? { host: "127.0.0.1", port: 0 }, cfg.transport, this.clock);
     this.sink.onWritable = () => this.checkPressure();
     this.dataflow = new Dataflow(cfg.app, this, this.sink);
     this.migration = new Migration({
@@ -192,7 +197,7 @@ export class Worker implements Router {
         for (const m of this.members) if (m.id !== this.selfId && m.id !== id) this.sendTo(m.id, "lost", { id });
         this.onLost(id);
       },
-    });
+    }, this.clock);
     if (this.cfg.workerCount === 1) this.formCluster([]);
     else log.info("waiting_workers", `Waiting for ${this.cfg.workerCount - 1} workers to register`);
   }
@@ -260,7 +265,7 @@ export class Worker implements Router {
   /** Worker: dials the initializer until it answers, registers, waits for the topology. */
   private async register(): Promise<void> {
     const init = this.cfg.control!;
-    const deadline = Date.now() + STARTUP_DEADLINE_MS;
+    const deadline = this.clock.now() + STARTUP_DEADLINE_MS;
     let delay = 100;
     for (;;) {
       try {
@@ -270,9 +275,9 @@ export class Worker implements Router {
         log.info("registering", `Registering with the initializer at ${formatHostPort(init)}`);
         return;
       } catch (err) {
-        if (Date.now() + delay > deadline) throw new UnreachableError(`Could not reach the initializer at ${formatHostPort(init)} within ${STARTUP_DEADLINE_MS / 1000} s: ${(err as Error).message}`);
+        if (this.clock.now() + delay > deadline) throw new UnreachableError(`Could not reach the initializer at ${formatHostPort(init)} within ${STARTUP_DEADLINE_MS / 1000} s: ${(err as Error).message}`);
         log.debug("register_retry", `initializer at ${formatHostPort(init)} not up yet (${(err as Error).message}); retrying in ${delay} ms`);
-        await Bun.sleep(delay);
+        await this.clock.sleep(delay);
         delay = Math.min(delay * 2, 1000);
       }
     }
@@ -291,19 +296,19 @@ export class Worker implements Router {
         link = await this.cfg.transport.connect(addr.host, addr.port, this.controlHandlers(), DIAL_TIMEOUT_MS);
       } catch (err) {
         lastErr = (err as Error).message;
-        await Bun.sleep(500 * (i + 1));
+        await this.clock.sleep(500 * (i + 1));
       }
     }
     if (!link) throw new UnreachableError(`Join Error: could not reach a cluster member at ${formatHostPort(addr)} (${lastErr}).`);
     this.registrationLink = link;
     link.write(encodeControl("join", { name: this.name, count: this.cfg.workerCount, host: this.self.host, controlPort: this.self.controlPort, dataPort: this.self.dataPort }));
-    this.joinTimer = setTimeout(() => this.fatal(new UnreachableError(`Join Error: no answer from ${formatHostPort(addr)} within ${JOIN_ANSWER_DEADLINE_MS / 1000} s.`)), JOIN_ANSWER_DEADLINE_MS);
+    this.joinTimer = this.clock.setTimeout(() => this.fatal(new UnreachableError(`Join Error: no answer from ${formatHostPort(addr)} within ${JOIN_ANSWER_DEADLINE_MS / 1000} s.`)), JOIN_ANSWER_DEADLINE_MS);
   }
 
-  private joinTimer: ReturnType<typeof setTimeout> | undefined;
+  private joinTimer: Timer | undefined;
 
   private adoptTopology(t: ControlBody<"topology">): void {
-    if (this.joinTimer) clearTimeout(this.joinTimer);
+    if (this.joinTimer) this.clock.clearTimeout(this.joinTimer);
     const me = t.members.find((m) => m.name === this.name);
     assert(me, "the topology must name this worker");
     this.selfId = me.id;
@@ -365,7 +370,7 @@ export class Worker implements Router {
           return await t.connect(m.host, port, handlers, DIAL_TIMEOUT_MS);
         } catch (err) {
           last = err;
-          await Bun.sleep(100 * (i + 1));
+          await this.clock.sleep(100 * (i + 1));
         }
       }
       throw last;
@@ -581,13 +586,13 @@ export class Worker implements Router {
   private relay<N extends "tryJoin" | "tryShrink">(type: N, body: Omit<ControlBody<N>, "reqId">): Promise<any> {
     const reqId = this.nextReqId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.relays.delete(reqId);
         reject(new Error(`The initializer did not answer within ${RELAY_DEADLINE_MS / 1000} s.`));
       }, RELAY_DEADLINE_MS);
       this.relays.set(reqId, { resolve, timer });
       if (!this.sendTo(this.initializerId, type, { ...body, reqId } as ControlBody<N>)) {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         this.relays.delete(reqId);
         reject(new Error("The initializer is not reachable from this worker."));
       }
@@ -597,7 +602,7 @@ export class Worker implements Router {
   private settleRelay(reqId: number, body: unknown): void {
     const r = this.relays.get(reqId);
     if (!r) return;
-    clearTimeout(r.timer);
+    this.clock.clearTimeout(r.timer);
     this.relays.delete(reqId);
     r.resolve(body);
   }
@@ -656,7 +661,7 @@ export class Worker implements Router {
       p.flushBatch();
       p.alive = false;
       this.peers.delete(m.id);
-      setTimeout(() => p.close(), LEAVER_LINGER_MS);
+      this.clock.setTimeout(() => p.close(), LEAVER_LINGER_MS);
     }
     if (this.cfg.role === "joiner" && !this.ready) {
       this.ready = true;
@@ -908,12 +913,12 @@ export class Worker implements Router {
     const done = () => {
       if (finished) return;
       finished = true;
-      clearTimeout(timer);
+      this.clock.clearTimeout(timer);
       this.keyCountQueries.delete(reqId);
       if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
       reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(result));
     };
-    const timer = setTimeout(done, KEY_COUNT_DEADLINE_MS);
+    const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
     this.keyCountQueries.set(reqId, { result, waiting, done });
     if (waiting.size === 0) done();
   }
@@ -944,7 +949,7 @@ export class Worker implements Router {
     this.flushAllPeers();
     if (this.cfg.out) await this.sink.close(5000);
     for (const p of this.peers.values()) p.close();
-    await Bun.sleep(20);
+    await this.clock.sleep(20);
     for (const s of this.servers) s.stop();
   }
 

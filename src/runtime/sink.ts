@@ -2,6 +2,7 @@
 // slow the sink holds back: outputs stay in one bounded buffer and `congested` tells the
 // dataflow to stop reading its inputs, so nothing is dropped and memory does not grow.
 import type { HostPort } from "../address.ts";
+import type { Clock, Timer } from "../clock.ts";
 import { formatHostPort } from "../address.ts";
 import { log } from "../log.ts";
 import { LINK_LIMITS, type Link, type Transport } from "../net/transport.ts";
@@ -16,7 +17,7 @@ export class Sink {
   private pendingLen = 0;
   private closing = false;
   private connecting = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timer: Timer | undefined;
   private warnedDown = false;
   written = 0;
   onWritable: () => void = () => {};
@@ -24,6 +25,7 @@ export class Sink {
   constructor(
     private readonly addr: HostPort,
     private readonly transport: Transport,
+    private readonly clock: Clock,
   ) {}
 
   start(): void {
@@ -132,7 +134,7 @@ export class Sink {
 
   private retry(): void {
     if (this.closing || this.timer) return;
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       void this.connect();
     }, SINK_RECONNECT_MS);
@@ -140,19 +142,19 @@ export class Sink {
 
   /** Flushes what is queued (waiting at most `deadlineMs` for the receiver), then closes. */
   async close(deadlineMs: number): Promise<void> {
-    const until = Date.now() + deadlineMs;
-    while ((this.pendingLen > 0 || (this.link?.queuedBytes ?? 0) > 0) && Date.now() < until) {
+    const until = this.clock.now() + deadlineMs;
+    while ((this.pendingLen > 0 || (this.link?.queuedBytes ?? 0) > 0) && this.clock.now() < until) {
       if (!this.link && !this.connecting && !this.timer) void this.connect();
-      await Bun.sleep(10);
+      await this.clock.sleep(10);
     }
     this.closing = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     const link = this.link;
     this.link = undefined;
     if (link) {
       link.end();
-      const endBy = Date.now() + 1000;
-      while (!link.closed && Date.now() < endBy) await Bun.sleep(5);
+      const endBy = this.clock.now() + 1000;
+      while (!link.closed && this.clock.now() < endBy) await this.clock.sleep(5);
       if (!link.closed) link.destroy();
     }
   }

@@ -2,6 +2,7 @@
 // a joiner that dies in the middle of a migration. The seed is in every failure message;
 // `SIM_SEEDS=500 bun test test/sim` runs more of them (the default keeps CI short).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { COORDINATOR_LIMITS } from "../../src/cluster/coordinator.ts";
 import { configureLog } from "../../src/log.ts";
 import { createUnitRng as rng } from "../../src/tools/generators.ts";
 import { SimCluster } from "./sim-cluster.ts";
@@ -147,6 +148,36 @@ describe("simulation", () => {
     }
     await c.until(`all ${c.sent} outputs`, () => c.received >= c.sent);
     expect(init.heldPauses).toBeGreaterThan(0);
+    expect(c.checkOutputs(true)).toEqual([]);
+    expect(c.checkOwnership()).toEqual([]);
+    expect(c.net.failures).toEqual([]);
+    await c.stop();
+  }, 60_000);
+
+  test("a multi-join whose co-joiner never comes is refused at the deadline; nothing changes; a later join works", async () => {
+    const c = new SimCluster(rng(10), 100);
+    await c.start(2);
+    const load = setInterval(() => c.send(50), 1);
+    const init = c.workers.get("initializer")!;
+    try {
+      await c.until("some outputs", () => c.received > 500);
+      const owners = Array.from(init.owners);
+      const lone = await c.spawn("w2", { role: "joiner", join: c.controlOf("w1"), workerCount: 2 });
+      await c.until("the coordinator to wait for joiners", () => (init as any).coordinator.phase.kind === "waitingForJoiners");
+      c.clock.advance(COORDINATOR_LIMITS.joinersWaitMs - 1);
+      expect(init.autoscaling).toBe(true);
+      c.clock.advance(1);
+      expect(await lone.exited).not.toBe(0);
+      c.net.kill("w2");
+      expect(init.autoscaling).toBe(false);
+      for (const w of c.live()) expect(w.membership).toEqual(["initializer", "w1"]);
+      expect(Array.from(init.owners)).toEqual(owners);
+      void c.spawn("w3", { role: "joiner", join: c.controlOf("initializer") });
+      await c.until("grow to 3", () => c.live().every((w) => w.isReady && w.membership.length === 3) && !init.autoscaling);
+    } finally {
+      clearInterval(load);
+    }
+    await c.until(`all ${c.sent} outputs`, () => c.received >= c.sent);
     expect(c.checkOutputs(true)).toEqual([]);
     expect(c.checkOwnership()).toEqual([]);
     expect(c.net.failures).toEqual([]);

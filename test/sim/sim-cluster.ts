@@ -5,11 +5,15 @@ import { Worker } from "../../src/cluster/worker.ts";
 import { FrameReader } from "../../src/codec/frame.ts";
 import { MemoryNetwork } from "../../src/net/memory.ts";
 import type { Link } from "../../src/net/transport.ts";
+import { ManualClock } from "./manual-clock.ts";
 
 export const H = "sim";
 
 export class SimCluster {
   readonly net: MemoryNetwork;
+  /** Every worker's time. A ticker moves it 1 ms per real millisecond; tests may jump it. */
+  readonly clock = new ManualClock();
+  private ticker: ReturnType<typeof setInterval> | undefined;
   readonly workers = new Map<string, Worker>();
   readonly outputs = new Map<number, string[]>();
   private nextConn = 1;
@@ -30,6 +34,7 @@ export class SimCluster {
   }
 
   async start(n: number): Promise<void> {
+    this.ticker = setInterval(() => this.clock.advance(1), 1);
     const rx = await this.net.transport("receiver").listen(H, 0, () => {
       const id = this.nextConn++;
       const lines: string[] = [];
@@ -71,6 +76,7 @@ export class SimCluster {
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
       heldLimits: this.heldLimits,
+      clock: this.clock,
     });
     this.workers.set(name, w);
     // A worker that exits is gone from the network, as its process would be.
@@ -181,6 +187,7 @@ export class SimCluster {
   async stop(): Promise<void> {
     for (const w of this.live()) void w.shutdown(false);
     await Bun.sleep(20);
+    clearInterval(this.ticker);
   }
 }
 

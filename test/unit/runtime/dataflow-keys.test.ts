@@ -10,6 +10,7 @@ import { configureLog } from "../../../src/log.ts";
 import { MemoryNetwork } from "../../../src/net/memory.ts";
 import { Dataflow, SLOT_STATUS, type Router } from "../../../src/runtime/dataflow.ts";
 import { Sink } from "../../../src/runtime/sink.ts";
+import { systemClock } from "../../../src/clock.ts";
 
 const app = application("t")
   .source("s", (p) => new TextDecoder().decode(p))
@@ -25,7 +26,7 @@ async function setup() {
     data: (_l, c) => void lines.push(...new TextDecoder().decode(c).split("\n").filter((x) => x)),
     close() {},
   }));
-  const sink = new Sink({ host: "h", port: server.port }, net.transport("w"));
+  const sink = new Sink({ host: "h", port: server.port }, net.transport("w"), systemClock);
   sink.start();
   const forwarded: Array<{ peer: number; key: string; raw: boolean }> = [];
   const owners = new Int32Array(SLOT_COUNT).fill(0);

@@ -1,0 +1,23 @@
+// Time, as the cluster logic sees it. Every deadline, retry and linger in src/cluster and the
+// sink goes through a Clock, so the in-process simulation can run a whole cluster on virtual
+// time and jump over a 60 s deadline in one step (test/sim/manual-clock.ts).
+
+/** An opaque handle for a pending timer. */
+export type Timer = { readonly __timer: unique symbol };
+
+export interface Clock {
+  /** Milliseconds on a monotonic scale (only differences mean anything). */
+  now(): number;
+  setTimeout(fn: () => void, ms: number): Timer;
+  clearTimeout(timer: Timer | undefined): void;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as Timer,
+  clearTimeout: (timer) => {
+    if (timer !== undefined) clearTimeout(timer as unknown as ReturnType<typeof setTimeout>);
+  },
+  sleep: (ms) => Bun.sleep(ms),
+};
