@@ -24,6 +24,7 @@ export type {
   MapFn,
   MapStage,
   MessageCodec,
+  OutputWriter,
   SinkSpec,
   SourceSpec,
   StageSpec,
@@ -31,6 +32,9 @@ export type {
   StatefulFn,
   StatefulStage,
 } from "./app/types.ts";
+
+/** The bytes an encoder writes for one output, as the sink would: for an application's tests. */
+export { encodeOutput } from "./runtime/output-writer.ts";
 
 /** The type of this module's namespace: what a default-exported `(api) => AppSpec` receives. */
 export type WallarooApi = typeof import("./index.ts");

@@ -7,8 +7,27 @@ export const APP_SPEC_KIND = "wallaroo.app/v1" as const;
 
 /** Turns one source frame's payload into a message; `null`/`undefined` drops the frame. */
 export type Decoder<M> = (payload: Uint8Array) => M | null | undefined;
-/** Turns one output into the bytes written to the sink (strings are written as UTF-8). */
-export type Encoder<O> = (out: O) => Uint8Array | string;
+/**
+ * Writes one output's bytes straight into the sink's buffer: the fast path for encoders, e.g.
+ * `(o, w) => { w.text(o.letter); w.text(" => "); w.number(o.total); w.byte(10); }` builds no
+ * string. Valid only during the encoder call.
+ */
+export interface OutputWriter {
+  /** Appends `s` as UTF-8. */
+  text(s: string): void;
+  /** Appends the text `String(n)` (integers without making the string). */
+  number(n: number): void;
+  /** Appends one byte (its low 8 bits). */
+  byte(b: number): void;
+  /** Appends a copy of `b`. */
+  bytes(b: Uint8Array): void;
+}
+
+/**
+ * Turns one output into the bytes written to the sink: return a string (written as UTF-8) or a
+ * Uint8Array, or write through `w` and return nothing. Whatever it wrote is dropped if it throws.
+ */
+export type Encoder<O> = (out: O, w: OutputWriter) => Uint8Array | string | null | undefined | void;
 export type KeyFn<M> = (msg: M) => string;
 /** 1 → 0..1 messages; `null`/`undefined` filters the message out. */
 export type MapFn<I, O> = (msg: I) => O | null | undefined;

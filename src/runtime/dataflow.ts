@@ -191,15 +191,8 @@ export class Dataflow {
 
   private emit(msg: unknown): void {
     this.processed++;
-    let out: Uint8Array | string;
-    try {
-      out = this.encode(msg);
-    } catch (err) {
-      this.fail(`sink encoder threw: ${(err as Error).message}`);
-      return;
-    }
-    if (typeof out === "string") this.sink.writeString(out);
-    else this.sink.writeBytes(out);
+    const failure = this.sink.output(this.encode, msg);
+    if (failure) this.fail(failure);
   }
 
   private send(peer: number, stage: number, key: string, slot: number, msg: unknown, raw: Uint8Array | null): void {

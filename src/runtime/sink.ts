@@ -5,16 +5,17 @@ import type { HostPort } from "../address.ts";
 import type { Clock, Timer } from "../clock.ts";
 import { formatHostPort } from "../address.ts";
 import { log } from "../log.ts";
-import { LINK_LIMITS, type Link, type Transport } from "../net/transport.ts";
-import { writeUtf8, utf8Length } from "../codec/data.ts";
+import { LINK_LIMITS, type Link, type OutBuffer, type Transport } from "../net/transport.ts";
+import type { Encoder, OutputWriter } from "../app/types.ts";
+import { GrowBuffer } from "../net/out-buffer.ts";
+import { bufferWriter, encodeInto } from "./output-writer.ts";
 
 export const SINK_RECONNECT_MS = 250;
 
 export class Sink {
   private link: Link | undefined;
   /** Outputs produced while disconnected; bounded by the dataflow pausing at high water. */
-  private pending = new Uint8Array(64 * 1024);
-  private pendingLen = 0;
+  private pending = new GrowBuffer();
   private closing = false;
   private connecting = false;
   private timer: Timer | undefined;
@@ -39,44 +40,28 @@ export class Sink {
   /** True while the dataflow must not produce more output. */
   get congested(): boolean {
     if (this.link) return this.link.congested;
-    return this.pendingLen > LINK_LIMITS.highWaterBytes;
+    return this.pending.len > LINK_LIMITS.highWaterBytes;
   }
 
   get queuedBytes(): number {
-    return this.link ? this.link.queuedBytes : this.pendingLen;
+    return this.link ? this.link.queuedBytes : this.pending.len;
   }
 
-  writeString(s: string): void {
-    const n = s.length <= 64 ? utf8Length(s) : Buffer.byteLength(s);
-    const out = this.link?.out;
-    if (out) {
-      out.ensure(n);
-      out.len = writeUtf8(out.buf, out.len, s);
-      this.link!.flushSoon();
-    } else {
-      this.ensurePending(n);
-      this.pendingLen = writeUtf8(this.pending, this.pendingLen, s);
-    }
+  /** Where output goes now: the connection's buffer, or the pending one while disconnected. */
+  private target(): OutBuffer {
+    return this.link ? this.link.out : this.pending;
+  }
+
+  /** Handed to encoders: writes straight into the current target buffer. */
+  readonly writer: OutputWriter = bufferWriter(() => this.target());
+
+  /** One output; returns why it was dropped (the encoder threw or returned a wrong type), or null. */
+  output(encode: Encoder<unknown>, msg: unknown): string | null {
+    const failure = encodeInto(encode, msg, this.target(), this.writer);
+    if (failure) return failure;
     this.written++;
-  }
-
-  writeBytes(b: Uint8Array): void {
-    if (this.link) this.link.write(b);
-    else {
-      this.ensurePending(b.length);
-      this.pending.set(b, this.pendingLen);
-      this.pendingLen += b.length;
-    }
-    this.written++;
-  }
-
-  private ensurePending(n: number): void {
-    if (this.pendingLen + n <= this.pending.length) return;
-    let size = this.pending.length * 2;
-    while (size < this.pendingLen + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.pending.subarray(0, this.pendingLen));
-    this.pending = next;
+    this.link?.flushSoon();
+    return null;
   }
 
   private async connect(): Promise<void> {
@@ -101,10 +86,9 @@ export class Sink {
       this.link = link;
       if (this.warnedDown) log.info("sink_connected", `Sink connected to ${formatHostPort(this.addr)}`);
       this.warnedDown = false;
-      if (this.pendingLen > 0) {
-        link.write(this.pending.subarray(0, this.pendingLen));
-        this.pendingLen = 0;
-        this.pending = new Uint8Array(64 * 1024);
+      if (this.pending.len > 0) {
+        link.write(this.pending.buf.subarray(0, this.pending.len));
+        this.pending = new GrowBuffer();
       }
       this.onWritable();
     } catch (err) {
@@ -121,11 +105,7 @@ export class Sink {
     if (this.link !== l) return;
     this.link = undefined;
     // Bytes the kernel had not taken are kept and re-sent on the next connection.
-    if (l.queuedBytes > 0) {
-      this.ensurePending(l.queuedBytes);
-      this.pending.set(l.out.buf.subarray(0, l.out.len), this.pendingLen);
-      this.pendingLen += l.out.len;
-    }
+    if (l.queuedBytes > 0) this.pending.append(l.out.buf.subarray(0, l.out.len));
     if (this.closing) return;
     log.warn("sink_lost", `Sink connection to ${formatHostPort(this.addr)} closed${err ? ` (${err.message})` : ""}; reconnecting`);
     this.warnedDown = true;
@@ -143,7 +123,7 @@ export class Sink {
   /** Flushes what is queued (waiting at most `deadlineMs` for the receiver), then closes. */
   async close(deadlineMs: number): Promise<void> {
     const until = this.clock.now() + deadlineMs;
-    while ((this.pendingLen > 0 || (this.link?.queuedBytes ?? 0) > 0) && this.clock.now() < until) {
+    while ((this.pending.len > 0 || (this.link?.queuedBytes ?? 0) > 0) && this.clock.now() < until) {
       if (!this.link && !this.connecting && !this.timer) void this.connect();
       await this.clock.sleep(10);
     }

@@ -41,7 +41,13 @@ export function build(): AppSpec {
         return { letter: v.letter, total: state.total };
       },
     )
-    .toSink((o) => `${o.letter} => ${o.total}\n`);
+    .toSink((o, w) => {
+      // `${o.letter} => ${o.total}\n`, written without building the string.
+      w.text(o.letter);
+      w.text(" => ");
+      w.number(o.total);
+      w.byte(10);
+    });
 }
 
 export default build();

@@ -72,7 +72,16 @@ export function build(): AppSpec {
       },
     )
     .counters(() => ({ window_violations: violations }))
-    .toSink((o) => `${o.key} [${o.window.join(",")}]\n`);
+    .toSink((o, w) => {
+      // `${o.key} [${o.window.join(",")}]\n`, written without building the string.
+      w.text(o.key);
+      w.text(" [");
+      for (let i = 0; i < o.window.length; i++) {
+        if (i > 0) w.byte(44); // ','
+        w.number(o.window[i]!);
+      }
+      w.text("]\n");
+    });
 }
 
 export default build();

@@ -37,7 +37,12 @@ export function build(): AppSpec {
         return { word, count: state.count };
       },
     )
-    .toSink((o) => `${o.word} => ${o.count}\n`);
+    .toSink((o, w) => {
+      w.text(o.word);
+      w.text(" => ");
+      w.number(o.count);
+      w.byte(10);
+    });
 }
 
 export default build();

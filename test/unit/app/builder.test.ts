@@ -1,3 +1,4 @@
+import { encodeOutput } from "../../../src/runtime/output-writer.ts";
 import { describe, expect, test } from "bun:test";
 import { application } from "../../../src/app/builder.ts";
 import { APP_SPEC_KIND, type AppSpec } from "../../../src/app/types.ts";
@@ -74,7 +75,7 @@ describe("builder output", () => {
     const state = st.init();
     expect(st.fn(doubled, state, key)).toEqual({ letter: "A", total: 6 });
     expect(st.fn(doubled, state, key)).toEqual({ letter: "A", total: 12 });
-    expect(spec.sink.encode({ letter: "A", total: 12 })).toBe("A => 12\n");
+    expect(new TextDecoder().decode(encodeOutput(spec.sink.encode, { letter: "A", total: 12 }))).toBe("A => 12\n");
   });
 
   test("defaults: non-parallel steps, toMulti marks multi, unnamed keyBy and sink get fresh names", () => {

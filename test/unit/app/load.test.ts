@@ -1,3 +1,4 @@
+import { encodeOutput } from "../../../src/runtime/output-writer.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -53,7 +54,7 @@ describe("module paths", () => {
     const stage = spec.stages[2]!;
     if (stage.kind !== "stateful") throw new Error("unreachable");
     const state = stage.init();
-    const lines = words.map((w) => spec.sink.encode(stage.fn(w, state, w.word[0]!)));
+    const lines = words.map((w) => new TextDecoder().decode(encodeOutput(spec.sink.encode, stage.fn(w, state, w.word[0]!))));
     expect(lines).toEqual(["a apple 5\n", "a avocado 7\n", "a avocado 7\n", "a aardvarks 9\n"]);
   });
 
