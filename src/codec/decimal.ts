@@ -8,9 +8,31 @@
 
 /** Scratch for one integer's digits, least significant first (2^53 has 16 digits). */
 const digits = new Uint8Array(20);
+/** "00".."99" as byte pairs: one division per two digits. */
+const PAIRS = new Uint8Array(200);
+for (let i = 0; i < 100; i++) {
+  PAIRS[2 * i] = 48 + Math.floor(i / 10);
+  PAIRS[2 * i + 1] = 48 + (i % 10);
+}
 
 /** Upper bound on the bytes `writeDecimal` writes for any number. */
 export const DECIMAL_MAX_BYTES = 32;
+
+/** Appends the digits of int32 `v` ≥ 0 to `digits` from `k`, least significant first. */
+function int32Digits(v: number, k: number): number {
+  while (v >= 100) {
+    const q = (v / 100) | 0;
+    const r = (v - q * 100) << 1;
+    digits[k++] = PAIRS[r + 1]!;
+    digits[k++] = PAIRS[r]!;
+    v = q;
+  }
+  if (v >= 10) {
+    digits[k++] = PAIRS[(v << 1) + 1]!;
+    digits[k++] = PAIRS[v << 1]!;
+  } else digits[k++] = 48 + v;
+  return k;
+}
 
 /** Writes `String(n)` as ASCII at `off` (room for DECIMAL_MAX_BYTES must exist); returns the end. */
 export function writeDecimal(buf: Uint8Array, off: number, n: number): number {
@@ -23,30 +45,24 @@ export function writeDecimal(buf: Uint8Array, off: number, n: number): number {
     buf[off++] = 45; // '-'
     n = -n;
   }
-  let k = 0;
-  // Below 2^31 the division stays in int32; above, split in two halves of at most 9 digits so
-  // the loop never does a floating-point modulo (an fmod costs ~10× an integer divide).
-  if (n < 0x80000000) {
-    let v = n | 0;
-    do {
-      const q = (v / 10) | 0;
-      digits[k++] = 48 + v - q * 10;
-      v = q;
-    } while (v > 0);
-  } else {
+  let k: number;
+  // Integer division stays in int32: above 2^31 the number is split at 10^9 into two int32
+  // halves (a floating-point modulo costs ~10x an integer divide).
+  if (n < 0x80000000) k = int32Digits(n | 0, 0);
+  else {
     const hi = Math.floor(n / 1e9);
-    let lo = n - hi * 1e9;
-    for (let i = 0; i < 9; i++) {
-      const q = (lo / 10) | 0;
-      digits[k++] = 48 + lo - q * 10;
+    let lo = (n - hi * 1e9) | 0;
+    k = 0;
+    for (let i = 0; i < 4; i++) {
+      const q = (lo / 100) | 0;
+      const r = (lo - q * 100) << 1;
+      digits[k++] = PAIRS[r + 1]!;
+      digits[k++] = PAIRS[r]!;
       lo = q;
     }
-    let v = hi;
-    do {
-      const q = Math.floor(v / 10);
-      digits[k++] = 48 + v - q * 10;
-      v = q;
-    } while (v > 0);
+    digits[k++] = 48 + lo;
+    // hi < 2^53 / 10^9 < 2^24
+    k = int32Digits(hi | 0, k);
   }
   while (k > 0) buf[off++] = digits[--k]!;
   return off;
