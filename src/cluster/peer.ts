@@ -73,7 +73,9 @@ export class Peer {
     const need = recordBytes(kb, pl);
     if (this.stageLen + need > this.stage.length) this.growStage(need);
     const p = writeRecordHead(this.stage, this.stageLen, stage, raw ? RECORD_FLAG.raw : 0, slot, key, kb, pl);
-    this.stage.set(payload.subarray(start, end), p);
+    // A short payload is copied byte by byte: `subarray` would allocate a view per record.
+    if (pl < 64) for (let i = 0; i < pl; i++) this.stage[p + i] = payload[start + i]!;
+    else this.stage.set(payload.subarray(start, end), p);
     this.stageLen = p + pl;
     if (this.stageCount === 0) this.stageEpoch = this.epochNow();
     this.stageCount++;

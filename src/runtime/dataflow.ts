@@ -42,6 +42,9 @@ interface Held {
   msg: unknown;
 }
 
+/** Reused payload arrays for source frames shorter than 64 bytes, one per length. */
+const SCRATCH: readonly Uint8Array[] = Array.from({ length: 64 }, (_, n) => new Uint8Array(n));
+
 export class Dataflow {
   readonly state: KeyedState;
   readonly status = new Uint8Array(SLOT_COUNT);
@@ -68,9 +71,18 @@ export class Dataflow {
     this.encode = app.sink.encode;
   }
 
-  /** One frame from a source connection. */
+  /**
+   * One frame from a source connection. A decoder may use its payload only during the call, so
+   * a small payload is copied into a reused array of its exact length: cheaper than the view
+   * object `subarray` allocates for every message.
+   */
   ingest(buf: Uint8Array, start: number, end: number): void {
-    const view = buf.subarray(start, end);
+    const n = end - start;
+    let view: Uint8Array;
+    if (n < SCRATCH.length) {
+      view = SCRATCH[n]!;
+      for (let i = 0; i < n; i++) view[i] = buf[start + i]!;
+    } else view = buf.subarray(start, end);
     let msg: unknown;
     try {
       msg = this.decode(view);
