@@ -4,7 +4,7 @@ import { assert } from "../assert.ts";
 
 export const SLOT_COUNT = 1024;
 /** Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). */
-export const SLOTS_PER_BATCH = 16;
+export const SLOTS_PER_BATCH = 8;
 
 const slotCache = new Map<string, number>();
 const SLOT_CACHE_MAX = 1 << 16;
