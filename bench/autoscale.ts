@@ -37,6 +37,7 @@ import {
   now,
   numFlag,
   parseFlags,
+  peakRssMiB,
   Receiver,
   runDir,
   SendLog,
@@ -347,6 +348,7 @@ let fatal: string | undefined;
 let totalSent = 0;
 let cluster: Cluster | undefined;
 let tx: LoadSender | undefined;
+const peakRss: Record<string, number> = {};
 try {
   cluster = await Cluster.start({ binary, app: "sequence_window", workers: 2, sinkPort: rx.port, dir });
   const t0 = now();
@@ -386,6 +388,8 @@ try {
   fatal = (e as Error).message;
   console.log(`FAILED: ${fatal}`);
 } finally {
+  // Every member has held its share of the 100 000 keys (and the 2 that stay held them all).
+  if (cluster) for (const m of cluster.members.values()) peakRss[m.name] = peakRssMiB(m.child.proc.pid);
   totalSent = tx?.sent ?? 0;
   tx?.close();
   await cluster?.shutdown().catch(() => {});
@@ -432,6 +436,7 @@ console.log(
   `outputs: ${fmtInt(v.received)} of ${fmtInt(totalSent)} inputs, ${v.wrongKeys} keys with outputs ≠ inputs${v.example ? ` (${v.example})` : ""}, ` +
     `${checker.duplicates} duplicates, ${checker.badWindows} invalid windows, ${checker.unparsable} unparsable lines`,
 );
+console.log(`peak RSS MiB of the members at the end: ${Object.entries(peakRss).map(([n, m]) => `${n} ${m}`).join(", ")}`);
 const share = whole.stop();
 console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
 console.log(`${pass ? "RESULT: PASS" : "RESULT: FAIL"} (${((now() - benchStart) / 1000).toFixed(0)} s)`);
@@ -447,6 +452,7 @@ console.log(
     max_by_size: Object.fromEntries([...maxBySize].map(([n, m]) => [n, Math.round(m)])),
     logs: dir,
     events: results,
+    peak_rss_mib: peakRss,
     sent: totalSent,
     received: v.received,
     duplicates: checker.duplicates,

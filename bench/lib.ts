@@ -232,6 +232,16 @@ function hookExit(): void {
   }
 }
 
+/** A running process's peak resident memory (VmHWM) in MiB, or NaN once it is gone. */
+export function peakRssMiB(pid: number): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** A spawned process whose stderr (and stdout) lines are kept in memory and teed to a log file. */
 export class Child {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;

@@ -27,6 +27,7 @@ import {
   LoadSender,
   machineMeter,
   numFlag,
+  peakRssMiB,
   parseFlags,
   Receiver,
   DEFAULT_BINARY,
@@ -111,6 +112,8 @@ interface ThroughputResult {
   msg_per_s: number;
   send_s: number;
   total_s: number;
+  /** Peak resident memory of each process of the target (workers in cluster order), MiB. */
+  peak_rss_mib?: number[];
   ok: boolean;
   error?: string;
 }
@@ -138,6 +141,7 @@ async function throughputRun(t: Target): Promise<ThroughputResult> {
       msg_per_s: Math.round(N / ((rx.lastAt - rx.firstAt) / 1000)),
       send_s: (sent - t0) / 1000,
       total_s: (rx.lastAt - t0) / 1000,
+      peak_rss_mib: run.children.map((c) => peakRssMiB(c.proc.pid)),
       ok,
       error: ok ? undefined : `lines ${rx.lines}/${N}; wrong totals: ${wrong.slice(0, 5).join(", ")}`,
     };
@@ -152,6 +156,7 @@ async function throughputRun(t: Target): Promise<ThroughputResult> {
 interface LatencyResult extends LatencySummary {
   target: string;
   others_pct?: number;
+  peak_rss_mib?: number[];
   rate: number;
   offered_per_s: number;
   ok: boolean;
@@ -176,7 +181,8 @@ async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
     await waitDrained(rx, count, label(t), run.children);
     tx.close();
     const s = summarize(meter.latencies);
-    return { target: label(t), rate, offered_per_s: Math.round(offered), ...s, ok: rx.lines === count };
+    const peak_rss_mib = run.children.map((c) => peakRssMiB(c.proc.pid));
+    return { target: label(t), rate, offered_per_s: Math.round(offered), ...s, peak_rss_mib, ok: rx.lines === count };
   } catch (e) {
     return { target: label(t), rate, offered_per_s: NaN, n: 0, ok: false, error: (e as Error).message };
   } finally {
@@ -184,6 +190,9 @@ async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
     rx.stop();
   }
 }
+
+/** Peak RSS per process, "a / b / c" in cluster order. */
+const rss = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.join(" / ") : "-");
 
 /** Runs one measurement and notes how busy the rest of the machine was meanwhile. */
 async function metered<R extends { others_pct?: number }>(f: () => Promise<R>): Promise<R> {
@@ -210,9 +219,9 @@ try {
     if (!r.ok) failed = true;
   }
   const base = tputs.find((r) => r.target === "baseline");
-  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "others' CPU %", "check"]];
+  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "peak RSS MiB", "others' CPU %", "check"]];
   for (const r of tputs) {
-    rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), r.others_pct ?? "-", r.ok ? "PASS" : "FAIL"]);
+    rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), rss(r.peak_rss_mib), r.others_pct ?? "-", r.ok ? "PASS" : "FAIL"]);
   }
   console.log("\n" + table(rows) + "\n");
 
@@ -227,10 +236,10 @@ try {
     console.log(`  ${r.target.padEnd(12)} ${r.ok ? `p50 ${fmtMs(r.p50_ms)} ms  p99 ${fmtMs(r.p99_ms)} ms  p99.9 ${fmtMs(r.p999_ms)} ms` : "FAILED: " + r.error}`);
     if (!r.ok) failed = true;
   }
-  const lrows: (string | number)[][] = [["target", "offered msg/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "max msg/s of target", "others' CPU %"]];
+  const lrows: (string | number)[][] = [["target", "offered msg/s", "samples", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "max msg/s of target", "peak RSS MiB", "others' CPU %"]];
   for (const r of lats) {
     const max = tputs.find((x) => x.target === r.target);
-    lrows.push([r.target, r.ok ? fmtInt(r.offered_per_s) : "FAIL", fmtInt(r.n), fmtMs(r.p50_ms), fmtMs(r.p99_ms), fmtMs(r.p999_ms), fmtMs(r.max_ms), max?.ok ? fmtInt(max.msg_per_s) : "-", r.others_pct ?? "-"]);
+    lrows.push([r.target, r.ok ? fmtInt(r.offered_per_s) : "FAIL", fmtInt(r.n), fmtMs(r.p50_ms), fmtMs(r.p99_ms), fmtMs(r.p999_ms), fmtMs(r.max_ms), max?.ok ? fmtInt(max.msg_per_s) : "-", rss(r.peak_rss_mib), r.others_pct ?? "-"]);
   }
   console.log("\n" + table(lrows) + "\n");
 } catch (e) {

@@ -5,7 +5,7 @@ import { assert } from "../assert.ts";
 import type { Clock, Timer } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
-import { SLOTS_PER_BATCH, applyMoves, planMoves, type Move } from "./slots.ts";
+import { ROUND_SLOTS, applyMoves, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
   readonly self: Member;
@@ -50,6 +50,9 @@ type Phase =
       /** slot → destination of the round in flight */
       inFlight: Map<number, number>;
       round: number;
+      /** slots the next round may move (adapts between ROUND_SLOTS.min and .max) */
+      roundSlots: number;
+      roundStarted: number;
       slots: number;
       started: number;
       keys: number;
@@ -167,7 +170,7 @@ export class Coordinator {
     this.clock.clearTimeout(p.timer);
     for (const j of p.joiners) log.info("worker_added", `***New worker ${j.name} added to cluster!***`);
     const moves = planMoves(Array.from(this.host.owners), this.host.members().map((m) => m.id));
-    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in rounds of at most ${SLOTS_PER_BATCH}`);
+    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in rounds of ${ROUND_SLOTS.min} to ${ROUND_SLOTS.max}`);
     this.startMigration("grow", p.joiners, []);
   }
 
@@ -228,6 +231,8 @@ export class Coordinator {
       dead: new Set(),
       inFlight: new Map(),
       round: 0,
+      roundSlots: ROUND_SLOTS.min,
+      roundStarted: this.clock.now(),
       slots: 0,
       started: this.clock.now(),
       keys: 0,
@@ -278,7 +283,7 @@ export class Coordinator {
       });
       return { moves, repair: true };
     }
-    return { moves: planMoves(Array.from(owners), target).slice(0, SLOTS_PER_BATCH), repair: false };
+    return { moves: planMoves(Array.from(owners), target).slice(0, p.roundSlots), repair: false };
   }
 
   private nextRound(): void {
@@ -288,6 +293,7 @@ export class Coordinator {
     const { moves, repair } = this.nextMoves();
     if (moves.length === 0) return this.finish();
     p.round++;
+    p.roundStarted = this.clock.now();
     const epoch = this.host.epoch() + 1;
     const participants = this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id);
     p.inFlight = new Map(moves.map((m) => [m[0], m[2]]));
@@ -317,6 +323,9 @@ export class Coordinator {
     const p = this.phase;
     if (p.kind !== "migrating" || p.inFlight.size > 0) return;
     for (const m of this.host.members()) if (m.id !== this.host.self.id && !p.dead.has(m.id)) this.host.send(m.id, "commit", { epoch: this.host.epoch() });
+    const took = this.clock.now() - p.roundStarted;
+    if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);
+    else if (took < ROUND_SLOTS.targetMs / 2) p.roundSlots = Math.max(ROUND_SLOTS.min, p.roundSlots >> 1);
     this.nextRound();
   }
 

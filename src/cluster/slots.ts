@@ -3,8 +3,13 @@
 import { assert } from "../assert.ts";
 
 export const SLOT_COUNT = 1024;
-/** Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). */
-export const SLOTS_PER_BATCH = 8;
+/**
+ * Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). A round
+ * starts at the minimum; the coordinator doubles it while rounds take longer than the target
+ * (the cluster is busy, so every round waits behind full queues and fewer rounds finish sooner)
+ * and halves it again when they are quick.
+ */
+export const ROUND_SLOTS = { min: 8, max: 128, targetMs: 50 } as const;
 
 const slotCache = new Map<string, number>();
 const SLOT_CACHE_MAX = 1 << 16;
