@@ -53,6 +53,9 @@ type Phase =
       /** slots the next round may move (adapts between ROUND_SLOTS.min and .max) */
       roundSlots: number;
       roundStarted: number;
+      /** slots this event moves in all (as planned at its start; repairs may add some) */
+      total: number;
+      lastProgress: number;
       slots: number;
       started: number;
       keys: number;
@@ -68,6 +71,9 @@ export const COORDINATOR_LIMITS = {
   /** A migration round that makes no progress for this long is reported (and retried never). */
   roundStallMs: 30_000,
 } as const;
+
+/** A long migration logs its progress at info level this often. */
+const PROGRESS_EVERY_MS = 1000;
 
 export const UNDERWAY_JOIN = "Autoscale event currently underway, cannot join at this time";
 export const UNDERWAY_SHRINK = "Autoscale event currently underway, cannot shrink at this time";
@@ -233,6 +239,8 @@ export class Coordinator {
       round: 0,
       roundSlots: ROUND_SLOTS.min,
       roundStarted: this.clock.now(),
+      total: 0,
+      lastProgress: this.clock.now(),
       slots: 0,
       started: this.clock.now(),
       keys: 0,
@@ -249,6 +257,7 @@ export class Coordinator {
       this.host.lost(m.id);
     }
     this.deadMembers.clear();
+    p.total = planMoves(Array.from(this.host.owners), this.targetIds()).length;
     if (now) this.nextRound();
   }
 
@@ -323,9 +332,22 @@ export class Coordinator {
     const p = this.phase;
     if (p.kind !== "migrating" || p.inFlight.size > 0) return;
     for (const m of this.host.members()) if (m.id !== this.host.self.id && !p.dead.has(m.id)) this.host.send(m.id, "commit", { epoch: this.host.epoch() });
-    const took = this.clock.now() - p.roundStarted;
+    const t = this.clock.now();
+    const took = t - p.roundStarted;
     if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);
     else if (took < ROUND_SLOTS.targetMs / 2) p.roundSlots = Math.max(ROUND_SLOTS.min, p.roundSlots >> 1);
+    log.debug("migration_round", `AUTOSCALE: round ${p.round} done in ${took.toFixed(1)} ms; next round up to ${p.roundSlots} slots`);
+    if (t - p.lastProgress >= PROGRESS_EVERY_MS) {
+      p.lastProgress = t;
+      const elapsed = Math.round(t - p.started);
+      log.info("migration_progress", `AUTOSCALE: migrated ${p.slots} of ${p.total} slots, ${p.keys} keys, ${p.bytes} bytes in ${elapsed} ms`, {
+        slots: p.slots,
+        total: p.total,
+        keys: p.keys,
+        bytes: p.bytes,
+        elapsed_ms: elapsed,
+      });
+    }
     this.nextRound();
   }
 

@@ -81,4 +81,20 @@ describe("rounds of a grow", () => {
     expect(inBetween.length).toBe(Math.ceil(341 / ROUND_SLOTS.min));
     expect(inBetween.slice(0, -1).every((n) => n === ROUND_SLOTS.min)).toBe(true);
   });
+
+  test("a migration longer than a second logs its progress at info level", () => {
+    const lines: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
+    configureLog({ level: "info" });
+    try {
+      grow(() => 400);
+    } finally {
+      process.stderr.write = write;
+      configureLog({ level: "silent" });
+    }
+    const progress = lines.filter((l) => l.includes("AUTOSCALE: migrated"));
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress[0]).toMatch(/migrated \d+ of 341 slots, 0 keys, 0 bytes in \d+ ms/);
+  });
 });
