@@ -7,16 +7,17 @@ import { assert } from "../assert.ts";
 import { systemClock, type Clock, type Timer } from "../clock.ts";
 import { CONTROL_MAX_FRAME, decodeControl, encodeControl, type ControlBody, type ControlMessage, type ControlName, type Member } from "../codec/control.ts";
 import { DATA_KIND, DATA_MAX_FRAME, readHead, visitBody, type DataVisitor, type FrameHead } from "../codec/data.ts";
-import { EXTERNAL_MSG, encodeClusterStatus, encodeShrinkQueryResponse, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MSG, encodeShrinkQueryResponse } from "../codec/external.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Link, LinkHandlers, Server, Transport } from "../net/transport.ts";
 import { Dataflow, SLOT_STATUS, type Router } from "../runtime/dataflow.ts";
-import { startExternalServer, type ExternalReply } from "../runtime/external-server.ts";
+import { startExternalServer } from "../runtime/external-server.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
 import { Coordinator } from "./coordinator.ts";
+import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost } from "./external-requests.ts";
 import { Migration } from "./migration.ts";
 import { Peer } from "./peer.ts";
 import { SLOT_COUNT, initialOwners } from "./slots.ts";
@@ -69,12 +70,12 @@ const STARTUP_DEADLINE_MS = 60_000;
 const JOIN_REACH_ATTEMPTS = 3;
 const JOIN_ANSWER_DEADLINE_MS = 120_000;
 const RELAY_DEADLINE_MS = 15_000;
-const KEY_COUNT_DEADLINE_MS = 3000;
 const LEAVER_LINGER_MS = 10_000;
 
 export class Worker implements Router {
   readonly isInitializer: boolean;
   private readonly clock: Clock;
+  private readonly keyCounts: ClusterKeyCounts;
   selfId = -1;
   initializerId = 0;
   readonly owners = new Int32Array(SLOT_COUNT).fill(-1);
@@ -111,6 +112,7 @@ export class Worker implements Router {
   constructor(private readonly cfg: WorkerConfig) {
     this.isInitializer = cfg.role === "initializer";
     this.clock = cfg.clock ?? systemClock;
+    this.keyCounts = new ClusterKeyCounts(this.clock, (id, reqId) => this.sendTo(id, "keyCountReq", { reqId }));
     this.heldLimits = cfg.heldLimits ?? HELD_LIMITS;
     assert(this.heldLimits.low < this.heldLimits.high, "held low mark must be below the high mark");
     const outAddr = cfg.out;
@@ -156,7 +158,10 @@ export class Worker implements Router {
     this.myControlServer = await t.listen(controlAddr.host, controlAddr.port, (link) => this.acceptControl(link));
     this.myDataServer = await t.listen(dataAddr.host, dataAddr.port, (link) => this.acceptData(link));
     this.servers.push(this.myControlServer, this.myDataServer);
-    if (this.cfg.external) this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => this.onExternal(ty, p, r)));
+    if (this.cfg.external) {
+      const ext = this.externalHost();
+      this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => answerExternal(ext, ty, p, r)));
+    }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
         const src = new Source(s.name ?? this.cfg.app.source.name, s, t, (b, st, e) => this.dataflow.ingest(b, st, e), () => this.checkPressure());
@@ -533,11 +538,11 @@ export class Worker implements Router {
         return this.settleRelay(msg.body.reqId, msg.body);
       case "keyCountReq": {
         const from = this.memberByLink(link);
-        if (from) this.sendTo(from.id, "keyCountReply", { reqId: msg.body.reqId, name: this.name, counts: this.slotKeyCounts() });
+        if (from) this.sendTo(from.id, "keyCountReply", { reqId: msg.body.reqId, name: this.name, counts: slotKeyCounts(this.dataflow, this.ownedSlots()) });
         return;
       }
       case "keyCountReply":
-        return this.collectKeyCount(msg.body);
+        return this.keyCounts.collect(msg.body);
       case "shutdown":
         return void this.shutdown(false, msg.body.reason);
       case "abortJoin":
@@ -830,105 +835,29 @@ export class Worker implements Router {
 
   // ------------------------------------------------------------------------------ external
 
-  private onExternal(type: ExternalMsgType, payload: string, reply: ExternalReply): void {
-    switch (type) {
-      case EXTERNAL_MSG.ClusterStatusQuery:
-        if (!this.ready) return reply(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized, "");
-        return reply(
-          EXTERNAL_MSG.ClusterStatusQueryResponse,
-          encodeClusterStatus({ worker_count: this.committed.length, worker_names: this.committed.map((m) => m.name), processing_messages: !this.stopping }),
-        );
-      case EXTERNAL_MSG.ShrinkRequest: {
-        const req = parseShrinkRequest(payload);
-        if (!req) return void log.warn("external_undecodable", "Error decoding External Message on external channel. (malformed shrink request)");
-        const r = { query: req.query, names: req.node_names, count: req.node_count };
-        if (r.query) {
-          const a = this.shrinkHere(r);
-          return reply(a.type as ExternalMsgType, a.payload);
-        }
-        if (!this.ready) return reply(EXTERNAL_MSG.ShrinkErrorResponse, "Cluster is not yet initialized, cannot shrink at this time");
-        if (this.coordinator) {
-          const a = this.shrinkHere(r);
-          return reply(a.type as ExternalMsgType, a.payload);
-        }
-        void this.relay("tryShrink", r).then(
-          (b: ControlBody<"shrinkReply">) => reply(b.type as ExternalMsgType, b.payload),
-          (err: Error) => reply(EXTERNAL_MSG.ShrinkErrorResponse, err.message),
-        );
-        return;
-      }
-      case EXTERNAL_MSG.PartitionQuery:
-      case EXTERNAL_MSG.PartitionCountQuery: {
-        const slots = this.ownedSlots();
-        const byStage: Record<string, Record<string, number[] | number>> = {};
-        for (const i of this.dataflow.state.statefulStages) {
-          const n = this.cfg.app.stages[i]!.name;
-          byStage[n] = { [this.name]: type === EXTERNAL_MSG.PartitionQuery ? slots : slots.length };
-        }
-        return reply(type === EXTERNAL_MSG.PartitionQuery ? EXTERNAL_MSG.PartitionQueryResponse : EXTERNAL_MSG.PartitionCountQueryResponse, JSON.stringify({ state_partitions: byStage, stateless_partitions: {} }));
-      }
-      case EXTERNAL_MSG.SourceIdsQuery:
-        return reply(EXTERNAL_MSG.SourceIdsQueryResponse, JSON.stringify({ source_ids: this.sources.map((s) => s.name) }));
-      case EXTERNAL_MSG.StateEntityQuery:
-        return reply(EXTERNAL_MSG.StateEntityQueryResponse, JSON.stringify(this.dataflow.state.keys()));
-      case EXTERNAL_MSG.StateEntityCountQuery:
-        return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, JSON.stringify(this.dataflow.state.counts()));
-      case EXTERNAL_MSG.ClusterStateEntityCountQuery:
-        return this.clusterKeyCounts(reply);
-      case EXTERNAL_MSG.CleanShutdown:
-        log.info("external_shutdown", `External Clean Shutdown received${payload ? `: ${payload}` : "."}`);
-        return void this.shutdown(true, payload || undefined);
-      case EXTERNAL_MSG.Print:
-        return void log.info("external_print", `$$$ ExternalPrint: ${payload} $$$`);
-      default:
-        log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type})`);
-    }
+  private externalHost(): ExternalHost {
+    return {
+      name: this.name,
+      dataflow: this.dataflow,
+      stageNames: this.dataflow.state.statefulStages.map((i) => this.cfg.app.stages[i]!.name),
+      sourceNames: () => this.sources.map((s) => s.name),
+      isReady: () => this.ready,
+      isStopping: () => this.stopping,
+      committed: () => this.committed,
+      coordinates: () => this.coordinator !== undefined,
+      ownedSlots: () => this.ownedSlots(),
+      shrinkHere: (r) => this.shrinkHere(r),
+      relayShrink: (r) => this.relay("tryShrink", { query: r.query, names: [...r.names], count: r.count }),
+      clusterKeyCounts: (reply) =>
+        this.keyCounts.gather(this.name, slotKeyCounts(this.dataflow, this.ownedSlots()), this.committed.filter((m) => m.id !== this.selfId), reply),
+      shutdown: (reason) => void this.shutdown(true, reason),
+    };
   }
 
   private ownedSlots(): number[] {
     const out: number[] = [];
     for (let s = 0; s < SLOT_COUNT; s++) if (this.owners[s] === this.selfId) out.push(s);
     return out;
-  }
-
-  private slotKeyCounts(): Record<string, Record<string, number>> {
-    const out: Record<string, Record<string, number>> = {};
-    const counts = this.dataflow.state.counts();
-    for (const stage of Object.keys(counts)) out[stage] = {};
-    for (const s of this.ownedSlots()) {
-      const n = this.dataflow.state.slotKeyCount(s);
-      if (n > 0) for (const stage of Object.keys(counts)) out[stage]![String(s)] = n;
-    }
-    return out;
-  }
-
-  private readonly keyCountQueries = new Map<number, { result: Record<string, unknown>; waiting: Set<string>; done: () => void }>();
-
-  private clusterKeyCounts(reply: ExternalReply): void {
-    const reqId = this.nextReqId++;
-    const result: Record<string, unknown> = { [this.name]: this.slotKeyCounts() };
-    const waiting = new Set<string>();
-    for (const m of this.committed) if (m.id !== this.selfId && this.sendTo(m.id, "keyCountReq", { reqId })) waiting.add(m.name);
-    let finished = false;
-    const done = () => {
-      if (finished) return;
-      finished = true;
-      this.clock.clearTimeout(timer);
-      this.keyCountQueries.delete(reqId);
-      if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
-      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(result));
-    };
-    const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
-    this.keyCountQueries.set(reqId, { result, waiting, done });
-    if (waiting.size === 0) done();
-  }
-
-  private collectKeyCount(body: ControlBody<"keyCountReply">): void {
-    const q = this.keyCountQueries.get(body.reqId);
-    if (!q) return;
-    q.result[body.name] = body.counts;
-    q.waiting.delete(body.name);
-    if (q.waiting.size === 0) q.done();
   }
 
   // ------------------------------------------------------------------------------ shutdown

@@ -1,0 +1,141 @@
+// What a worker answers on the external channel (reference §3): status, shrink, slot and key
+// queries, the cluster-wide key count gathered from every member, shutdown. The worker hands
+// in what it knows through ExternalHost; this file never touches a connection.
+import type { ControlBody, Member } from "../codec/control.ts";
+import { EXTERNAL_MSG, encodeClusterStatus, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import type { Clock } from "../clock.ts";
+import { log } from "../log.ts";
+import type { Dataflow } from "../runtime/dataflow.ts";
+import type { ExternalReply } from "../runtime/external-server.ts";
+
+export type ShrinkAsk = { query: boolean; names: readonly string[]; count: number };
+
+export interface ExternalHost {
+  readonly name: string;
+  readonly dataflow: Dataflow;
+  /** Names of the stateful stages, in pipeline order. */
+  readonly stageNames: readonly string[];
+  sourceNames(): readonly string[];
+  isReady(): boolean;
+  isStopping(): boolean;
+  /** The committed membership, in cluster order. */
+  committed(): readonly Member[];
+  /** This worker coordinates (it is the initializer). */
+  coordinates(): boolean;
+  ownedSlots(): number[];
+  /** Answers a shrink request on the coordinator (or a query anywhere). */
+  shrinkHere(req: ShrinkAsk): { type: number; payload: string };
+  /** Forwards a shrink to the coordinator. */
+  relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">>;
+  clusterKeyCounts(reply: ExternalReply): void;
+  shutdown(reason: string | undefined): void;
+}
+
+export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply): void {
+  switch (type) {
+    case EXTERNAL_MSG.ClusterStatusQuery:
+      if (!h.isReady()) return reply(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized, "");
+      const committed = h.committed();
+      return reply(
+        EXTERNAL_MSG.ClusterStatusQueryResponse,
+        encodeClusterStatus({ worker_count: committed.length, worker_names: committed.map((m) => m.name), processing_messages: !h.isStopping() }),
+      );
+    case EXTERNAL_MSG.ShrinkRequest: {
+      const req = parseShrinkRequest(payload);
+      if (!req) return void log.warn("external_undecodable", "Error decoding External Message on external channel. (malformed shrink request)");
+      const r = { query: req.query, names: req.node_names, count: req.node_count };
+      if (!r.query && !h.isReady()) return reply(EXTERNAL_MSG.ShrinkErrorResponse, "Cluster is not yet initialized, cannot shrink at this time");
+      if (r.query || h.coordinates()) {
+        const a = h.shrinkHere(r);
+        return reply(a.type as ExternalMsgType, a.payload);
+      }
+      void h.relayShrink(r).then(
+        (b) => reply(b.type as ExternalMsgType, b.payload),
+        (err: Error) => reply(EXTERNAL_MSG.ShrinkErrorResponse, err.message),
+      );
+      return;
+    }
+    case EXTERNAL_MSG.PartitionQuery:
+    case EXTERNAL_MSG.PartitionCountQuery: {
+      const slots = h.ownedSlots();
+      const byStage: Record<string, Record<string, number[] | number>> = {};
+      for (const n of h.stageNames) byStage[n] = { [h.name]: type === EXTERNAL_MSG.PartitionQuery ? slots : slots.length };
+      return reply(
+        type === EXTERNAL_MSG.PartitionQuery ? EXTERNAL_MSG.PartitionQueryResponse : EXTERNAL_MSG.PartitionCountQueryResponse,
+        JSON.stringify({ state_partitions: byStage, stateless_partitions: {} }),
+      );
+    }
+    case EXTERNAL_MSG.SourceIdsQuery:
+      return reply(EXTERNAL_MSG.SourceIdsQueryResponse, JSON.stringify({ source_ids: h.sourceNames() }));
+    case EXTERNAL_MSG.StateEntityQuery:
+      return reply(EXTERNAL_MSG.StateEntityQueryResponse, JSON.stringify(h.dataflow.state.keys()));
+    case EXTERNAL_MSG.StateEntityCountQuery:
+      return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, JSON.stringify(h.dataflow.state.counts()));
+    case EXTERNAL_MSG.ClusterStateEntityCountQuery:
+      return h.clusterKeyCounts(reply);
+    case EXTERNAL_MSG.CleanShutdown:
+      log.info("external_shutdown", `External Clean Shutdown received${payload ? `: ${payload}` : "."}`);
+      return h.shutdown(payload || undefined);
+    case EXTERNAL_MSG.Print:
+      return void log.info("external_print", `$$$ ExternalPrint: ${payload} $$$`);
+    default:
+      log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type})`);
+  }
+}
+
+/** Per stage, slot → keys for the slots this worker owns that hold keys (the 25/26 shape). */
+export function slotKeyCounts(dataflow: Dataflow, owned: readonly number[]): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  const counts = dataflow.state.counts();
+  for (const stage of Object.keys(counts)) out[stage] = {};
+  for (const s of owned) {
+    const n = dataflow.state.slotKeyCount(s);
+    if (n > 0) for (const stage of Object.keys(counts)) out[stage]![String(s)] = n;
+  }
+  return out;
+}
+
+/** How long the cluster-wide key count waits for members before answering without them. */
+export const KEY_COUNT_DEADLINE_MS = 3000;
+
+/**
+ * The cluster-wide key count: this worker's own counts plus every member's answer, sent when
+ * all have answered or at the deadline (the original waited forever for a silent worker).
+ */
+export class ClusterKeyCounts {
+  private nextReqId = 1;
+  private readonly pending = new Map<number, { result: Record<string, unknown>; waiting: Set<string>; done: () => void }>();
+
+  constructor(
+    private readonly clock: Clock,
+    /** Asks member `id` for its counts; false when it cannot be reached. */
+    private readonly ask: (id: number, reqId: number) => boolean,
+  ) {}
+
+  gather(selfName: string, own: Record<string, unknown>, others: readonly Member[], reply: ExternalReply): void {
+    const reqId = this.nextReqId++;
+    const result: Record<string, unknown> = { [selfName]: own };
+    const waiting = new Set<string>();
+    for (const m of others) if (this.ask(m.id, reqId)) waiting.add(m.name);
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
+      this.clock.clearTimeout(timer);
+      this.pending.delete(reqId);
+      if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
+      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(result));
+    };
+    const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
+    this.pending.set(reqId, { result, waiting, done });
+    if (waiting.size === 0) done();
+  }
+
+  collect(body: ControlBody<"keyCountReply">): void {
+    const q = this.pending.get(body.reqId);
+    if (!q) return;
+    q.result[body.name] = body.counts;
+    q.waiting.delete(body.name);
+    if (q.waiting.size === 0) q.done();
+  }
+}
