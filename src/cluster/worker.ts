@@ -6,7 +6,6 @@ import type { AppSpec } from "../app/types.ts";
 import { assert } from "../assert.ts";
 import { systemClock, type Clock, type Timer } from "../clock.ts";
 import { CONTROL_MAX_FRAME, decodeControl, encodeControl, type ControlBody, type ControlMessage, type ControlName, type Member } from "../codec/control.ts";
-import { DATA_KIND, DATA_MAX_FRAME, readHead, visitBody, type DataVisitor, type FrameHead } from "../codec/data.ts";
 import { EXTERNAL_MSG, encodeShrinkQueryResponse } from "../codec/external.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
@@ -18,6 +17,7 @@ import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
 import { Coordinator } from "./coordinator.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost } from "./external-requests.ts";
+import { InboundData, type InboundHost } from "./inbound-data.ts";
 import { Migration } from "./migration.ts";
 import { Peer } from "./peer.ts";
 import { SLOT_COUNT, initialOwners } from "./slots.ts";
@@ -55,16 +55,6 @@ export interface WorkerConfig {
  */
 export const HELD_LIMITS = { high: 65_536, low: 16_384 } as const;
 
-interface InboundData {
-  link: Link;
-  peerId: number;
-  name: string;
-  seq: number;
-  blocked: Uint8Array[];
-  head: FrameHead;
-  visitor: DataVisitor;
-}
-
 const DIAL_TIMEOUT_MS = 2000;
 const STARTUP_DEADLINE_MS = 60_000;
 const JOIN_REACH_ATTEMPTS = 3;
@@ -94,6 +84,7 @@ export class Worker implements Router {
   private ready = false;
   private stopping = false;
   private readonly inbound = new Set<InboundData>();
+  private readonly inboundHost: InboundHost;
   private inboundPausedForSink = false;
   private readonly heldLimits: { high: number; low: number };
   /** This worker's held queue is above its high mark (and has not yet fallen below low). */
@@ -128,6 +119,14 @@ export class Worker implements Router {
       reportInstalled: (epoch, slots, keys, bytes) => this.reportInstalled(epoch, slots, keys, bytes),
       epochAdvanced: (epoch) => this.epochAdvanced(epoch),
     });
+    this.inboundHost = {
+      dataflow: this.dataflow,
+      migration: this.migration,
+      memberId: (name) => this.members.find((x) => x.name === name)?.id ?? -1,
+      pausedForSink: () => this.inboundPausedForSink,
+      afterChunk: () => this.checkPressure(),
+      lost: (id) => this.peerLost(id, "data connection closed"),
+    };
   }
 
   get name(): string {
@@ -702,100 +701,19 @@ export class Worker implements Router {
   // ---------------------------------------------------------------------------------- data
 
   private acceptData(link: Link): LinkHandlers {
-    const reader = new FrameReader(DATA_MAX_FRAME);
-    const inb: InboundData = {
-      link,
-      peerId: -1,
-      name: "",
-      seq: 0,
-      blocked: [],
-      head: { kind: 0, seq: 0, epoch: 0 },
-      visitor: undefined as unknown as DataVisitor,
-    };
-    const df = this.dataflow;
-    const mig = this.migration;
-    inb.visitor = {
-      record: (stage, flags, slot, key, buf, s, e) => df.receive(stage, flags, slot, key, buf, s, e),
-      marker: (slots) => mig.onMarker(this.inboundPeerId(inb), inb.head.epoch, slots),
-      state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
-      stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
-      hello: (name) => {
-        inb.name = name;
-        inb.peerId = -1;
-        this.inboundPeerId(inb);
-      },
-    };
+    const inb = new InboundData(link, this.inboundHost);
     this.inbound.add(inb);
-    if (this.inboundPausedForSink) link.pause();
-    const onFrame = (buf: Uint8Array, start: number, end: number) => {
-      if (inb.blocked.length > 0 || this.frameAhead(buf, start, end)) {
-        inb.blocked.push(buf.slice(start, end));
-        link.pause();
-        return;
-      }
-      this.handleDataFrame(inb, buf, start, end);
-    };
     return {
-      data: (l, chunk) => {
-        const err = reader.feed(chunk, onFrame);
-        // Output this chunk produced may have filled our sink: stop reading if so.
-        this.checkPressure();
-        if (err) {
-          log.error("data_oversized", `Data frame of ${err.claimed} bytes from ${inb.name || l.remote} exceeds ${err.max}. Closed connection.`);
-          l.destroy();
-        }
-      },
+      data: (_l, chunk) => inb.onChunk(chunk),
       close: () => {
         this.inbound.delete(inb);
-        const id = this.inboundPeerId(inb);
-        if (id >= 0) this.peerLost(id, "data connection closed");
+        inb.onClose();
       },
     };
-  }
-
-  /**
-   * The sender of an inbound data connection. A joiner's hello can arrive before this worker
-   * hears of the joiner from the coordinator, so the name is resolved when first needed.
-   */
-  private inboundPeerId(inb: InboundData): number {
-    if (inb.peerId < 0 && inb.name) inb.peerId = this.members.find((x) => x.name === inb.name)?.id ?? -1;
-    return inb.peerId;
-  }
-
-  private readonly peekHead: FrameHead = { kind: 0, seq: 0, epoch: 0 };
-
-  /** A frame routed under a table this worker has not applied yet must wait for the plan. */
-  private frameAhead(buf: Uint8Array, start: number, end: number): boolean {
-    if (readHead(buf, start, end, this.peekHead) !== null) return false;
-    return this.peekHead.kind !== DATA_KIND.hello && this.peekHead.epoch > this.migration.epoch;
-  }
-
-  private handleDataFrame(inb: InboundData, buf: Uint8Array, start: number, end: number): void {
-    const err = readHead(buf, start, end, inb.head) ?? (inb.head.seq !== inb.seq ? `sequence ${inb.head.seq} where ${inb.seq} was expected` : null);
-    if (err) {
-      log.error("data_malformed", `Malformed data frame from ${inb.name || inb.link.remote}: ${err}. Closed connection.`);
-      inb.link.destroy();
-      return;
-    }
-    inb.seq = (inb.seq + 1) >>> 0;
-    const verr = visitBody(buf, start, end, inb.head.kind, inb.visitor);
-    if (verr) {
-      log.error("data_malformed", `Malformed data frame from ${inb.name || inb.link.remote}: ${verr}. Closed connection.`);
-      inb.link.destroy();
-    }
   }
 
   private epochAdvanced(epoch: number): void {
-    for (const inb of this.inbound) {
-      if (inb.blocked.length === 0) continue;
-      while (inb.blocked.length > 0) {
-        const f = inb.blocked[0]!;
-        if (readHead(f, 0, f.length, this.peekHead) === null && this.peekHead.epoch > epoch) break;
-        inb.blocked.shift();
-        this.handleDataFrame(inb, f, 0, f.length);
-      }
-      if (inb.blocked.length === 0 && !this.inboundPausedForSink) inb.link.resume();
-    }
+    for (const inb of this.inbound) inb.release(epoch);
   }
 
   private reportInstalled(epoch: number, slots: number[], keys: number, bytes: number): void {
@@ -822,7 +740,7 @@ export class Worker implements Router {
       this.inboundPausedForSink = sinkFull;
       for (const inb of this.inbound) {
         if (sinkFull) inb.link.pause();
-        else if (inb.blocked.length === 0) inb.link.resume();
+        else inb.resume();
       }
     }
   }

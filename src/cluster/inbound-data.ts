@@ -1,0 +1,131 @@
+// One data connection from a peer, read side: cuts frames, checks their sequence numbers, holds
+// back frames routed under a table this worker has not applied yet, and hands records, markers
+// and state to the dataflow and the migration. A frame that breaks the protocol closes the
+// connection (the peer is then lost); nothing here throws on bad input.
+import { DATA_KIND, DATA_MAX_FRAME, readHead, visitBody, type DataVisitor, type FrameHead } from "../codec/data.ts";
+import { FrameReader } from "../codec/frame.ts";
+import { log } from "../log.ts";
+import type { Link } from "../net/transport.ts";
+import type { Dataflow } from "../runtime/dataflow.ts";
+import type { Migration } from "./migration.ts";
+
+export interface InboundHost {
+  readonly dataflow: Dataflow;
+  readonly migration: Migration;
+  /** A member's id by name, or -1 while it is not known here yet. */
+  memberId(name: string): number;
+  /** This worker's sink is congested, so its inputs stay paused. */
+  pausedForSink(): boolean;
+  /** After each chunk: output it produced may have filled the sink. */
+  afterChunk(): void;
+  /** The connection closed: the peer that dialed it is lost. */
+  lost(peerId: number): void;
+}
+
+/** Scratch for peeking at a frame's head without disturbing the connection's own. */
+const peek: FrameHead = { kind: 0, seq: 0, epoch: 0 };
+
+export class InboundData {
+  private readonly reader = new FrameReader(DATA_MAX_FRAME);
+  private readonly head: FrameHead = { kind: 0, seq: 0, epoch: 0 };
+  private readonly visitor: DataVisitor;
+  /**
+   * Frames that arrived ahead of this worker's table, in order. Reading stops while any wait,
+   * so this holds at most the rest of one chunk.
+   */
+  private readonly blocked: Uint8Array[] = [];
+  private peerId = -1;
+  private name = "";
+  private seq = 0;
+
+  constructor(
+    readonly link: Link,
+    private readonly host: InboundHost,
+  ) {
+    const df = host.dataflow;
+    const mig = host.migration;
+    this.visitor = {
+      record: (stage, flags, slot, key, buf, s, e) => df.receive(stage, flags, slot, key, buf, s, e),
+      marker: (slots) => mig.onMarker(this.sender(), this.head.epoch, slots),
+      state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
+      stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
+      hello: (name) => {
+        this.name = name;
+        this.peerId = -1;
+        this.sender();
+      },
+    };
+    if (host.pausedForSink()) link.pause();
+  }
+
+  /**
+   * The worker at the other end. A joiner's hello can arrive before this worker hears of the
+   * joiner from the coordinator, so the name is resolved when first needed.
+   */
+  private sender(): number {
+    if (this.peerId < 0 && this.name) this.peerId = this.host.memberId(this.name);
+    return this.peerId;
+  }
+
+  private readonly onFrame = (buf: Uint8Array, start: number, end: number): void => {
+    if (this.blocked.length > 0 || this.ahead(buf, start, end)) {
+      this.blocked.push(buf.slice(start, end));
+      this.link.pause();
+      return;
+    }
+    this.handle(buf, start, end);
+  };
+
+  onChunk(chunk: Uint8Array): void {
+    const err = this.reader.feed(chunk, this.onFrame);
+    this.host.afterChunk();
+    if (err) {
+      log.error("data_oversized", `Data frame of ${err.claimed} bytes from ${this.name || this.link.remote} exceeds ${err.max}. Closed connection.`);
+      this.link.destroy();
+    }
+  }
+
+  onClose(): void {
+    const id = this.sender();
+    if (id >= 0) this.host.lost(id);
+  }
+
+  /** A frame routed under a table this worker has not applied yet must wait for the plan. */
+  private ahead(buf: Uint8Array, start: number, end: number): boolean {
+    if (readHead(buf, start, end, peek) !== null) return false;
+    return peek.kind !== DATA_KIND.hello && peek.epoch > this.host.migration.epoch;
+  }
+
+  private handle(buf: Uint8Array, start: number, end: number): void {
+    const h = this.head;
+    const err = readHead(buf, start, end, h) ?? (h.seq !== this.seq ? `sequence ${h.seq} where ${this.seq} was expected` : null);
+    if (err) {
+      log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${err}. Closed connection.`);
+      this.link.destroy();
+      return;
+    }
+    this.seq = (this.seq + 1) >>> 0;
+    const verr = visitBody(buf, start, end, h.kind, this.visitor);
+    if (verr) {
+      log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${verr}. Closed connection.`);
+      this.link.destroy();
+    }
+  }
+
+  /** The table reached `epoch`: runs the frames that waited for it, and reads on if none wait. */
+  release(epoch: number): void {
+    if (this.blocked.length === 0) return;
+    while (this.blocked.length > 0) {
+      const f = this.blocked[0]!;
+      if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
+      this.blocked.shift();
+      this.handle(f, 0, f.length);
+    }
+    this.resume();
+  }
+
+  /** Reads on unless frames wait for a plan or the sink is congested. */
+  resume(): void {
+    if (this.blocked.length === 0 && !this.host.pausedForSink()) this.link.resume();
+  }
+}
