@@ -69,8 +69,8 @@ export class InboundData {
 
   private readonly onFrame = (buf: Uint8Array, start: number, end: number): void => {
     if (this.blocked.length > 0 || this.ahead(buf, start, end)) {
+      if (this.blocked.length === 0) this.link.pause();
       this.blocked.push(buf.slice(start, end));
-      this.link.pause();
       return;
     }
     this.handle(buf, start, end);

@@ -1,0 +1,84 @@
+// The read side of a data connection: frames of a later epoch wait (and reading stops) until the
+// table reaches it; a sequence gap or an oversized frame closes the connection; the sender is
+// named by its hello.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { encodeHello, encodeMarker, encodeStateEnd } from "../../../src/codec/data.ts";
+import { InboundData, type InboundHost } from "../../../src/cluster/inbound-data.ts";
+import { configureLog } from "../../../src/log.ts";
+import type { Link } from "../../../src/net/transport.ts";
+
+beforeAll(() => configureLog({ level: "silent" }));
+afterAll(() => configureLog({ level: "info" }));
+
+function fakeLink() {
+  const events: string[] = [];
+  const link = {
+    id: 1,
+    remote: "peer",
+    closed: false,
+    pause: () => events.push("pause"),
+    resume: () => events.push("resume"),
+    destroy: () => events.push("destroy"),
+  } as unknown as Link;
+  return { link, events };
+}
+
+function setup(epoch = 1) {
+  const seen: string[] = [];
+  const { link, events } = fakeLink();
+  let lost = -1;
+  const migration = {
+    epoch,
+    onMarker: (from: number, e: number, slots: readonly number[]) => seen.push(`marker from ${from} epoch ${e} [${slots}]`),
+    onStateEnd: (slot: number, keys: number) => seen.push(`end ${slot} ${keys}`),
+  };
+  const host = {
+    dataflow: {},
+    migration,
+    memberId: (name: string) => (name === "w1" ? 7 : -1),
+    pausedForSink: () => false,
+    afterChunk: () => {},
+    lost: (id: number) => (lost = id),
+  } as unknown as InboundHost;
+  const inb = new InboundData(link, host);
+  return { inb, seen, events, migration, lostId: () => lost };
+}
+
+const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
+
+describe("InboundData", () => {
+  test("frames of a later epoch wait, in order, until the table reaches it", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1"), encodeMarker(1, 1, [3]), encodeMarker(2, 2, [4]), encodeStateEnd(3, 1, 9, 0)));
+    // The epoch-2 marker and everything after it wait, even the epoch-1 frame behind it.
+    expect(s.seen).toEqual(["marker from 7 epoch 1 [3]"]);
+    expect(s.events).toEqual(["pause"]);
+    s.inb.release(1);
+    expect(s.seen.length).toBe(1);
+    s.migration.epoch = 2;
+    s.inb.release(2);
+    expect(s.seen).toEqual(["marker from 7 epoch 1 [3]", "marker from 7 epoch 2 [4]", "end 9 0"]);
+    expect(s.events).toEqual(["pause", "resume"]);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(7);
+  });
+
+  test("a sequence gap closes the connection and nothing after it is applied", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1"), encodeMarker(2, 1, [3])));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
+  });
+
+  test("an oversized frame closes the connection without allocating it", () => {
+    const s = setup(1);
+    s.inb.onChunk(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1]));
+    expect(s.events).toEqual(["destroy"]);
+  });
+
+  test("a connection that closes before its hello loses nobody", () => {
+    const s = setup(1);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(-1);
+  });
+});
