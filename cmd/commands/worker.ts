@@ -102,8 +102,8 @@ export default defineCommand({
       await worker.start();
     } catch (err) {
       if (err instanceof WallarooError) throw err;
-      const e = err as Error & { code?: string };
-      throw new WallarooError(`Worker ${cfg.name} could not start: ${e.code === "EADDRINUSE" ? "an address it must listen on is already in use" : e.message}`);
+      const e = err as Error;
+      throw new WallarooError(`Worker ${cfg.name} could not start: ${e.message}`);
     }
     return await worker.exited;
   },

@@ -176,7 +176,9 @@ export class Worker implements Router {
       controlPort: this.myControlServer.port,
       dataPort: this.myDataServer.port,
     };
-    log.debug("listening", `control on ${formatHostPort({ host: controlAddr.host, port: this.myControlServer.port })}, data on ${formatHostPort({ host: dataAddr.host, port: this.myDataServer.port })}`);
+    const ctl = formatHostPort({ host: controlAddr.host, port: this.myControlServer.port });
+    const dat = formatHostPort({ host: dataAddr.host, port: this.myDataServer.port });
+    log.info("listening", `${this.name} control: listening on ${ctl}; data: listening on ${dat}`, { control: ctl, data: dat });
     if (this.isInitializer) this.startAsInitializer();
     else if (this.cfg.role === "worker") await this.register();
     else await this.joinCluster();

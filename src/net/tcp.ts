@@ -9,6 +9,7 @@
 // between. A link whose handler has used YIELD_AFTER_MS since its last yield is paused and
 // resumed by setImmediate, which runs after every other ready socket had its turn.
 import type { Socket, TCPSocketListener } from "bun";
+import { formatHostPort } from "../address.ts";
 import { GrowBuffer } from "./out-buffer.ts";
 import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
@@ -168,18 +169,26 @@ const socketHandlers = {
 
 export const tcpTransport: Transport = {
   async listen(host, port, accept) {
-    const listener: TCPSocketListener<SocketData> = Bun.listen<SocketData>({
-      hostname: host,
-      port,
-      socket: {
-        ...socketHandlers,
-        open(socket) {
-          const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
-          socket.data = { link };
-          link.handlers = accept(link);
+    let listener: TCPSocketListener<SocketData>;
+    try {
+      listener = Bun.listen<SocketData>({
+        hostname: host,
+        port,
+        socket: {
+          ...socketHandlers,
+          open(socket) {
+            const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
+            socket.data = { link };
+            link.handlers = accept(link);
+          },
         },
-      },
-    });
+      });
+    } catch (err) {
+      // Name the address: the operator has several listen flags and needs to know which one.
+      const code = (err as { code?: string }).code;
+      const why = code === "EADDRINUSE" ? "the address is already in use" : (err as Error).message;
+      throw Object.assign(new Error(`cannot listen on ${formatHostPort({ host, port })}: ${why}`), { code });
+    }
     const server: Server = {
       host: listener.hostname,
       port: listener.port,

@@ -1,13 +1,49 @@
 // A cluster of real worker processes for the e2e tests, with helpers to grow, shrink and query it.
 import { EXTERNAL_MSG, parseClusterStatus, type ClusterStatus } from "../../src/codec/external.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { HOST, Proc, cli, freePort, waitFor, type Receiver } from "./harness.ts";
+import { HOST, Proc, cli, waitFor, type Receiver } from "./harness.ts";
 
 export interface WorkerHandle {
   name: string;
   proc: Proc;
   control: number;
   external: number;
+}
+
+/**
+ * Every process listens on port 0 and the test reads the port the OS gave from its log: a port
+ * picked in advance can be taken by someone else before the worker binds it.
+ */
+const LOGGED_PORT = {
+  control: /control: listening on \S+:(\d+);/,
+  external: /external: listening on \S+:(\d+)/,
+  source: /source is listening on \S+:(\d+)/,
+} as const;
+
+export async function loggedPort(proc: Proc, what: keyof typeof LOGGED_PORT): Promise<number> {
+  const re = LOGGED_PORT[what];
+  await proc.waitForLog(re);
+  return Number(re.exec(proc.stderr)![1]);
+}
+
+/** An initializer expecting `n` workers, with its ports read from its log. */
+export async function startInitializer(app: string, rx: Receiver, n: number, extraArgs: string[] = []): Promise<WorkerHandle & { sourcePort: number }> {
+  const proc = new Proc("initializer", [
+    "worker",
+    "--application-module", app,
+    "--in", `${app}@${HOST}:0`,
+    "--out", `${HOST}:${rx.port}`,
+    "--control", `${HOST}:0`,
+    "--data", `${HOST}:0`,
+    "--external", `${HOST}:0`,
+    "--cluster-initializer",
+    "--worker-count", String(n),
+    ...extraArgs,
+  ]);
+  const control = await loggedPort(proc, "control");
+  const external = await loggedPort(proc, "external");
+  const sourcePort = await loggedPort(proc, "source");
+  return { name: "initializer", proc, control, external, sourcePort };
 }
 
 export async function ask(port: number, type: number, payload = ""): Promise<{ type: number; payload: string } | null> {
@@ -39,45 +75,32 @@ export class Cluster {
   ) {}
 
   async start(n: number): Promise<void> {
-    this.sourcePort = await freePort();
-    const control = await freePort();
-    const data = await freePort();
-    const external = await freePort();
-    const proc = new Proc("initializer", [
-      "worker",
-      "--application-module", this.app,
-      "--in", `${this.app}@${HOST}:${this.sourcePort}`,
-      "--out", `${HOST}:${this.rx.port}`,
-      "--control", `${HOST}:${control}`,
-      "--data", `${HOST}:${data}`,
-      "--external", `${HOST}:${external}`,
-      "--cluster-initializer",
-      "--worker-count", String(n),
-      ...this.extraArgs,
-    ]);
-    this.initializer = { name: "initializer", proc, control, external };
-    this.members.set("initializer", this.initializer);
+    const init = await startInitializer(this.app, this.rx, n, this.extraArgs);
+    this.sourcePort = init.sourcePort;
+    this.initializer = init;
+    this.members.set("initializer", init);
     for (let i = 1; i < n; i++) {
-      const w = await this.spawnWorker(`w${i}`, ["--control", `${HOST}:${control}`]);
+      const w = await this.spawnWorker(`w${i}`, ["--control", `${HOST}:${init.control}`]);
       this.members.set(w.name, w);
     }
-    await proc.waitForLog("Application has successfully initialized.", 20_000);
+    await init.proc.waitForLog("Application has successfully initialized.", 20_000);
     await this.waitMembership([...this.members.keys()]);
   }
 
+  /** A worker with its own ports from the OS; returns once it listens (it may exit later). */
   async spawnWorker(name: string, how: string[]): Promise<WorkerHandle> {
-    const control = await freePort();
-    const external = await freePort();
     const proc = new Proc(name, [
       "worker",
       "--application-module", this.app,
       "--out", `${HOST}:${this.rx.port}`,
-      "--my-control", `${HOST}:${control}`,
-      "--external", `${HOST}:${external}`,
+      "--my-control", `${HOST}:0`,
+      "--external", `${HOST}:0`,
       "--name", name,
       ...how,
       ...this.extraArgs,
     ]);
+    const control = await loggedPort(proc, "control");
+    const external = await loggedPort(proc, "external");
     return { name, proc, control, external };
   }
 

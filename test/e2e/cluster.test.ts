@@ -1,8 +1,8 @@
 // Multi-worker clusters: formation, keyed state spread over workers, exact outputs.
 import { describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG } from "../../src/codec/external.ts";
-import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, waitFor } from "./harness.ts";
+import { Cluster, ask, startInitializer, statusOf } from "./cluster-harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, waitFor } from "./harness.ts";
 import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
@@ -75,11 +75,7 @@ describe("formation", () => {
   test("a second worker with a registered name is refused and exits non-zero", async () => {
     const c = new Cluster("alphabet", rx);
     // Start the initializer (expecting 3) and w1 only; then a duplicate w1, then w2.
-    const control = await freePort();
-    const init = new Proc("initializer", [
-      "worker", "--application-module", "alphabet", "--in", `${HOST}:${await freePort()}`, "--out", `${HOST}:${rx.port}`,
-      "--control", `${HOST}:${control}`, "--data", `${HOST}:${await freePort()}`, "--cluster-initializer", "--worker-count", "3",
-    ]);
+    const { proc: init, control } = await startInitializer("alphabet", rx, 3);
     await init.waitForLog("Waiting for 2 workers");
     const w1 = await c.spawnWorker("w1", ["--control", `${HOST}:${control}`]);
     await init.waitForLog("Worker w1 registered (1/2)");

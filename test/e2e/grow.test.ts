@@ -1,7 +1,7 @@
 // Grow to fit: workers join a running cluster under load and take keyed state live.
 import { describe, expect, test } from "bun:test";
-import { Cluster, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Proc, Receiver, SequenceLoad, checkAlphabet, checkSequence, freePort, waitFor } from "./harness.ts";
+import { Cluster, startInitializer, statusOf } from "./cluster-harness.ts";
+import { AlphabetLoad, HOST, LoadSender, Receiver, SequenceLoad, checkAlphabet, checkSequence, freePort, waitFor } from "./harness.ts";
 import { withReceiver } from "./fixtures.ts";
 
 let rx: Receiver;
@@ -155,11 +155,7 @@ describe("join refusals change nothing", () => {
     expect(lost.proc.stderr).toContain("could not reach a cluster member");
 
     // An initializer still waiting for its second worker is not a formed cluster.
-    const control = await freePort();
-    const init = new Proc("initializer", [
-      "worker", "--application-module", "alphabet", "--in", `${HOST}:${await freePort()}`, "--out", `${HOST}:${rx.port}`,
-      "--control", `${HOST}:${control}`, "--data", `${HOST}:${await freePort()}`, "--cluster-initializer", "--worker-count", "2",
-    ]);
+    const { proc: init, control } = await startInitializer("alphabet", rx, 2);
     await init.waitForLog("Waiting for 1 workers");
     const early = await c.spawnWorker("early", ["--join", `${HOST}:${control}`]);
     expect(await early.proc.waitExit(15_000)).toBe(4);

@@ -58,8 +58,15 @@ export class Proc {
     });
   }
 
+  /** Waits for a log line; fails at once if the process exits first, with every live log. */
   async waitForLog(pattern: RegExp | string, deadlineMs = 15_000): Promise<void> {
-    await waitFor(`${this.label} to log ${pattern}`, deadlineMs, () => (typeof pattern === "string" ? this.stderr.includes(pattern) : pattern.test(this.stderr)));
+    const until = Date.now() + deadlineMs;
+    for (;;) {
+      if (typeof pattern === "string" ? this.stderr.includes(pattern) : pattern.test(this.stderr)) return;
+      if (this.exitCode !== null) throw new Error(`${this.label} exited with ${this.exitCode} before logging ${pattern}\n${this.tail()}`);
+      if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${this.label} to log ${pattern}\n${dumpLogs()}`);
+      await Bun.sleep(50);
+    }
   }
 
   async waitExit(deadlineMs = 15_000): Promise<number> {
