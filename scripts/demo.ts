@@ -140,12 +140,30 @@ async function waitFor<T>(what: string, deadlineMs: number, check: () => Promise
 
 // ---------------------------------------------------------------------------------- ports
 
-/** Asks the OS for `n` distinct free ports: bind port 0 for each (all held at once), then release. */
-function freePorts(n: number): number[] {
-  const held = Array.from({ length: n }, () => Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } }));
-  const ports = held.map((l) => l.port);
-  for (const l of held) l.stop(true);
-  return ports;
+/**
+ * The address a worker logged for `what`. Every worker listens on port 0 and the demo reads the
+ * port the OS gave from its log: a port picked in advance could be taken by another process
+ * (an outgoing connection's ephemeral port) before the worker binds it.
+ */
+const LOGGED = {
+  control: /control: listening on (\S+);/,
+  external: /external: listening on (\S+)/,
+  source: /source is listening on (\S+)/,
+} as const;
+
+async function loggedAddr(child: Child, what: keyof typeof LOGGED): Promise<string> {
+  return waitFor(`${child.name} to log its ${what} address`, DEADLINE.formation, () => {
+    const m = LOGGED[what].exec(readFileSync(child.logPath, "utf8"));
+    return m ? m[1]! : undefined;
+  }, 20);
+}
+
+/** Spawns a worker and returns once it logged the addresses it listens on. */
+async function startWorker(name: string, args: string[], control: boolean): Promise<WorkerInfo> {
+  const child = spawnChild(name, ["worker", ...args]);
+  const info: WorkerInfo = { name, child, external: await loggedAddr(child, "external") };
+  if (control) info.control = await loggedAddr(child, "control");
+  return info;
 }
 
 // ------------------------------------------------------------------------------- receiver
@@ -282,9 +300,6 @@ async function main(): Promise<void> {
   if (!existsSync(BIN)) throw new DemoFailure(`${BIN} is missing: run \`npm run build\` first (npm run demo does it for you)`);
 
   step("planning");
-  const [pIn, pCtl, pData, eInit, cW1, dW1, eW1, eW2, eW3, eW4, pOut] = freePorts(11);
-  const addr = (p: number) => `${HOST}:${p!}`;
-  say(`source ${addr(pIn!)}, control ${addr(pCtl!)}, data ${addr(pData!)}, sink receiver ${addr(pOut!)}`);
   say(`sending ${MESSAGES} alphabet votes at ${RATE}/s (seed ${SEED}); logs in ${logDir}`);
 
   // Expected per-letter totals come from the same generator `wallaroo send` uses.
@@ -309,38 +324,28 @@ async function main(): Promise<void> {
   frames.length = 0;
 
   const receiver = new AlphabetReceiver();
-  receiver.start(pOut!);
-  const out = addr(pOut!);
+  receiver.start(0);
+  const out = `${HOST}:${receiver.port}`;
 
   step("starting the initializer and w1 (a 2-worker cluster)");
   const common = ["--application-module", "alphabet", "--out", out];
-  const init: WorkerInfo = {
-    name: "initializer",
-    external: addr(eInit!),
-    control: addr(pCtl!),
-    child: spawnChild("initializer", [
-      "worker", ...common,
-      "--in", `alphabet@${addr(pIn!)}`,
-      "--control", addr(pCtl!), "--data", addr(pData!), "--external", addr(eInit!),
-      "--cluster-initializer", "--worker-count", "2",
-    ]),
-  };
-  const w1: WorkerInfo = {
-    name: "w1",
-    external: addr(eW1!),
-    control: addr(cW1!),
-    child: spawnChild("w1", [
-      "worker", ...common,
-      "--control", addr(pCtl!), "--my-control", addr(cW1!), "--my-data", addr(dW1!), "--external", addr(eW1!),
-      "--name", "w1",
-    ]),
-  };
+  // Port 0 everywhere: the OS picks, and the demo reads the ports from the workers' logs.
+  const any = `${HOST}:0`;
+  const init = await startWorker("initializer", [
+    ...common,
+    "--in", `alphabet@${any}`,
+    "--control", any, "--data", any, "--external", any,
+    "--cluster-initializer", "--worker-count", "2",
+  ], true);
+  const source = await loggedAddr(init.child, "source");
+  say(`source ${source}, control ${init.control}, external ${init.external}, sink receiver ${out}`);
+  const w1 = await startWorker("w1", [...common, "--control", init.control!, "--my-control", any, "--external", any, "--name", "w1"], true);
   const formed = await waitMembership([init, w1], ["initializer", "w1"], DEADLINE.formation);
   say(`cluster formed: ${formed}  (receiver has ${receiver.connections} sink connections)`);
 
   step(`sending ${MESSAGES} votes at ${RATE}/s`);
   const sender = spawnChild("sender", [
-    "send", "--to", addr(pIn!), "--generator", "alphabet", "--messages", String(MESSAGES), "--rate", String(RATE), "--seed", String(SEED), "--json",
+    "send", "--to", source, "--generator", "alphabet", "--messages", String(MESSAGES), "--rate", String(RATE), "--seed", String(SEED), "--json",
   ]);
   sender.expectedExit = true;
   await waitFor("the first outputs", DEADLINE.outputs, () => (receiver.lines > 0 ? true : undefined), 20);
@@ -349,27 +354,17 @@ async function main(): Promise<void> {
   say(flowing());
 
   step("growing by 1 (w2 joins through w1)");
-  const w2: WorkerInfo = {
-    name: "w2",
-    external: addr(eW2!),
-    child: spawnChild("w2", ["worker", ...common, "--join", w1.control!, "--name", "w2", "--external", addr(eW2!)]),
-  };
+  const w2 = await startWorker("w2", [...common, "--join", w1.control!, "--name", "w2", "--external", any], false);
   let members = ["initializer", "w1", "w2"];
   let order = await waitMembership([init, w1, w2], members, DEADLINE.grow);
   say(`every worker reports ${order}; ${flowing()}`);
 
   await Bun.sleep(PAUSE_MS);
   step("growing by 2 at once (w3 through the initializer, w4 through w1, both --worker-count 2)");
-  const w3: WorkerInfo = {
-    name: "w3",
-    external: addr(eW3!),
-    child: spawnChild("w3", ["worker", ...common, "--join", init.control!, "--name", "w3", "--worker-count", "2", "--external", addr(eW3!)]),
-  };
-  const w4: WorkerInfo = {
-    name: "w4",
-    external: addr(eW4!),
-    child: spawnChild("w4", ["worker", ...common, "--join", w1.control!, "--name", "w4", "--worker-count", "2", "--external", addr(eW4!)]),
-  };
+  const [w3, w4] = await Promise.all([
+    startWorker("w3", [...common, "--join", init.control!, "--name", "w3", "--worker-count", "2", "--external", any], false),
+    startWorker("w4", [...common, "--join", w1.control!, "--name", "w4", "--worker-count", "2", "--external", any], false),
+  ]);
   members = ["initializer", "w1", "w2", "w3", "w4"];
   let live = [init, w1, w2, w3, w4];
   order = await waitMembership(live, members, DEADLINE.grow);
