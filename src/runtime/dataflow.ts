@@ -42,9 +42,6 @@ interface Held {
   msg: unknown;
 }
 
-/** Reused payload arrays for source frames shorter than 64 bytes, one per length. */
-const SCRATCH: readonly Uint8Array[] = Array.from({ length: 64 }, (_, n) => new Uint8Array(n));
-
 export class Dataflow {
   readonly state: KeyedState;
   readonly status = new Uint8Array(SLOT_COUNT);
@@ -53,6 +50,8 @@ export class Dataflow {
   private readonly codec: MessageCodec<unknown>;
   private readonly decode: AppSpec["source"]["decode"];
   private readonly encode: AppSpec["sink"]["encode"];
+  /** Reused payload arrays for source frames shorter than 64 bytes, one per length. */
+  private readonly scratch: readonly Uint8Array[] = Array.from({ length: 64 }, (_, n) => new Uint8Array(n));
   heldCount = 0;
   processed = 0;
   decodeDrops = 0;
@@ -79,8 +78,8 @@ export class Dataflow {
   ingest(buf: Uint8Array, start: number, end: number): void {
     const n = end - start;
     let view: Uint8Array;
-    if (n < SCRATCH.length) {
-      view = SCRATCH[n]!;
+    if (n < this.scratch.length) {
+      view = this.scratch[n]!;
       for (let i = 0; i < n; i++) view[i] = buf[start + i]!;
     } else view = buf.subarray(start, end);
     let msg: unknown;
