@@ -659,6 +659,10 @@ export class Worker implements Router {
     for (const name of leaving) this.leavingNames.add(name);
     const gone = this.members.filter((m) => leaving.includes(m.name));
     this.members = this.members.filter((m) => !leaving.includes(m.name));
+    // A member that left holds nothing back any more.
+    let freed = false;
+    for (const m of gone) if (this.heldHighAt.delete(m.id)) freed = true;
+    if (freed) this.checkPressure();
     // Leavers close their connections once their sink is flushed; ours to them are closed a
     // little later so a leaver never mistakes our close for a failure while it is still leaving.
     for (const m of gone) {
