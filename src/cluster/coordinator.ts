@@ -175,9 +175,9 @@ export class Coordinator {
     if (p.waiting.size > 0) return;
     this.clock.clearTimeout(p.timer);
     for (const j of p.joiners) log.info("worker_added", `***New worker ${j.name} added to cluster!***`);
-    const moves = planMoves(Array.from(this.host.owners), this.host.members().map((m) => m.id));
-    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${moves.length} slots in rounds of ${ROUND_SLOTS.min} to ${ROUND_SLOTS.max}`);
-    this.startMigration("grow", p.joiners, []);
+    const total = this.startMigration("grow", p.joiners, []);
+    log.info("migrating_partitions", `Migrating partitions to ${p.joiners.map((j) => j.name).join(",")}: ${total} slots in rounds of ${ROUND_SLOTS.min} to ${ROUND_SLOTS.max}`);
+    this.nextRound();
   }
 
   // -------------------------------------------------------------------------------- shrink
@@ -219,7 +219,7 @@ export class Coordinator {
     log.info("shrink_initiating", "AUTOSCALE: Initiating shrink.");
     log.info("shrink_lists", `~~~Initiating shrink~~~ -- Remaining workers: ${remaining.map((m) => m.name).join(",")} -- Leaving workers: ${leaving.join(",")}`);
     log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
-    this.startMigration("shrink", [], leavers, false);
+    this.startMigration("shrink", [], leavers);
     // Start on the next turn so the reply leaves first (the original answers before acting).
     this.clock.setTimeout(() => this.nextRound(), 0);
     return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
@@ -227,7 +227,8 @@ export class Coordinator {
 
   // ----------------------------------------------------------------------------- migration
 
-  private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[], now = true): void {
+  /** Sets up the event (the caller starts its first round); returns the slots it will move. */
+  private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[]): number {
     this.phase = {
       kind: "migrating",
       what,
@@ -258,7 +259,7 @@ export class Coordinator {
     }
     this.deadMembers.clear();
     p.total = planMoves(Array.from(this.host.owners), this.targetIds()).length;
-    if (now) this.nextRound();
+    return p.total;
   }
 
   /** Live members that will own slots when the event completes. */

@@ -33,13 +33,14 @@ export interface ExternalHost {
 
 export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply): void {
   switch (type) {
-    case EXTERNAL_MSG.ClusterStatusQuery:
+    case EXTERNAL_MSG.ClusterStatusQuery: {
       if (!h.isReady()) return reply(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized, "");
       const committed = h.committed();
       return reply(
         EXTERNAL_MSG.ClusterStatusQueryResponse,
         encodeClusterStatus({ worker_count: committed.length, worker_names: committed.map((m) => m.name), processing_messages: !h.isStopping() }),
       );
+    }
     case EXTERNAL_MSG.ShrinkRequest: {
       const req = parseShrinkRequest(payload);
       if (!req) return void log.warn("external_undecodable", "Error decoding External Message on external channel. (malformed shrink request)");
