@@ -34,7 +34,9 @@ export class SimCluster {
   }
 
   async start(n: number): Promise<void> {
+    // Unref: a test that fails before stop() must not keep the process alive.
     this.ticker = setInterval(() => this.clock.advance(1), 1);
+    this.ticker.unref();
     const rx = await this.net.transport("receiver").listen(H, 0, () => {
       const id = this.nextConn++;
       const lines: string[] = [];
