@@ -93,6 +93,10 @@ export class Coordinator {
     this.nextId = Math.max(...host.members().map((m) => m.id)) + 1;
   }
 
+  get phaseKind(): Phase["kind"] {
+    return this.phase.kind;
+  }
+
   get busy(): boolean {
     return this.phase.kind !== "idle";
   }

@@ -147,6 +147,27 @@ export class Worker implements Router {
     return this.coordinator?.busy ?? false;
   }
 
+  /** The epoch of the routing table this worker has applied. */
+  get epoch(): number {
+    return this.migration.epoch;
+  }
+
+  /** The coordinator's phase (initializer only): idle, waitingForJoiners, connecting, migrating. */
+  get coordinatorPhase(): string | undefined {
+    return this.coordinator?.phaseKind;
+  }
+
+  /** The port this worker's control channel listens on (joiners may contact it). */
+  get controlPort(): number {
+    return this.myControlServer?.port ?? 0;
+  }
+
+  /** A shrink request as the external channel would make it, answered here (initializer only). */
+  shrink(req: { query: boolean; names: readonly string[]; count: number }): { type: number; payload: string } {
+    assert(this.coordinator !== undefined, "shrink requests are answered by the initializer");
+    return this.shrinkHere(req);
+  }
+
   // ------------------------------------------------------------------------------- start-up
 
   async start(): Promise<void> {

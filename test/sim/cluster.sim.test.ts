@@ -41,7 +41,7 @@ async function randomRun(seed: number): Promise<string[]> {
         const names = leaving.length > 0 ? leaving : eligible.slice(0, 1);
         story.push(`shrink ${names.join(",")}`);
         const init = c.workers.get("initializer")!;
-        const reply = (init as any).shrinkHere({ query: false, names, count: 0 }) as { payload: string };
+        const reply = init.shrink({ query: false, names, count: 0 }) as { payload: string };
         expect(reply.payload).toBe(`Shrinking by ${names.length} workers!`);
         await c.until(`shrink of ${names} (${story.join("; ")})`, () => init.membership.length === members.length - names.length && !init.autoscaling);
         for (const nm of names) await c.workers.get(nm)!.exited;
@@ -79,9 +79,9 @@ describe("simulation", () => {
     try {
       await c.until("some outputs", () => c.received > 1000);
       const init = c.workers.get("initializer")!;
-      const epoch0 = init.migration.epoch;
+      const epoch0 = init.epoch;
       event(c);
-      await c.until(`round ${round} of the event`, () => init.migration.epoch >= epoch0 + round && init.autoscaling);
+      await c.until(`round ${round} of the event`, () => init.epoch >= epoch0 + round && init.autoscaling);
       c.net.kill(victim);
       await c.until(`the event to finish without ${victim}`, () => !init.autoscaling && c.live().every((w) => !w.isReady || w.membership.join() === expected.join()), 20_000);
       for (const w of c.live()) if (w.isReady) expect(w.membership).toEqual(expected);
@@ -124,8 +124,8 @@ describe("simulation", () => {
       2,
       "w2",
       (c) => {
-        const init = c.workers.get("initializer")! as any;
-        void init.shrinkHere({ query: false, names: ["w1", "w2"], count: 0 });
+        const init = c.workers.get("initializer")!;
+        void init.shrink({ query: false, names: ["w1", "w2"], count: 0 });
       },
       ["initializer", "w3"],
     );
@@ -140,7 +140,7 @@ describe("simulation", () => {
       await c.until("some outputs", () => c.received > 1000);
       for (const nm of ["w2", "w3"]) void c.spawn(nm, { role: "joiner", join: c.controlOf("w1"), workerCount: 2 });
       await c.until("grow to 4", () => c.live().every((w) => w.isReady && w.membership.length === 4) && !init.autoscaling);
-      const reply = (init as any).shrinkHere({ query: false, names: ["w1"], count: 0 }) as { payload: string };
+      const reply = init.shrink({ query: false, names: ["w1"], count: 0 }) as { payload: string };
       expect(reply.payload).toBe("Shrinking by 1 workers!");
       await c.until("shrink to 3", () => init.membership.length === 3 && !init.autoscaling);
     } finally {
@@ -163,7 +163,7 @@ describe("simulation", () => {
       await c.until("some outputs", () => c.received > 500);
       const owners = Array.from(init.owners);
       const lone = await c.spawn("w2", { role: "joiner", join: c.controlOf("w1"), workerCount: 2 });
-      await c.until("the coordinator to wait for joiners", () => (init as any).coordinator.phase.kind === "waitingForJoiners");
+      await c.until("the coordinator to wait for joiners", () => init.coordinatorPhase === "waitingForJoiners");
       c.clock.advance(COORDINATOR_LIMITS.joinersWaitMs - 1);
       expect(init.autoscaling).toBe(true);
       c.clock.advance(1);

@@ -89,8 +89,7 @@ export class SimCluster {
 
   /** A member's control address, for joiners to contact. */
   controlOf(name: string): { host: string; port: number } {
-    const w = this.workers.get(name)! as unknown as { myControlServer: { port: number } };
-    return { host: H, port: w.myControlServer.port };
+    return { host: H, port: this.workers.get(name)!.controlPort };
   }
 
   /** Sends `n` messages round-robin over the keys. */
