@@ -2,10 +2,12 @@
 // worker (`--control <initializer>`), or a joiner (`--join <any member>`). Flags and their
 // combination rules follow the original Wallaroo (reference §1).
 import { defineCommand } from "citty";
+import { InvariantError } from "../../src/assert.ts";
 import { parseHostPort, parseSourceAddress, type HostPort } from "../../src/address.ts";
 import { loadApplication } from "../../src/app/load.ts";
 import { INITIALIZER_NAME, Worker, type WorkerConfig } from "../../src/cluster/worker.ts";
 import { UsageError, WallarooError } from "../../src/errors.ts";
+import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
 import { tcpTransport } from "../../src/net/tcp.ts";
 import { applyLogArgs, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
@@ -80,10 +82,61 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
   };
 }
 
+// The worker's one failure policy. A broken invariant (an InvariantError, or any exception nobody
+// expected) stops the process with code 70 and a `FATAL: <where>: <stack>` line, wherever it is
+// detected: a socket handler (src/net reports it through src/fault.ts), a timer or a microtask
+// (uncaughtException), a promise nobody awaited (unhandledRejection). Going on would risk losing
+// or duplicating data; a supervisor restarting the worker is the cure.
+
+export const EXIT_FATAL = 70;
+/** How long the FATAL line may take to reach a slow stderr reader before we exit anyway. */
+export const FATAL_FLUSH_MS = 2000;
+
+interface FatalIo {
+  /** `done` runs once the line (and everything written before it) is out; maybe synchronously. */
+  write(line: string, done: () => void): void;
+  exit(code: number): void;
+  setTimeout(fn: () => void, ms: number): void;
+  /** Stops src/net reading and writing. */
+  halt(): void;
+}
+
+const processIo: FatalIo = {
+  // Bun's stderr is asynchronous to a pipe: exiting right after write() can lose the line. The
+  // callback comes after every earlier log line too, so the order on stderr is kept.
+  write: (line, done) => void process.stderr.write(line, () => done()),
+  exit: (code) => process.exit(code),
+  setTimeout: (fn, ms) => void setTimeout(fn, ms),
+  halt: haltIo,
+};
+
+/** The single place a worker dies of a fault. Only the first fault is reported. */
+export function fatalStop(io: FatalIo = processIo): (where: string, err: unknown) => void {
+  let stopping = false;
+  return (where, err) => {
+    if (stopping) return;
+    stopping = true;
+    // Nothing more in or out while the line is flushed: peers must not see suspect state.
+    io.halt();
+    io.setTimeout(() => io.exit(EXIT_FATAL), FATAL_FLUSH_MS);
+    io.write(fatalLine(where, err), () => io.exit(EXIT_FATAL));
+  };
+}
+
+/** Points every way an exception can escape in a worker at `fatalStop`. */
+export function installFailurePolicy(): (where: string, err: unknown) => void {
+  const stop = fatalStop();
+  setFaultHandler(stop);
+  process.on("uncaughtException", (err) => stop("uncaught exception", err));
+  process.on("unhandledRejection", (reason) => stop("unhandled promise rejection", reason));
+  return stop;
+}
+
 export default defineCommand({
   meta: { name: "worker", description: "Run one worker of an application (initializer, starting worker, or joiner)" },
   args,
   async run({ args: a, rawArgs }) {
+    const fatal = installFailurePolicy();
     rejectUnknownFlags(rawArgs, args);
     const cfg = workerConfig(a as Parsed, rawArgs);
     applyLogArgs(a, cfg.name);
@@ -102,6 +155,10 @@ export default defineCommand({
       await worker.start();
     } catch (err) {
       if (err instanceof WallarooError) throw err;
+      if (err instanceof InvariantError) {
+        fatal("starting the worker", err);
+        return await new Promise<number>(() => {}); // fatal exits within FATAL_FLUSH_MS
+      }
       const e = err as Error;
       throw new WallarooError(`Worker ${cfg.name} could not start: ${e.message}`);
     }

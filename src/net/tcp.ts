@@ -10,6 +10,7 @@
 // resumed by setImmediate, which runs after every other ready socket had its turn.
 import type { Socket, TCPSocketListener } from "bun";
 import { formatHostPort } from "../address.ts";
+import { ioHalted, reportFault } from "../fault.ts";
 import { GrowBuffer } from "./out-buffer.ts";
 import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
@@ -70,6 +71,7 @@ class TcpLink implements Link {
   };
 
   flush(): void {
+    if (ioHalted()) return;
     if (this.closed || this.out.len === 0) {
       if (this.ending && !this.closed) this.socket.end();
       return;
@@ -88,7 +90,8 @@ class TcpLink implements Link {
     if (this.out.len === 0 && this.ending) this.socket.end();
     if (this.wasCongested && this.out.len < LINK_LIMITS.lowWaterBytes) {
       this.wasCongested = false;
-      this.handlers.drain?.(this);
+      const drain = this.handlers.drain;
+      if (drain) guard(this, `handling drain of ${this.remote}`, () => drain(this));
     }
   }
 
@@ -130,30 +133,42 @@ class TcpLink implements Link {
   onClosed(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
-    this.handlers.close(this, error);
+    guard(this, `handling close of ${this.remote}`, () => this.handlers.close(this, error));
   }
+
+  /** The handler above broke: this connection's state cannot be trusted, so it goes, unflushed. */
+  fail(err: unknown): void {
+    this.failure = err;
+    this.out.len = 0;
+    this.onClosed(err instanceof Error ? err : new Error(String(err)));
+    this.socket.terminate();
+  }
+
+  /** What a handler threw, once `fail` closed the link for it. */
+  failure: unknown = undefined;
 }
 
 /**
  * A handler that throws has broken an invariant of the code above us (codecs return errors,
- * they do not throw). Bun would quietly close the socket; instead the process reports it and
- * stops, because continuing after a broken invariant risks losing or duplicating data.
+ * they do not throw). The link is closed at once and the fault reported; what happens to the
+ * process is not ours to decide (src/fault.ts): the worker stops with code 70.
  */
-function crash(where: string, err: unknown): never {
-  process.stderr.write(`FATAL: ${where}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(70);
+function guard(link: TcpLink, where: string, f: () => void): void {
+  try {
+    f();
+  } catch (err) {
+    if (link.closed) link.failure = err;
+    else link.fail(err);
+    reportFault(where, err);
+  }
 }
 
 const socketHandlers = {
   data(socket: Socket<SocketData>, chunk: Uint8Array) {
     const link = socket.data.link;
-    if (!link || link.closed) return;
+    if (!link || link.closed || ioHalted()) return;
     const t0 = performance.now();
-    try {
-      link.handlers.data(link, chunk);
-    } catch (err) {
-      crash(`handling data from ${link.remote}`, err);
-    }
+    guard(link, `handling data from ${link.remote}`, () => link.handlers.data(link, chunk));
     link.spent(performance.now() - t0);
   },
   drain(socket: Socket<SocketData>) {
@@ -163,7 +178,16 @@ const socketHandlers = {
     socket.data.link?.onClosed(error);
   },
   error(socket: Socket<SocketData>, error: Error) {
-    socket.data.link?.onClosed(error);
+    const link = socket.data.link;
+    // Bun routes an exception that escapes a handler here. Ours only escape when the fault
+    // handler rethrew them (the default): let it surface as uncaught, as from a timer.
+    if (link && link.failure !== undefined && link.failure === error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+      return;
+    }
+    link?.onClosed(error);
   },
 };
 
@@ -179,7 +203,9 @@ export const tcpTransport: Transport = {
           open(socket) {
             const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
             socket.data = { link };
-            link.handlers = accept(link);
+            guard(link, `accepting a connection from ${link.remote}`, () => {
+              link.handlers = accept(link);
+            });
           },
         },
       });
