@@ -106,22 +106,40 @@ export function wordCountGenerator(opts: { seed: number; vocabulary?: readonly s
 }
 
 export function encodeSequenceWindowFrame(key: Uint8Array, value: number): Uint8Array {
+  const out = new Uint8Array(sequenceWindowFrameBytes(key));
+  writeSequenceWindowFrame(out, 0, key, value);
+  return out;
+}
+
+export function sequenceWindowFrameBytes(key: Uint8Array): number {
+  return FRAME_HEADER_BYTES + 8 + key.length;
+}
+
+/**
+ * Writes the frame `encodeSequenceWindowFrame` returns into `out` at `pos` and returns its size,
+ * so a load sender can fill one reused batch buffer instead of allocating a frame per message.
+ */
+export function writeSequenceWindowFrame(out: Uint8Array, pos: number, key: Uint8Array, value: number): number {
   if (!(Number.isSafeInteger(value) && value >= 0)) throw new RangeError(`sequence value must be a safe non-negative integer, not ${value}`);
   const len = 8 + key.length;
-  const out = new Uint8Array(FRAME_HEADER_BYTES + len);
-  writeU32(out, 0, len);
+  writeU32(out, pos, len);
   // u64 BE without BigInt: values stay below 2^53.
-  writeU32(out, 4, Math.floor(value / 0x1_0000_0000));
-  writeU32(out, 8, value >>> 0);
-  out.set(key, 12);
-  return out;
+  writeU32(out, pos + 4, Math.floor(value / 0x1_0000_0000));
+  writeU32(out, pos + 8, value >>> 0);
+  out.set(key, pos + 12);
+  return FRAME_HEADER_BYTES + len;
+}
+
+/** The i-th key of the sequence_window generator. */
+export function sequenceWindowKey(i: number): string {
+  return `key-${i}`;
 }
 
 /** Round-robin over `key-0` … `key-<keys-1>`; each key counts 1, 2, 3, … with no gap. */
 export function sequenceWindowGenerator(opts: { keys?: number; seed?: number } = {}): Generator {
   const keys = opts.keys ?? DEFAULT_SEQUENCE_KEYS;
   if (!(Number.isSafeInteger(keys) && keys >= 1)) throw new RangeError(`sequence_window keys must be at least 1, not ${keys}`);
-  const keyBytes = Array.from({ length: keys }, (_, i) => utf8.encode(`key-${i}`));
+  const keyBytes = Array.from({ length: keys }, (_, i) => utf8.encode(sequenceWindowKey(i)));
   let n = 0;
   return {
     name: "sequence_window",

@@ -1,161 +1,149 @@
 // One worker, the compiled binary, real sockets: the foundation a new user meets first.
 import { describe, expect, test } from "bun:test";
 import { EXTERNAL_MSG, encodeExternal } from "../../src/codec/external.ts";
-import { Cluster, ask, statusOf } from "./cluster-harness.ts";
-import { AlphabetLoad, HOST, LoadSender, Receiver, SequenceLoad, checkAlphabet, checkSequence, cli, freePort, waitFor } from "./harness.ts";
-import { withReceiver } from "./fixtures.ts";
+import { Cluster, ask } from "../support/cluster.ts";
+import { AlphabetWorkload, SequenceWorkload } from "../support/load.ts";
+import { HOST, run } from "../support/process.ts";
+import { KeepLines } from "../support/receiver.ts";
+import { AlphabetValidator, SequenceValidator } from "../support/validate.ts";
+import { cleanUpAfterEach, closedPort, rawConnection, receiver, sendAll } from "./fixtures.ts";
 
-let rx: Receiver;
-withReceiver((r) => (rx = r));
+cleanUpAfterEach();
 
-async function rawConnection(port: number) {
-  const got: Uint8Array[] = [];
-  let closed = false;
-  const s = await Bun.connect({
-    hostname: HOST,
-    port,
-    socket: {
-      data: (_s, d) => void got.push(new Uint8Array(d)),
-      close: () => void (closed = true),
-    },
-  });
-  return { s, got, isClosed: () => closed };
+/** The external-channel replies in `buf`: u32 BE length, then u16 BE type and payload. */
+function replyTypes(buf: Buffer): number[] {
+  const types: number[] = [];
+  for (let at = 0; at + 4 <= buf.length; at += 4 + buf.readUInt32BE(at)) types.push(buf.readUInt16BE(at + 4));
+  return types;
 }
 
 describe("one worker", () => {
   test("alphabet totals are exact and the cluster answers status, queries and shutdown", async () => {
-    const c = new Cluster("alphabet", rx);
-    await c.start(1);
-    const load = new AlphabetLoad(7);
-    const sender = new LoadSender(c.sourcePort, load.next, 50_000, 20_000);
-    await sender.start();
-    await sender.done;
-    await waitFor("all outputs", 20_000, () => rx.lines >= 20_000);
-    await Bun.sleep(100);
-    expect(checkAlphabet(load, rx)).toEqual([]);
-    expect(rx.lines).toBe(20_000);
+    const rx = receiver(new AlphabetValidator());
+    const c = await new Cluster("alphabet", rx.port).start(1);
+    const wl = new AlphabetWorkload(7);
+    await sendAll(c.sourcePort, wl, 20_000, 50_000);
+    await rx.waitLines(20_000, 20_000);
 
-    const st = await cli(["query", "--external", `${HOST}:${c.initializer.external}`]);
+    const ext = ["--external", `${HOST}:${c.initializer.external}`];
+    const st = await run(["query", ...ext]);
     expect(st.code).toBe(0);
     expect(st.stdout).toContain("Processing messages: true, Worker count: 1, Workers: |initializer,|");
-    const js = await cli(["query", "status", "--json", "--external", `${HOST}:${c.initializer.external}`]);
+    const js = await run(["query", "status", "--json", ...ext]);
     expect(JSON.parse(js.stdout)).toEqual({ worker_count: 1, worker_names: ["initializer"], processing_messages: true });
-    const keys = await cli(["query", "keys", "--json", "--external", `${HOST}:${c.initializer.external}`]);
-    expect(JSON.parse(keys.stdout)["add votes"].sort()).toEqual([...load.votes.keys()].sort());
-    const q = await cli(["shrink", "--query", "--external", `${HOST}:${c.initializer.external}`]);
+    const keys = await run(["query", "keys", "--json", ...ext]);
+    expect(JSON.parse(keys.stdout)["add votes"].sort()).toEqual([...wl.expectedTotals(20_000).keys()].sort());
+    const q = await run(["shrink", "--query", ...ext]);
     expect(q.stdout.trim()).toBe("Eligible for shrink: Node count: 0, Nodes: ||");
-    const refused = await cli(["shrink", "--count", "1", "--external", `${HOST}:${c.initializer.external}`]);
+    const refused = await run(["shrink", "--count", "1", ...ext]);
     expect(refused.stdout.trim()).toBe("Cluster shrink response: Cannot shrink 0 workers!");
     expect(refused.code).toBe(4);
-    await c.shutdown();
+    // After EOF on the sink, no late output (a duplicate) can still be on its way.
+    await c.shutdown(20_000, rx);
+    expect(rx.handler.verify(wl, 20_000)).toEqual([]);
+    expect(rx.lines).toBe(20_000);
   }, 60_000);
 
   test("sequence_window windows are exact", async () => {
-    const c = new Cluster("sequence_window", rx);
-    await c.start(1);
-    const load = new SequenceLoad(50);
-    const sender = new LoadSender(c.sourcePort, load.next, 40_000, 10_000);
-    await sender.start();
-    await sender.done;
-    await waitFor("all outputs", 20_000, () => rx.lines >= 10_000);
-    expect(checkSequence(load, rx)).toEqual([]);
-    expect(c.initializer.proc.stderr).not.toContain("window_violation");
+    const rx = receiver(new SequenceValidator(50));
+    const c = await new Cluster("sequence_window", rx.port).start(1);
+    const wl = new SequenceWorkload(50);
+    await sendAll(c.sourcePort, wl, 10_000, 40_000);
+    await rx.waitLines(10_000, 20_000);
+    await c.shutdown(20_000, rx);
+    expect(rx.handler.verify(wl, 10_000).problems).toEqual([]);
+    expect(rx.lines).toBe(10_000);
+    expect(c.initializer.child.stderr).not.toContain("window_violation");
   }, 60_000);
 
   test("a user's .ts module runs in the compiled binary", async () => {
-    const c = new Cluster(`${import.meta.dir}/../../examples/word_lengths.ts`, rx);
-    await c.start(1);
+    const rx = receiver(new KeepLines());
+    const c = await new Cluster(`${import.meta.dir}/../../examples/word_lengths.ts`, rx.port).start(1);
     const s = await rawConnection(c.sourcePort);
     const text = new TextEncoder().encode("Stream processing grows and shrinks");
     const f = new Uint8Array(4 + text.length);
     new DataView(f.buffer).setUint32(0, text.length);
     f.set(text, 4);
-    s.s.write(f);
-    await waitFor("5 outputs", 10_000, () => rx.lines >= 5);
-    const lines = [...rx.byConn.values()].flat();
+    s.socket.write(f);
+    await rx.waitLines(5, 10_000);
+    const lines = rx.handler.all();
     expect(lines).toContain("p processing 10");
     expect(lines).toContain("s stream 6");
-    s.s.end();
+    s.socket.end();
   }, 60_000);
 
   test("bad source frames close only the offending connection", async () => {
-    const c = new Cluster("alphabet", rx);
-    await c.start(1);
+    const rx = receiver(new KeepLines());
+    const c = await new Cluster("alphabet", rx.port).start(1);
     const good = await rawConnection(c.sourcePort);
     const bad = await rawConnection(c.sourcePort);
     // A claimed length far above the 16 KiB default: closed without allocating it.
-    bad.s.write(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]));
-    await waitFor("the bad connection to close", 5000, () => bad.isClosed());
-    await c.initializer.proc.waitForLog("exceeds max 16384. Closed connection.");
+    bad.socket.write(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]));
+    await bad.waitClosed();
+    await c.initializer.child.waitForLog("exceeds max 16384. Closed connection.");
     // A zero-length frame and a frame the decoder rejects are dropped and logged; the
     // connection carries on.
-    good.s.write(new Uint8Array([0, 0, 0, 0]));
-    good.s.write(new Uint8Array([0, 0, 0, 2, 0x61, 0x62]));
-    good.s.write(new Uint8Array([0, 0, 0, 5, 0x61, 0, 0, 0, 7]));
-    await waitFor("the good frame's output", 5000, () => rx.lines >= 1);
-    expect([...rx.byConn.values()].flat()).toEqual(["a => 7"]);
-    await c.initializer.proc.waitForLog("decoder dropped");
+    good.socket.write(new Uint8Array([0, 0, 0, 0]));
+    good.socket.write(new Uint8Array([0, 0, 0, 2, 0x61, 0x62]));
+    good.socket.write(new Uint8Array([0, 0, 0, 5, 0x61, 0, 0, 0, 7]));
+    await rx.waitLines(1, 5000, "the good frame's output");
+    expect(rx.handler.all()).toEqual(["a => 7"]);
+    await c.initializer.child.waitForLog("decoder dropped");
     // A connection that dies inside a frame loses only that frame.
     const trunc = await rawConnection(c.sourcePort);
-    trunc.s.write(new Uint8Array([0, 0, 0, 5, 0x62, 0]));
-    trunc.s.end();
-    await c.initializer.proc.waitForLog("closed inside a frame");
-    good.s.write(new Uint8Array([0, 0, 0, 5, 0x61, 0, 0, 0, 3]));
-    await waitFor("the next output", 5000, () => rx.lines >= 2);
-    expect([...rx.byConn.values()].flat()).toEqual(["a => 7", "a => 10"]);
-    expect((await statusOf(c.initializer))?.processing_messages).toBe(true);
-    good.s.end();
+    trunc.socket.write(new Uint8Array([0, 0, 0, 5, 0x62, 0]));
+    trunc.socket.end();
+    await c.initializer.child.waitForLog("closed inside a frame");
+    good.socket.write(new Uint8Array([0, 0, 0, 5, 0x61, 0, 0, 0, 3]));
+    await rx.waitLines(2, 5000, "the next output");
+    expect(rx.handler.all()).toEqual(["a => 7", "a => 10"]);
+    expect((await c.status(c.initializer))?.processing_messages).toBe(true);
+    good.socket.end();
   }, 60_000);
 
   test("bad external requests get no answer and leave the connection usable", async () => {
-    const c = new Cluster("alphabet", rx);
-    await c.start(1);
+    const rx = receiver(new KeepLines());
+    const c = await new Cluster("alphabet", rx.port).start(1);
     const conn = await rawConnection(c.initializer.external);
-    conn.s.write(new Uint8Array([0, 0, 0, 0])); // zero-length: skipped
-    conn.s.write(new Uint8Array([0, 0, 0, 2, 0, 99])); // unknown id
-    conn.s.write(encodeExternal(EXTERNAL_MSG.ShrinkRequest, '{"query":"yes"}')); // malformed JSON shape
-    conn.s.write(encodeExternal(EXTERNAL_MSG.ClusterStatusQuery, ""));
-    await waitFor("one reply", 5000, () => conn.got.reduce((n, b) => n + b.length, 0) >= 6);
-    await Bun.sleep(200);
-    const all = Buffer.concat(conn.got);
-    const len = all.readUInt32BE(0);
-    expect(all.length).toBe(4 + len); // exactly one reply: the status
-    expect(all.readUInt16BE(4)).toBe(EXTERNAL_MSG.ClusterStatusQueryResponse);
+    conn.socket.write(new Uint8Array([0, 0, 0, 0])); // zero-length: skipped
+    conn.socket.write(new Uint8Array([0, 0, 0, 2, 0, 99])); // unknown id
+    conn.socket.write(encodeExternal(EXTERNAL_MSG.ShrinkRequest, '{"query":"yes"}')); // malformed JSON shape
+    conn.socket.write(encodeExternal(EXTERNAL_MSG.ClusterStatusQuery, ""));
+    const status = (n: number) => () => replyTypes(conn.received()).filter((t) => t === EXTERNAL_MSG.ClusterStatusQueryResponse).length >= n;
+    await conn.until(status(1), "the status reply");
+    // A second status request on the same connection: once its reply is in, an answer to any of
+    // the bad requests before it would have arrived too.
+    conn.socket.write(encodeExternal(EXTERNAL_MSG.ClusterStatusQuery, ""));
+    await conn.until(status(2), "the second status reply");
+    expect(replyTypes(conn.received())).toEqual([EXTERNAL_MSG.ClusterStatusQueryResponse, EXTERNAL_MSG.ClusterStatusQueryResponse]);
     const big = await rawConnection(c.initializer.external);
-    big.s.write(new Uint8Array([0, 1, 0, 0, 0, 9]));
-    await waitFor("the oversized request's connection to close", 5000, () => big.isClosed());
+    big.socket.write(new Uint8Array([0, 1, 0, 0, 0, 9]));
+    await big.waitClosed();
     expect((await ask(c.initializer.external, EXTERNAL_MSG.ClusterStatusQuery))?.type).toBe(EXTERNAL_MSG.ClusterStatusQueryResponse);
-    conn.s.end();
+    conn.socket.end();
   }, 60_000);
 
   test("the sink holds output back while the receiver is down and delivers it when it returns", async () => {
-    const port = rx.port;
-    rx.stop();
-    const c = new Cluster("alphabet", rx);
-    // Start with no receiver listening: the worker must start anyway and hold output.
-    const held = new Receiver();
-    const load = new AlphabetLoad(3);
-    (c as any).rx = { port };
-    await c.start(1);
-    const sender = new LoadSender(c.sourcePort, load.next, 20_000, 2000);
-    await sender.start();
-    await sender.done;
-    await c.initializer.proc.waitForLog("is not reachable");
-    await held.start(port);
-    await waitFor("held outputs", 10_000, () => held.lines >= 2000);
+    // The worker starts with no receiver listening on its --out: it must start anyway and hold output.
+    const gone = receiver(new KeepLines());
+    const port = gone.port;
+    gone.stop();
+    const c = await new Cluster("alphabet", port).start(1);
+    const wl = new AlphabetWorkload(3);
+    await sendAll(c.sourcePort, wl, 2000, 20_000);
+    await c.initializer.child.waitForLog("is not reachable");
+    // One validator across both receivers: together they must show every output exactly once.
+    const check = new AlphabetValidator();
+    const held = receiver(check, port);
+    await held.waitLines(2000, 10_000, "the held outputs");
     // The receiver restarts mid-stream: the worker reconnects and nothing is lost.
     held.stop();
-    const after = new Receiver();
-    await after.start(port);
-    const more = new LoadSender(c.sourcePort, load.next, 20_000, 2000);
-    await more.start();
-    await more.done;
-    await waitFor("outputs after the restart", 10_000, () => held.lines + after.lines >= 4000);
-    const merged = new Receiver();
-    let i = 0;
-    for (const r of [held, after]) for (const l of r.byConn.values()) merged.byConn.set(i++, l);
-    expect(checkAlphabet(load, merged)).toEqual([]);
-    after.stop();
+    const after = receiver(check, port);
+    await sendAll(c.sourcePort, wl, 2000, 20_000);
+    await after.waitLines(2000, 10_000, "the outputs after the restart");
+    await c.shutdown(20_000, after);
+    expect(check.verify(wl, 4000)).toEqual([]);
+    expect(held.lines + after.lines).toBe(4000);
   }, 60_000);
 });
 
@@ -175,22 +163,22 @@ describe("command line", () => {
       [["shrink", "--external", "127.0.0.1:1", "--count", "2", "--query"], "You must specify exactly one of --query, --count, or --workers"],
     ];
     for (const [args, sentence] of cases) {
-      const r = await cli(args);
+      const r = await run(args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toContain(sentence);
     }
   }, 60_000);
 
   test("an unreachable cluster exits 3", async () => {
-    const port = await freePort();
+    const port = closedPort();
     for (const args of [["query", "--external", `${HOST}:${port}`], ["shrink", "--query", "--external", `${HOST}:${port}`], ["shutdown", "--external", `${HOST}:${port}`]]) {
-      const r = await cli(args);
+      const r = await run(args);
       expect({ args, code: r.code }).toEqual({ args, code: 3 });
     }
   }, 30_000);
 
   test("an unknown application module is a clear error", async () => {
-    const r = await cli(["worker", "--application-module", "/nonexistent/app.ts", "--out", "127.0.0.1:1", "--cluster-initializer", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--in", "127.0.0.1:0"]);
+    const r = await run(["worker", "--application-module", "/nonexistent/app.ts", "--out", "127.0.0.1:1", "--cluster-initializer", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--in", "127.0.0.1:0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("not found");
   }, 30_000);
