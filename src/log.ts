@@ -44,13 +44,27 @@ export function setLogWorker(name: string): void {
   worker = name;
 }
 
+/** A log line as the simulator takes it (see `tapLog`). */
+export type LogTap = (level: "info" | "warn" | "error" | "debug", event: string, msg: string, fields?: Record<string, unknown>) => void;
+let tap: LogTap | undefined;
+
+/**
+ * Hands every line to `fn` instead of consola (undefined: back to consola). The in-process
+ * simulation runs many workers in one process on virtual time: it puts their lines in its trace,
+ * and consola's repeat throttling reads the wall clock and sets real timers. The binary never
+ * calls this.
+ */
+export function tapLog(fn: LogTap | undefined): void {
+  tap = fn;
+}
+
 /**
  * `event` is the stable name in JSON mode; `msg` is the operator-facing text (worded after the
  * original Wallaroo's lines so existing scripts can grep them).
  */
 export const log = {
-  info: (event: string, msg: string, fields?: Record<string, unknown>) => instance.info(msg, { event, ...fields }),
-  warn: (event: string, msg: string, fields?: Record<string, unknown>) => instance.warn(msg, { event, ...fields }),
-  error: (event: string, msg: string, fields?: Record<string, unknown>) => instance.error(msg, { event, ...fields }),
-  debug: (event: string, msg: string, fields?: Record<string, unknown>) => instance.debug(msg, { event, ...fields }),
+  info: (event: string, msg: string, fields?: Record<string, unknown>) => (tap ? tap("info", event, msg, fields) : instance.info(msg, { event, ...fields })),
+  warn: (event: string, msg: string, fields?: Record<string, unknown>) => (tap ? tap("warn", event, msg, fields) : instance.warn(msg, { event, ...fields })),
+  error: (event: string, msg: string, fields?: Record<string, unknown>) => (tap ? tap("error", event, msg, fields) : instance.error(msg, { event, ...fields })),
+  debug: (event: string, msg: string, fields?: Record<string, unknown>) => (tap ? tap("debug", event, msg, fields) : instance.debug(msg, { event, ...fields })),
 };

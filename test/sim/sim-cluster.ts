@@ -1,68 +1,157 @@
-// A whole cluster in one process over the in-memory network: real Worker objects, real codecs,
-// real migration, with a seeded PRNG deciding chunking and the sequence of events.
+// A whole cluster in one process on the deterministic scheduler: real Worker objects, real
+// codecs, real migration, over the in-memory network. Everything that runs worker code is an
+// event of that worker's process; the test's own code only decides what to do next between
+// events (which is as deterministic as the events themselves).
 import { buildSequenceWindow } from "./app.ts";
 import { Worker } from "../../src/cluster/worker.ts";
-import { FrameReader } from "../../src/codec/frame.ts";
-import { MemoryNetwork } from "../../src/net/memory.ts";
+import { WallarooError } from "../../src/errors.ts";
+import { tapLog } from "../../src/log.ts";
+import { MemoryNetwork, type NetOptions } from "../../src/net/memory.ts";
 import type { Link } from "../../src/net/transport.ts";
-import { ManualClock } from "./manual-clock.ts";
+import { checkStep } from "./checks.ts";
+import { OutputCheck } from "./outputs.ts";
+import { Scheduler, type Proc } from "./scheduler.ts";
 
 export const H = "sim";
+/** Fixed addresses of the initializer (its configuration, like a command line). */
+export const PORTS = { source: 40000, control: 41000, data: 41001 } as const;
+export const INIT = "initializer";
+
+export interface SpawnHow {
+  role: "initializer" | "worker" | "joiner";
+  workerCount?: number;
+  control?: { host: string; port: number };
+  data?: { host: string; port: number };
+  join?: { host: string; port: number };
+}
+
+export interface SimOptions {
+  keys: number;
+  heldLimits?: { high: number; low: number };
+  /** Keep every trace line (for --trace and the determinism test). */
+  fullTrace?: boolean;
+  /** Put debug log lines in the trace too. */
+  debugLog?: boolean;
+  net?: Partial<NetOptions>;
+}
+
+/** A failed run: carries the seed, so every report can say how to replay it. */
+export class SimError extends Error {
+  constructor(
+    readonly seed: number,
+    message: string,
+  ) {
+    super(`seed ${seed}: ${message}`);
+    this.name = "SimError";
+  }
+}
+
+/** Log events that say messages were lost (the only excuse for a missing output). */
+export const LOSS_EVENTS = ["participant_lost", "dead_member", "peer_gone", "worker_lost", "joiner_lost"] as const;
 
 export class SimCluster {
+  readonly sched: Scheduler;
   readonly net: MemoryNetwork;
-  /** Every worker's time. A ticker moves it 1 ms per real millisecond; tests may jump it. */
-  readonly clock = new ManualClock();
-  private ticker: ReturnType<typeof setInterval> | undefined;
+  /** The latest process of each name. */
   readonly workers = new Map<string, Worker>();
-  readonly outputs = new Map<number, string[]>();
-  private nextConn = 1;
-  private source: Link | undefined;
+  /** What each name was first started with: a restart uses it again. */
+  readonly config = new Map<string, SpawnHow>();
+  readonly procs = new Map<Worker, Proc>();
+  readonly exits: Array<{ name: string; code: number }> = [];
+  readonly outputs: OutputCheck;
   readonly sentPerKey: number[];
   sent = 0;
-  private control = 0;
-  private outPort = 0;
-  private inPort = 0;
+  /** Slots whose state or in-flight messages a killed worker had. */
+  readonly tainted = new Set<number>();
+  initializerDied = false;
+  /** Member ids of processes that ended (killed or exited): a table may still name them. */
+  readonly deadIds = new Set<number>();
+  /** Log lines that announce lost messages, by event. */
+  readonly lossLines = new Map<string, number>();
+  readonly errorLines: string[] = [];
+  private source: Link | undefined;
+  private nextConn = 1;
+  private liveCache: Worker[] | undefined;
+  private readonly keyBytes: Uint8Array[];
 
   constructor(
-    readonly random: () => number,
-    readonly keys: number,
-    readonly heldLimits?: { high: number; low: number },
+    readonly seed: number,
+    readonly opts: SimOptions,
   ) {
-    this.net = new MemoryNetwork(random);
-    this.sentPerKey = new Array(keys).fill(0);
-  }
-
-  async start(n: number): Promise<void> {
-    // Unref: a test that fails before stop() must not keep the process alive.
-    this.ticker = setInterval(() => this.clock.advance(1), 1);
-    this.ticker.unref();
-    const rx = await this.net.transport("receiver").listen(H, 0, () => {
-      const id = this.nextConn++;
-      const lines: string[] = [];
-      this.outputs.set(id, lines);
-      let rest = "";
-      const dec = new TextDecoder();
-      return {
-        data: (_l, chunk) => {
-          const parts = (rest + dec.decode(chunk)).split("\n");
-          rest = parts.pop()!;
-          lines.push(...parts);
-        },
-        close: () => {},
-      };
+    this.sched = new Scheduler(seed, { fullTrace: opts.fullTrace });
+    this.net = new MemoryNetwork(this.sched, this.sched.random.network, opts.net);
+    this.outputs = new OutputCheck(opts.keys);
+    this.sentPerKey = new Array(opts.keys).fill(0);
+    const enc = new TextEncoder();
+    this.keyBytes = Array.from({ length: opts.keys }, (_, k) => enc.encode(`key-${k}`));
+    // One process hosts every worker: their log lines go to the trace, attributed to the
+    // process whose event is running.
+    tapLog((level, event, msg) => {
+      if ((LOSS_EVENTS as readonly string[]).includes(event)) this.lossLines.set(event, (this.lossLines.get(event) ?? 0) + 1);
+      if (level === "error" && this.errorLines.length < 50) this.errorLines.push(`${this.sched.current?.name ?? "sim"}: ${event}: ${msg}`);
+      if (level === "debug" && !opts.debugLog) return;
+      this.sched.note(this.sched.current, level, `${event}: ${msg}`);
     });
-    this.outPort = rx.port;
-    this.inPort = 40000;
-    this.control = 41000;
-    await this.spawn("initializer", { role: "initializer", workerCount: n, control: { host: H, port: this.control }, data: { host: H, port: 41001 } });
-    for (let i = 1; i < n; i++) await this.spawn(`w${i}`, { role: "worker", control: { host: H, port: this.control } });
-    await this.until("formation", () => [...this.workers.values()].every((w) => w.isReady && w.membership.length === n));
-    const src = await this.net.transport("client").connect(H, this.inPort, { data() {}, close() {} }, 1000);
-    this.source = src;
   }
 
-  async spawn(name: string, how: { role: "initializer" | "worker" | "joiner"; workerCount?: number; control?: { host: string; port: number }; data?: { host: string; port: number }; join?: { host: string; port: number } }): Promise<Worker> {
+  /** Gives the log back to consola. */
+  dispose(): void {
+    tapLog(undefined);
+  }
+
+  get now(): number {
+    return this.sched.now();
+  }
+
+  get initializer(): Worker | undefined {
+    return this.workers.get(INIT);
+  }
+
+  /** Starts the receiver, then `n` workers, waits for them to form and connects the load client. */
+  async start(n: number, deadlineMs = 30_000): Promise<void> {
+    this.launch(n);
+    await this.connectSource();
+    await this.runUntil(`formation of ${n}`, () => this.formed(n), deadlineMs);
+  }
+
+  /** Starts the receiver and `n` workers (events at the current time; nothing has run yet). */
+  launch(n: number): void {
+    const rx = this.sched.process("receiver");
+    this.sched.schedule(rx, 0, "start", () => {
+      void this.net.transport("receiver").listen(H, 7000, () => {
+        const feed = this.outputs.connection(this.nextConn++);
+        return { data: (_l, chunk) => feed(chunk), close: () => {} };
+      });
+    });
+    this.spawn(INIT, { role: "initializer", workerCount: n, control: { host: H, port: PORTS.control }, data: { host: H, port: PORTS.data } });
+    for (let i = 1; i < n; i++) this.spawn(`w${i}`, { role: "worker", control: { host: H, port: PORTS.control } });
+  }
+
+  /** The load client's connection to the initializer's source (muted until formation). */
+  async connectSource(): Promise<void> {
+    const client = this.sched.process("client");
+    let tries = 0;
+    const dial = () => {
+      this.net
+        .transport("client")
+        .connect(H, PORTS.source, { data() {}, close: () => (this.source = undefined) }, 2000)
+        .then((l) => (this.source = l))
+        .catch(() => {
+          if (++tries < 100) this.sched.schedule(client, 50, "dial", dial);
+        });
+    };
+    this.sched.schedule(client, 1, "dial", dial);
+    await this.runUntil("the load client's connection", () => this.source !== undefined, 10_000);
+  }
+
+  formed(n: number): boolean {
+    const ws = this.live();
+    return ws.length >= n && ws.every((w) => w.isReady && w.membership.length === n);
+  }
+
+  spawn(name: string, how: SpawnHow): Worker {
+    if (!this.config.has(name)) this.config.set(name, how);
+    const proc = this.sched.process(name);
     const w = new Worker({
       name,
       role: how.role,
@@ -73,17 +162,28 @@ export class SimCluster {
       myData: { host: H, port: 0 },
       join: how.join,
       external: undefined,
-      sources: how.role === "initializer" ? [{ name: "seq", host: H, port: this.inPort, maxFrame: 16384 }] : [],
-      out: { host: H, port: this.outPort },
+      sources: how.role === "initializer" ? [{ name: "seq", host: H, port: PORTS.source, maxFrame: 16384 }] : [],
+      out: { host: H, port: 7000 },
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
-      heldLimits: this.heldLimits,
-      clock: this.clock,
+      heldLimits: this.opts.heldLimits,
+      clock: this.sched.clockFor(proc),
     });
     this.workers.set(name, w);
-    // A worker that exits is gone from the network, as its process would be.
-    void w.exited.then(() => this.net.kill(name));
-    await w.start();
+    this.procs.set(w, proc);
+    this.liveCache = undefined;
+    // A worker that exits (or fails to start) is a process that ended: gone from the network.
+    const exit = (code: number, why: string) => {
+      if (!proc.alive) return;
+      this.exits.push({ name, code });
+      this.sched.note(proc, "exit", `code ${code}${why ? ` (${why})` : ""}`);
+      this.endProcess(name);
+    };
+    void w.exited.then((code) => exit(code, ""));
+    this.sched.schedule(proc, 0, "start", () => {
+      this.sched.note(proc, "start", `${how.role}${how.workerCount ? ` count ${how.workerCount}` : ""}${how.join ? ` via :${how.join.port}` : ""} (incarnation ${proc.incarnation})`);
+      w.start().catch((err: unknown) => exit(err instanceof WallarooError ? err.exitCode : 1, err instanceof Error ? err.message : String(err)));
+    });
     return w;
   }
 
@@ -92,104 +192,209 @@ export class SimCluster {
     return { host: H, port: this.workers.get(name)!.controlPort };
   }
 
-  /** Sends `n` messages round-robin over the keys. */
-  send(n: number): void {
-    const enc = new TextEncoder();
-    for (let i = 0; i < n; i++) {
-      const k = this.sent % this.keys;
-      const v = ++this.sentPerKey[k]!;
-      this.sent++;
-      const key = enc.encode(`key-${k}`);
-      const f = new Uint8Array(12 + key.length);
-      const dv = new DataView(f.buffer);
-      dv.setUint32(0, 8 + key.length);
-      dv.setBigUint64(4, BigInt(v));
-      f.set(key, 12);
-      this.source!.write(f);
-    }
+  isAlive(name: string): boolean {
+    const w = this.workers.get(name);
+    return w !== undefined && this.procs.get(w)!.alive;
   }
 
-  get received(): number {
-    let n = 0;
-    for (const l of this.outputs.values()) n += l.length;
-    return n;
-  }
-
+  /** Workers whose process is running (paused ones included), in start order. */
   live(): Worker[] {
-    return [...this.workers.entries()].filter(([n]) => !this.net.isDead(n)).map(([, w]) => w);
+    if (!this.liveCache) this.liveCache = [...this.workers.values()].filter((w) => this.procs.get(w)!.alive);
+    return this.liveCache;
   }
 
-  async until(what: string, cond: () => boolean, deadlineMs = 20_000): Promise<void> {
-    const until = Date.now() + deadlineMs;
-    while (!cond()) {
-      if (this.net.failures.length > 0) throw new Error(`invariant broken while waiting for ${what}: ${String((this.net.failures[0]!.error as Error).stack ?? this.net.failures[0]!.error)}`);
-      if (Date.now() > until) throw new Error(`simulation timed out waiting for ${what}`);
-      await Bun.sleep(1);
-    }
+  private endProcess(name: string): void {
+    const w = this.workers.get(name);
+    if (w && w.selfId >= 0) this.deadIds.add(w.selfId);
+    this.sched.kill(name);
+    this.net.kill(name);
+    this.liveCache = undefined;
   }
 
-  /** Every live member agrees on the table, every slot's owner is live, one holder per key. */
-  checkOwnership(): string[] {
-    const problems: string[] = [];
-    const live = this.live().filter((w) => w.isReady);
-    const ids = new Map<number, string>();
-    for (const w of live) ids.set(w.selfId, w.name);
-    const ref = live[0]!.owners;
-    for (const w of live) {
-      for (let s = 0; s < ref.length; s++) {
-        if (w.owners[s] !== ref[s]) {
-          problems.push(`${w.name} has slot ${s} at ${w.owners[s]}, ${live[0]!.name} at ${ref[s]}`);
-          break;
-        }
-      }
-    }
-    for (let s = 0; s < ref.length; s++) if (!ids.has(ref[s]!)) problems.push(`slot ${s} is owned by ${ref[s]}, which is not a live member`);
-    const holder = new Map<string, string>();
-    for (const w of live) {
-      for (const k of Object.values(w.dataflow.state.keys()).flat()) {
-        if (holder.has(k)) problems.push(`key ${k} held by ${holder.get(k)} and ${w.name}`);
-        holder.set(k, w.name);
-      }
-    }
-    return problems.slice(0, 10);
+  // ----------------------------------------------------------------------------- actions
+
+  /** Runs `fn` as an event of `name`'s process, now. */
+  act(name: string, kind: string, fn: () => void): void {
+    this.sched.schedule(this.sched.process(name), 0, kind, fn);
   }
 
   /**
-   * No output twice; per connection each key's values increase. With `exact`, every input has
-   * its output and every window is consistent (state carried across every move).
+   * Asks the initializer to shrink (as the external channel would). The answer, once the
+   * initializer has run the request, is in the returned object and in the trace.
    */
-  checkOutputs(exact: boolean): string[] {
-    const problems: string[] = [];
-    const seen: Array<Set<number>> = this.sentPerKey.map(() => new Set());
-    for (const [conn, lines] of this.outputs) {
-      const last = new Map<number, number>();
-      for (const line of lines) {
-        const m = /^key-(\d+) \[(\d+),(\d+),(\d+),(\d+)\]$/.exec(line);
-        if (!m) {
-          problems.push(`malformed ${line}`);
-          continue;
-        }
-        const k = Number(m[1]);
-        const d = Number(m[5]);
-        if (exact) {
-          const want = [d - 3, d - 2, d - 1, d].map((x) => Math.max(0, x)).join(",");
-          if ([m[2], m[3], m[4], m[5]].join(",") !== want) problems.push(`key-${k}: window [${m.slice(2, 6)}] where [${want}] was expected`);
-        }
-        if (d <= (last.get(k) ?? 0)) problems.push(`conn ${conn}: key-${k} went from ${last.get(k)} to ${d}`);
-        last.set(k, d);
-        if (seen[k]!.has(d)) problems.push(`key-${k}: value ${d} output twice`);
-        seen[k]!.add(d);
-      }
-    }
-    if (exact) this.sentPerKey.forEach((n, k) => seen[k]!.size !== n && problems.push(`key-${k}: ${n - seen[k]!.size} of ${n} outputs missing`));
-    return problems.slice(0, 10);
+  shrink(names: readonly string[], count: number): { answer: string | undefined } {
+    const init = this.initializer!;
+    const out: { answer: string | undefined } = { answer: undefined };
+    this.act(INIT, "shrink", () => {
+      out.answer = init.shrink({ query: false, names, count }).payload;
+      this.sched.note(this.sched.current, "shrink", `${names.length > 0 ? names.join(",") : `count ${count}`}: ${out.answer}`);
+    });
+    return out;
   }
 
-  async stop(): Promise<void> {
-    for (const w of this.live()) void w.shutdown(false);
-    await Bun.sleep(20);
-    clearInterval(this.ticker);
+  /** Sends `n` messages round-robin over the keys, from the load client's process. */
+  send(n: number): void {
+    this.act("client", "load", () => {
+      const src = this.source;
+      if (!src) return;
+      for (let i = 0; i < n; i++) {
+        const k = this.sent % this.opts.keys;
+        const v = ++this.sentPerKey[k]!;
+        this.sent++;
+        const key = this.keyBytes[k]!;
+        const f = new Uint8Array(12 + key.length);
+        const dv = new DataView(f.buffer);
+        dv.setUint32(0, 8 + key.length);
+        dv.setUint32(4, Math.floor(v / 0x1_0000_0000));
+        dv.setUint32(8, v >>> 0);
+        f.set(key, 12);
+        src.write(f);
+      }
+      this.sched.note(this.sched.current, "load", `${n} messages (${this.sent} in all)`);
+    });
+  }
+
+  /**
+   * Load from the load stream: every few ms of virtual time a small batch, until `total`
+   * messages were sent or `stop()` is called.
+   */
+  startLoad(total: number, opts: { batch?: number; everyMs?: number } = {}): { stop(): void } {
+    const r = this.sched.random.load;
+    const batch = opts.batch ?? 8;
+    const every = opts.everyMs ?? 10;
+    let stopped = false;
+    const client = this.sched.process("client");
+    const tick = () => {
+      if (stopped || this.sent >= total || this.initializerDied) return;
+      this.send(Math.min(total - this.sent, 1 + Math.floor(r() * batch)));
+      this.sched.schedule(client, 1 + r() * every, "tick", tick);
+    };
+    this.sched.schedule(client, r() * every, "tick", tick);
+    return { stop: () => void (stopped = true) };
+  }
+
+  // ------------------------------------------------------------------------------ faults
+
+  /** The process dies now: nothing of it runs again; its links close at the other ends. */
+  kill(name: string): void {
+    const w = this.workers.get(name);
+    if (!w || !this.procs.get(w)!.alive) return;
+    this.sched.note(undefined, "kill", name);
+    this.taint(w);
+    if (name === INIT) this.initializerDied = true;
+    this.endProcess(name);
+  }
+
+  /** Starts a killed (or exited) worker again with the configuration it was first given. */
+  restart(name: string): Worker {
+    this.sched.revive(name);
+    this.liveCache = undefined;
+    return this.spawn(name, this.config.get(name)!);
+  }
+
+  pause(name: string): void {
+    this.sched.note(undefined, "pause", name);
+    this.sched.pause(name);
+  }
+
+  resume(name: string): void {
+    this.sched.note(undefined, "resume", name);
+    this.sched.resume(name);
+  }
+
+  partition(a: readonly string[], b: readonly string[]): void {
+    this.sched.note(undefined, "partition", `${a.join(",")} | ${b.join(",")}`);
+    this.net.partition(a, b);
+  }
+
+  heal(): void {
+    this.sched.note(undefined, "heal", "");
+    this.net.heal();
+  }
+
+  drop(linkId: number): void {
+    const l = this.net.openLinks().find((x) => x.id === linkId);
+    this.sched.note(undefined, "drop", l ? `#${l.id} ${l.from}-${l.to}` : `#${linkId}`);
+    this.net.drop(linkId);
+  }
+
+  /**
+   * Every slot the dead worker held, was receiving or sending, or that any table still routes
+   * to it: messages of these slots may be lost (and their windows restart).
+   */
+  private taint(dead: Worker): void {
+    const status = dead.dataflow.status;
+    for (let s = 0; s < status.length; s++) if (status[s] !== 0) this.tainted.add(s);
+    for (const w of this.live()) {
+      if (w === dead) continue;
+      for (let s = 0; s < w.owners.length; s++) if (w.owners[s] === dead.selfId) this.tainted.add(s);
+    }
+  }
+
+  // ------------------------------------------------------------------------------- running
+
+  /**
+   * Steps the scheduler until `cond` holds; fails when `deadlineMs` of virtual time pass first,
+   * when nothing is left to run, or when a check fails after a step.
+   */
+  async runUntil(what: string, cond: () => boolean, deadlineMs: number): Promise<void> {
+    const until = this.now + deadlineMs;
+    for (;;) {
+      if (cond()) return;
+      const next = this.sched.peekTime();
+      if (next === undefined) throw new SimError(this.seed, `nothing left to run while waiting for ${what} (at ${this.now.toFixed(3)} ms)`);
+      if (next > until) throw new SimError(this.seed, `timed out after ${deadlineMs} ms of virtual time waiting for ${what}`);
+      await this.sched.step();
+      this.afterStep();
+    }
+  }
+
+  /** Lets virtual time pass (every event due meanwhile runs). */
+  async runFor(ms: number): Promise<void> {
+    const until = this.now + ms;
+    await this.runUntil(`${ms} ms to pass`, () => (this.sched.peekTime() ?? Infinity) > until, ms + 1);
+  }
+
+  /** The cheap checks, after every step. */
+  afterStep(): void {
+    const f = this.sched.failures[0];
+    if (f) throw new SimError(this.seed, `${f.node} failed at ${f.at.toFixed(3)} ms: ${f.error instanceof Error ? (f.error.stack ?? f.error.message) : String(f.error)}`);
+    const p = checkStep(this);
+    if (p) throw new SimError(this.seed, p);
+    if (this.outputs.problems.length > 0) throw new SimError(this.seed, this.outputs.problems.join("; "));
+  }
+
+  get received(): number {
+    return this.outputs.received;
+  }
+
+  /** Sink outputs still expected: every message of a key that may not have lost any. */
+  get expected(): number {
+    let n = 0;
+    for (let k = 0; k < this.sentPerKey.length; k++) if (!this.keyTainted(k)) n += this.sentPerKey[k]!;
+    return n;
+  }
+
+  /** Outputs received of keys that may not lose any. */
+  get receivedExact(): number {
+    let n = 0;
+    for (let k = 0; k < this.sentPerKey.length; k++) if (!this.keyTainted(k)) n += this.outputs.count(k);
+    return n;
+  }
+
+  keyTainted(k: number): boolean {
+    return this.initializerDied || this.tainted.has(slotOfKey(`key-${k}`));
   }
 }
 
-export { FrameReader };
+/** The pinned placement hash (DESIGN §3: xxHash32, seed 0, modulo 1024 slots). */
+export const SLOTS = 1024;
+const slotCache = new Map<string, number>();
+export function slotOfKey(key: string): number {
+  let s = slotCache.get(key);
+  if (s === undefined) {
+    s = Bun.hash.xxHash32(key, 0) % SLOTS;
+    slotCache.set(key, s);
+  }
+  return s;
+}
