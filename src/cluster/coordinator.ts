@@ -23,6 +23,8 @@ export interface CoordinatorHost {
   dropJoiners(names: readonly string[], reason: string): void;
   /** Tells every live member that `id` died mid-migration, and applies it here. */
   lost(id: number): void;
+  /** Closes every link to member `id`, so that it stops if it is still running. */
+  fence(id: number): void;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -47,8 +49,8 @@ type Phase =
       /** owners when the event started: where a slot returns if its new owner dies */
       before: number[];
       dead: Set<number>;
-      /** slot → destination of the round in flight */
-      inFlight: Map<number, number>;
+      /** slot → [from, to] of the round in flight */
+      inFlight: Map<number, readonly [number, number]>;
       round: number;
       /** slots the next round may move (adapts between ROUND_SLOTS.min and .max) */
       roundSlots: number;
@@ -68,7 +70,11 @@ export const COORDINATOR_LIMITS = {
   joinersWaitMs: 60_000,
   /** How long joiners and members get to connect to each other. */
   connectWaitMs: 30_000,
-  /** A migration round that makes no progress for this long is reported (and retried never). */
+  /**
+   * A migration round not complete after this long has a silent participant: the members that
+   * still owe an install (or, for a slot coming to the initializer, the one that owes its state)
+   * are removed and fenced, and the event goes on without them.
+   */
   roundStallMs: 30_000,
 } as const;
 
@@ -153,7 +159,8 @@ export class Coordinator {
       log.info("worker_informed", `***Worker ${j.name} attempting to join the cluster. Sent necessary information.***`);
     });
     const timer = this.clock.setTimeout(() => this.connectTimedOut(), COORDINATOR_LIMITS.connectWaitMs);
-    const waiting = new Set(all.map((m) => m.name));
+    // A member that died while the cluster was idle will never connect; the grow removes it.
+    const waiting = new Set(all.filter((m) => !this.deadMembers.has(m.id)).map((m) => m.name));
     this.phase = { kind: "connecting", joiners, waiting, timer };
     for (const m of this.host.members()) if (m.id !== this.host.self.id) this.host.send(m.id, "addWorkers", { members: joiners });
     this.host.addMembers(joiners);
@@ -310,11 +317,9 @@ export class Coordinator {
     p.roundStarted = this.clock.now();
     const epoch = this.host.epoch() + 1;
     const participants = this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id);
-    p.inFlight = new Map(moves.map((m) => [m[0], m[2]]));
+    p.inFlight = new Map(moves.map((m) => [m[0], [m[1], m[2]] as const]));
     if (!repair) p.slots += moves.length;
-    p.timer = this.clock.setTimeout(() => {
-      log.error("migration_stalled", `AUTOSCALE: migration round ${p.round} (epoch ${epoch}) has ${p.inFlight.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms`);
-    }, COORDINATOR_LIMITS.roundStallMs);
+    p.timer = this.clock.setTimeout(() => this.roundStalled(epoch), COORDINATOR_LIMITS.roundStallMs);
     if (repair) log.warn("migration_repair", `AUTOSCALE: round ${p.round} gives ${moves.length} slots of dead workers to live ones`);
     const plan = { epoch, moves, participants, ...(p.dead.size > 0 ? { dead: [...p.dead] } : {}) };
     for (const id of participants) if (id !== this.host.self.id) this.host.send(id, "plan", plan);
@@ -333,10 +338,27 @@ export class Coordinator {
     this.maybeAdvance();
   }
 
+  /** The round of `epoch` is still not installed at its deadline: remove whoever is silent. */
+  private roundStalled(epoch: number): void {
+    const p = this.phase;
+    if (p.kind !== "migrating" || this.host.epoch() !== epoch || p.inFlight.size === 0) return;
+    const self = this.host.self.id;
+    const blamed = new Set<number>();
+    for (const [from, to] of p.inFlight.values()) blamed.add(to !== self ? to : from);
+    const names = [...blamed].map((id) => this.host.members().find((m) => m.id === id)?.name ?? String(id));
+    log.error(
+      "migration_stalled",
+      `AUTOSCALE: migration round ${p.round} (epoch ${epoch}) has ${p.inFlight.size} slots not installed after ${COORDINATOR_LIMITS.roundStallMs} ms; removing ${names.join(",")}`,
+    );
+    for (const id of blamed) {
+      this.onWorkerLost(id);
+      this.host.fence(id);
+    }
+  }
+
   private maybeAdvance(): void {
     const p = this.phase;
     if (p.kind !== "migrating" || p.inFlight.size > 0) return;
-    for (const m of this.host.members()) if (m.id !== this.host.self.id && !p.dead.has(m.id)) this.host.send(m.id, "commit", { epoch: this.host.epoch() });
     const t = this.clock.now();
     const took = t - p.roundStarted;
     if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);
@@ -385,7 +407,7 @@ export class Coordinator {
       log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; completing it without ${name} (state it held is lost)`);
       p.dead.add(id);
       // Slots of the round in flight that were going to it come back in the repair round.
-      for (const [slot, to] of [...p.inFlight]) if (to === id) p.inFlight.delete(slot);
+      for (const [slot, [, to]] of [...p.inFlight]) if (to === id) p.inFlight.delete(slot);
       this.host.lost(id);
       this.maybeAdvance();
       return;

@@ -7,12 +7,13 @@
 import { assert } from "../assert.ts";
 import type { ControlBody } from "../codec/control.ts";
 import { log } from "../log.ts";
-import { Dataflow, SLOT_STATUS } from "../runtime/dataflow.ts";
+import type { Dataflow } from "../runtime/dataflow.ts";
+import { SLOT_STATUS } from "../runtime/router.ts";
 import type { Peer } from "./peer.ts";
+import type { RoutingTable } from "./routing-table.ts";
 
 export interface MigrationHost {
-  readonly selfId: number;
-  readonly owners: Int32Array;
+  readonly table: RoutingTable;
   readonly dataflow: Dataflow;
   peer(id: number): Peer | undefined;
   flushAllPeers(): void;
@@ -30,7 +31,6 @@ export interface MigrationStats {
 }
 
 export class Migration {
-  epoch = 0;
   /** slot → participants whose marker is still expected before its state can leave */
   private readonly awaiting = new Map<number, Set<number>>();
   private readonly destination = new Map<number, number>();
@@ -46,6 +46,10 @@ export class Migration {
 
   constructor(private readonly host: MigrationHost) {}
 
+  get epoch(): number {
+    return this.host.table.epoch;
+  }
+
   /** Slots whose state is in transit to or from here. */
   get inFlight(): number {
     return this.awaiting.size + this.incomingEpoch.size;
@@ -53,28 +57,28 @@ export class Migration {
 
   apply(plan: ControlBody<"plan">): void {
     const h = this.host;
-    assert(plan.epoch === this.epoch + 1, `plan epoch ${plan.epoch} must follow ${this.epoch}`);
+    const t = h.table;
+    const self = t.selfId;
     assert(this.inFlight === 0, `plan ${plan.epoch} arrived while ${this.inFlight} slots of an earlier plan are in transit`);
+    t.advance(plan.epoch);
     // Everything routed under the old table goes out before the markers.
     h.flushAllPeers();
     this.aborted.clear();
-    const others = plan.participants.filter((p) => p !== h.selfId);
+    const others = plan.participants.filter((p) => p !== self);
     const dead = new Set(plan.dead ?? []);
     const markersTo = new Map<number, number[]>();
     const orphans: number[] = [];
     for (const [slot, from, to] of plan.moves) {
-      assert(h.owners[slot] === from, `slot ${slot} moves from ${from} but this worker has it at ${h.owners[slot]}`);
-      assert(from !== to, `slot ${slot} moves to its own owner`);
-      h.owners[slot] = to;
+      t.move(slot, from, to);
       if (dead.has(from)) {
         // Nobody routes to a dead worker any more and it has no state to send: the new owner
         // takes the slot at once, with whatever state it still holds for it (none, unless it
         // was the slot's owner before the aborted move).
-        if (to === h.selfId) orphans.push(slot);
+        if (to === self) orphans.push(slot);
         continue;
       }
-      if (from === h.selfId) {
-        h.dataflow.status[slot] = SLOT_STATUS.outgoing;
+      if (from === self) {
+        t.setStatus(slot, SLOT_STATUS.outgoing);
         this.awaiting.set(slot, new Set(others));
         this.destination.set(slot, to);
       } else {
@@ -82,15 +86,15 @@ export class Migration {
         if (!l) markersTo.set(from, (l = []));
         l.push(slot);
       }
-      if (to === h.selfId) {
-        h.dataflow.status[slot] = SLOT_STATUS.incoming;
+      if (to === self) {
+        t.setStatus(slot, SLOT_STATUS.incoming);
         this.incomingEpoch.set(slot, plan.epoch);
         this.incomingFrom.set(slot, from);
       }
     }
-    this.epoch = plan.epoch;
     for (const slot of orphans) {
-      h.dataflow.status[slot] = SLOT_STATUS.incoming;
+      // A slot kept here when its move was aborted is still OWNED with its state.
+      if (t.status[slot] !== SLOT_STATUS.owned) t.setStatus(slot, SLOT_STATUS.incoming);
       this.incomingEpoch.set(slot, plan.epoch);
       this.onStateEnd(slot, 0);
     }
@@ -122,7 +126,7 @@ export class Migration {
     this.awaiting.delete(slot);
     this.destination.delete(slot);
     const entries = h.dataflow.state.takeSlot(slot);
-    h.dataflow.status[slot] = SLOT_STATUS.none;
+    h.table.setStatus(slot, SLOT_STATUS.none);
     const peer = h.peer(to);
     if (!peer || !peer.alive) {
       log.error("state_lost", `slot ${slot} (${entries.length} keys) cannot reach its new owner ${to}: state dropped`);
@@ -144,6 +148,8 @@ export class Migration {
     assert(epoch !== undefined, `end of state for slot ${slot}, which is not coming to this worker`);
     this.incomingEpoch.delete(slot);
     this.incomingFrom.delete(slot);
+    const t = this.host.table;
+    if (t.status[slot] !== SLOT_STATUS.owned) t.setStatus(slot, SLOT_STATUS.owned);
     this.host.dataflow.release(slot);
     this.stats.slotsIn++;
     this.stats.keysIn += keys;
@@ -177,7 +183,7 @@ export class Migration {
         this.awaiting.delete(slot);
         this.destination.delete(slot);
         this.aborted.add(slot);
-        h.dataflow.status[slot] = SLOT_STATUS.owned;
+        h.table.setStatus(slot, SLOT_STATUS.owned);
         kept++;
         continue;
       }

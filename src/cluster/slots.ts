@@ -1,8 +1,8 @@
-// Keys → slots → workers. Placement is part of the state format, so the hash is pinned:
-// xxHash32 with seed 0 over the key's UTF-8 bytes, modulo SLOT_COUNT.
+// Slot placement: which worker owns which slot, and the fewest moves between two tables. The
+// key → slot hash itself lives with the runtime (src/runtime/slot-hash.ts).
 import { assert } from "../assert.ts";
+import { SLOT_COUNT } from "../runtime/slot-hash.ts";
 
-export const SLOT_COUNT = 1024;
 /**
  * Slots moved per migration round (DESIGN §4: bounded batches keep latency flat). A round
  * starts at the minimum; the coordinator doubles it while rounds take longer than the target
@@ -10,18 +10,6 @@ export const SLOT_COUNT = 1024;
  * and halves it again when they are quick.
  */
 export const ROUND_SLOTS = { min: 8, max: 128, targetMs: 50 } as const;
-
-const slotCache = new Map<string, number>();
-const SLOT_CACHE_MAX = 1 << 16;
-
-export function slotOf(key: string): number {
-  let s = slotCache.get(key);
-  if (s !== undefined) return s;
-  s = Bun.hash.xxHash32(key, 0) % SLOT_COUNT;
-  if (slotCache.size >= SLOT_CACHE_MAX) slotCache.clear();
-  slotCache.set(key, s);
-  return s;
-}
 
 /** Round-robin over members in cluster order: balanced by construction. */
 export function initialOwners(memberIds: readonly number[]): number[] {

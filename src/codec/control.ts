@@ -54,9 +54,7 @@ export const CONTROL = {
     }),
   },
   slotsInstalled: { id: 12, schema: v.object({ epoch, slots: v.array(count), keys: count, bytes: count }) },
-  commit: { id: 13, schema: v.object({ epoch }) },
   complete: { id: 14, schema: v.object({ members: v.array(MemberSchema), leaving: v.array(name) }) },
-  leave: { id: 15, schema: v.object({}) },
   tryShrink: { id: 16, schema: v.object({ reqId: count, query: v.boolean(), names: v.array(v.string()), count }) },
   shrinkReply: { id: 17, schema: v.object({ reqId: count, type: count, payload: v.string() }) },
   keyCountReq: { id: 18, schema: v.object({ reqId: count }) },
@@ -67,6 +65,8 @@ export const CONTROL = {
   lost: { id: 22, schema: v.object({ id }) },
   /** A worker's queue of messages held for incoming slots crossed its high (or low) mark. */
   pressure: { id: 23, schema: v.object({ high: v.boolean() }) },
+  /** To the coordinator: the sender's connection to member `id` broke (ids 13 and 15 are retired). */
+  linkLost: { id: 24, schema: v.object({ id }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

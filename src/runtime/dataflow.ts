@@ -2,39 +2,21 @@
 // where it runs. Sources and non-parallel stateless steps run on the initializer, parallel
 // stateless steps wherever the message is, stateful steps on the worker holding the key's slot,
 // and the sink on the worker that produced the output.
-//
-// Slot status on this worker (DESIGN §4):
-//   OWNED     the state is here; messages are applied.
-//   OUTGOING  the table now names another owner, but upstreams' markers have not all arrived:
-//             messages that still arrive for it were routed under the old table and are applied.
-//   INCOMING  the table names this worker but the state has not arrived: messages wait, in
-//             arrival order, only for this slot.
-//   NONE      another worker's slot.
+// Which slots are where is the Router's (src/runtime/router.ts).
 import type { AppSpec, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
-import { SLOT_COUNT, slotOf } from "../cluster/slots.ts";
 import { MAX_KEY_BYTES, RECORD_FLAG, utf8Length } from "../codec/data.ts";
+import { assert } from "../assert.ts";
 import { log } from "../log.ts";
 import { KeyedState } from "./keyed-state.ts";
+import { SLOT_STATUS, type Router } from "./router.ts";
+import { slotOf } from "./slot-hash.ts";
 import type { Sink } from "./sink.ts";
 import { serialize, deserialize } from "bun:jsc";
-
-export const SLOT_STATUS = { none: 0, owned: 1, outgoing: 2, incoming: 3 } as const;
 
 const jscMessageCodec: MessageCodec<unknown> = {
   encode: (m) => new Uint8Array(serialize(m)),
   decode: (b) => deserialize(b),
 };
-
-/** What the dataflow needs from the cluster around it. */
-export interface Router {
-  readonly selfId: number;
-  readonly initializerId: number;
-  readonly isInitializer: boolean;
-  /** slot → owner id under the current table */
-  readonly owners: Int32Array;
-  /** Sends one record to a peer; returns false when the peer is gone (the record is dropped). */
-  forward(peerId: number, stage: number, raw: boolean, slot: number, key: string, payload: Uint8Array, start: number, end: number): void;
-}
 
 interface Held {
   stage: number;
@@ -44,7 +26,6 @@ interface Held {
 
 export class Dataflow {
   readonly state: KeyedState;
-  readonly status = new Uint8Array(SLOT_COUNT);
   private readonly held = new Map<number, Held[]>();
   private readonly stages: AppSpec["stages"];
   private readonly codec: MessageCodec<unknown>;
@@ -68,6 +49,11 @@ export class Dataflow {
     this.codec = app.messageCodec ?? jscMessageCodec;
     this.decode = app.source.decode;
     this.encode = app.sink.encode;
+  }
+
+  /** slot → SLOT_STATUS on this worker (the router's, read only). */
+  get status(): Uint8Array {
+    return this.router.status;
   }
 
   /**
@@ -164,7 +150,7 @@ export class Dataflow {
       }
       // stateful
       const here = arrived && i === from;
-      const status = this.status[slot]!;
+      const status = r.status[slot]!;
       if (!here) {
         const owner = r.owners[slot]!;
         if (owner !== r.selfId) {
@@ -231,9 +217,9 @@ export class Dataflow {
     this.heldCount++;
   }
 
-  /** The slot's state is complete here: run what waited for it, in arrival order. */
+  /** The slot's state is complete here (its status is OWNED again): run what waited for it, in arrival order. */
   release(slot: number): number {
-    this.status[slot] = SLOT_STATUS.owned;
+    assert(this.router.status[slot] === SLOT_STATUS.owned, `slot ${slot} released before it is owned`);
     const q = this.held.get(slot);
     if (!q) return 0;
     this.held.delete(slot);

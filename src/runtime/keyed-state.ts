@@ -1,7 +1,7 @@
 // Keyed state of this worker, grouped by slot so a slot moves as a unit: one Map per
 // (stateful stage, slot), one state object per key, created from the stage's init() on first use.
 import type { AppSpec, StateCodec, StatefulStage } from "../app/types.ts";
-import { SLOT_COUNT } from "../cluster/slots.ts";
+import { SLOT_COUNT } from "./slot-hash.ts";
 import { serialize, deserialize } from "bun:jsc";
 
 export const jscStateCodec: StateCodec<unknown> = {

@@ -129,6 +129,15 @@ export class Sink {
     }
     this.closing = true;
     if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    // Output given up on is said, with its size: nothing is dropped without a line.
+    const undelivered = this.pending.len + (this.link?.queuedBytes ?? 0);
+    if (undelivered > 0)
+      log.warn(
+        "sink_undelivered",
+        `Sink ${formatHostPort(this.addr)}: ${undelivered} bytes of output not delivered within ${deadlineMs} ms; closing anyway`,
+        { bytes: undelivered },
+      );
     const link = this.link;
     this.link = undefined;
     if (link) {

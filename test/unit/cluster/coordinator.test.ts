@@ -30,6 +30,10 @@ class FakeHost implements CoordinatorHost {
     this.ms = [...this.ms, ...ms];
   }
   send = () => true;
+  readonly fenced: number[] = [];
+  fence(id: number) {
+    this.fenced.push(id);
+  }
   applyPlan(plan: ControlBody<"plan">) {
     for (const [slot, from, to] of plan.moves) {
       expect(this.owners[slot]).toBe(from);

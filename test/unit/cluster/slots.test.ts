@@ -4,7 +4,8 @@
 import { createUnitRng as prng } from "../../../src/tools/generators.ts";
 import { describe, expect, test } from "bun:test";
 import { InvariantError } from "../../../src/assert.ts";
-import { applyMoves, initialOwners, type Move, planMoves, SLOT_COUNT, slotCounts, slotOf } from "../../../src/cluster/slots.ts";
+import { applyMoves, initialOwners, type Move, planMoves, slotCounts } from "../../../src/cluster/slots.ts";
+import { SLOT_COUNT, slotOf } from "../../../src/runtime/slot-hash.ts";
 
 /** Reference xxHash32 (seed 0) over the UTF-8 bytes, written from the spec. */
 function xxh32(bytes: Uint8Array, seed = 0): number {

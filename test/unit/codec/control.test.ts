@@ -23,9 +23,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   addWorkers: { members: [member(2, "j1"), member(3, "j2")] },
   plan: { epoch: 0xffffffff, moves: [[1023, 0, 1], [0, 1, 0xfffe]], participants: [0, 1], dead: [2] },
   slotsInstalled: { epoch: 4, slots: [1, 2, 3], keys: 10, bytes: 1234 },
-  commit: { epoch: 0 },
   complete: { members: [member(0, "initializer")], leaving: ["w1", "w2"] },
-  leave: {},
   tryShrink: { reqId: 1, query: false, names: ["w1"], count: 0 },
   shrinkReply: { reqId: 1, type: 6, payload: "Shrinking by 1 worker!" },
   keyCountReq: { reqId: 9 },
@@ -34,6 +32,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   abortJoin: { names: ["j1"] },
   lost: { id: 3 },
   pressure: { high: true },
+  linkLost: { id: 0xfffe },
 };
 
 /** A frame body (after the u32 length) for a type id and raw JSON text. */
@@ -59,9 +58,11 @@ function rejected(b: Uint8Array): string {
 }
 
 describe("message table", () => {
-  test("type ids are 1..N without gaps or duplicates, and every type has a sample here", () => {
+  test("type ids are 1..N without duplicates, only the retired ones missing, and every type has a sample here", () => {
+    const RETIRED = [13, 15];
     const ids: number[] = Object.values(CONTROL).map((d) => d.id).sort((a, b) => a - b);
-    expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
+    const n = ids.length + RETIRED.length;
+    expect(ids).toEqual(Array.from({ length: n }, (_, i) => i + 1).filter((id) => !RETIRED.includes(id)));
     expect(ids.length).toBeGreaterThanOrEqual(21);
     expect(Object.keys(SAMPLES).sort()).toEqual(Object.keys(CONTROL).sort());
     expect(CONTROL_MAX_FRAME).toBe(16 * 1024 * 1024);
@@ -81,10 +82,10 @@ describe("round trips", () => {
   }
 
   test("decoding a frame inside a larger buffer uses only [start, end)", () => {
-    const frame = encodeControl("commit", { epoch: 7 });
+    const frame = encodeControl("linkLost", { id: 7 });
     const buf = new Uint8Array(frame.length + 10).fill(0x20);
     buf.set(frame, 5);
-    expect(decodeControl(buf, 5 + 4, 5 + frame.length)).toEqual({ ok: true, msg: { type: "commit", body: { epoch: 7 } } });
+    expect(decodeControl(buf, 5 + 4, 5 + frame.length)).toEqual({ ok: true, msg: { type: "linkLost", body: { id: 7 } } });
   });
 
   test("optional fields may be absent", () => {
@@ -107,9 +108,13 @@ describe("golden bytes", () => {
     const b = new Uint8Array(Buffer.from(GOLDEN.replace(/ /g, ""), "hex"));
     expect(decodeControl(b, 4, b.length)).toEqual({ ok: true, msg: { type: "hello", body: { name: "w1" } } });
   });
-  test("encode leave {} and commit {epoch: 258}", () => {
-    expect(hex(encodeControl("leave", {}))).toBe("00000004" + "000f" + "7b7d");
-    expect(hex(encodeControl("commit", { epoch: 258 }))).toBe("0000000f" + "000d" + hex(te.encode(`{"epoch":258}`)));
+  test("encode linkLost {id: 258}", () => {
+    expect(hex(encodeControl("linkLost", { id: 258 }))).toBe("0000000c" + "0018" + hex(te.encode(`{"id":258}`)));
+  });
+
+  test("the retired ids of commit (13) and leave (15) are unknown", () => {
+    expect(rejected(body(13, `{"epoch":1}`))).toBe("unknown control message type 13");
+    expect(rejected(body(15, `{}`))).toBe("unknown control message type 15");
   });
   test("encode pressure {high: false}", () => {
     expect(hex(encodeControl("pressure", { high: false }))).toBe("00000010" + "0017" + hex(te.encode(`{"high":false}`)));
@@ -124,7 +129,7 @@ describe("rejection (ok:false, never a throw)", () => {
 
   test("an unknown type id", () => {
     expect(rejected(body(0, "{}"))).toBe("unknown control message type 0");
-    const next = Object.keys(CONTROL).length + 1;
+    const next = Math.max(...Object.values(CONTROL).map((d) => d.id)) + 1;
     expect(rejected(body(next, "{}"))).toBe(`unknown control message type ${next}`);
     expect(rejected(body(0xffff, "{}"))).toBe("unknown control message type 65535");
     expect(rejected(body(0x0101, `{"name":"w1"}`))).toBe("unknown control message type 257");
@@ -157,9 +162,10 @@ describe("rejection (ok:false, never a throw)", () => {
       ["register", `{"name":"w","host":"h","controlPort":-1,"dataPort":1}`],
       ["register", `{"name":"w","host":"h","controlPort":1.5,"dataPort":1}`],
       ["register", `{"name":"w","host":"h","controlPort":"1","dataPort":1}`],
-      ["commit", `{"epoch":-1}`], // negative epoch
-      ["commit", `{"epoch":4294967296}`], // above u32
-      ["commit", `{"epoch":null}`],
+      ["slotsInstalled", `{"epoch":-1,"slots":[],"keys":0,"bytes":0}`], // negative epoch
+      ["slotsInstalled", `{"epoch":4294967296,"slots":[],"keys":0,"bytes":0}`], // above u32
+      ["slotsInstalled", `{"epoch":null,"slots":[],"keys":0,"bytes":0}`],
+      ["linkLost", `{"id":65535}`], // id above 0xfffe
       ["topology", `{"members":[],"epoch":1,"owners":[65535]}`], // id above 0xfffe
       ["topology", `{"members":[{"id":0,"name":"a","host":"h","controlPort":1}],"epoch":1,"owners":[]}`], // member missing dataPort
       ["plan", `{"epoch":1,"moves":[[1,2]],"participants":[]}`], // short tuple

@@ -4,11 +4,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { serialize } from "bun:jsc";
 import { application } from "../../../src/app/builder.ts";
-import { SLOT_COUNT, slotOf } from "../../../src/cluster/slots.ts";
+import { SLOT_COUNT, slotOf } from "../../../src/runtime/slot-hash.ts";
 import { MAX_KEY_BYTES } from "../../../src/codec/data.ts";
 import { configureLog } from "../../../src/log.ts";
 import { MemoryNetwork } from "../../../src/net/memory.ts";
-import { Dataflow, SLOT_STATUS, type Router } from "../../../src/runtime/dataflow.ts";
+import { Dataflow } from "../../../src/runtime/dataflow.ts";
+import { SLOT_STATUS, type Router } from "../../../src/runtime/router.ts";
 import { Sink } from "../../../src/runtime/sink.ts";
 import { systemClock } from "../../../src/clock.ts";
 
@@ -35,10 +36,10 @@ async function setup() {
     initializerId: 0,
     isInitializer: true,
     owners,
+    status: new Uint8Array(SLOT_COUNT).fill(SLOT_STATUS.owned),
     forward: (peer, _stage, raw, _slot, key) => void forwarded.push({ peer, key, raw }),
   };
   const df = new Dataflow(app, router, sink);
-  for (let s = 0; s < SLOT_COUNT; s++) df.status[s] = SLOT_STATUS.owned;
   const frame = (text: string) => {
     const b = new TextEncoder().encode(text);
     df.ingest(b, 0, b.length);
@@ -70,6 +71,8 @@ describe("dataflow routing", () => {
     expect(t.df.heldCount).toBe(2);
     // The migrated state says "k" had already been counted 5 times.
     t.df.state.install(1, s, "k", new Uint8Array(serialize({ n: 5 })));
+    expect(() => t.df.release(s)).toThrow("released before it is owned");
+    t.df.status[s] = SLOT_STATUS.owned;
     expect(t.df.release(s)).toBe(2);
     await t.settle();
     expect(t.lines).toEqual(["k=6", "k=7"]);

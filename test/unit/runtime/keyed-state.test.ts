@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { APP_SPEC_KIND, type AppSpec } from "../../../src/app/types.ts";
 import { DATA_KIND, type DataVisitor, encodeState, type FrameHead, readHead, visitBody } from "../../../src/codec/data.ts";
-import { SLOT_COUNT, slotOf } from "../../../src/cluster/slots.ts";
+import { SLOT_COUNT, slotOf } from "../../../src/runtime/slot-hash.ts";
 import { jscStateCodec, KeyedState } from "../../../src/runtime/keyed-state.ts";
 
 interface Count {
