@@ -135,7 +135,7 @@ export class Sink {
     if (undelivered > 0)
       log.warn(
         "sink_undelivered",
-        `Sink ${formatHostPort(this.addr)}: ${undelivered} bytes of output not delivered within ${deadlineMs} ms; closing anyway`,
+        `Sink ${formatHostPort(this.addr)}: ${undelivered} bytes of output still undelivered after ${deadlineMs} ms; closing anyway`,
         { bytes: undelivered },
       );
     const link = this.link;

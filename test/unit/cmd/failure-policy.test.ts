@@ -122,11 +122,12 @@ class Child {
   private waiter: (() => void) | undefined;
 
   constructor(readonly cmd: string[]) {
-    this.proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-    children.push(this.proc);
+    const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    this.proc = proc;
+    children.push(proc);
     this.read = (async () => {
       const dec = new TextDecoder();
-      for await (const chunk of this.proc.stderr) {
+      for await (const chunk of proc.stderr) {
         this.stderr += dec.decode(chunk, { stream: true });
         this.waiter?.();
       }
