@@ -1,0 +1,42 @@
+// Random scenarios, one per seed (test/sim/scenario.ts), in the default mode: faults the worker
+// survives today. SIM_SEEDS / SIM_FIRST_SEED / SIM_FAULTS choose others; `npm run sim` runs
+// many more. A failure prints the seed, the scenario, the last trace lines and the replay command.
+import { describe, expect, test } from "bun:test";
+import { FAULT_MODES, runSeed, type FaultMode, type SimFailure } from "./scenario.ts";
+
+const SEEDS = Number(process.env.SIM_SEEDS ?? 240);
+const FIRST = Number(process.env.SIM_FIRST_SEED ?? 1);
+const FAULTS = (process.env.SIM_FAULTS ?? "safe") as FaultMode;
+/** Seeds per test: few enough to see progress, many enough to keep bun's per-test cost low. */
+const PER_TEST = 20;
+
+if (!(FAULT_MODES as readonly string[]).includes(FAULTS)) throw new Error(`SIM_FAULTS is one of ${FAULT_MODES.join(", ")}`);
+
+function describeFailure(err: unknown): string {
+  const e = err as SimFailure;
+  const flag = FAULTS === "safe" ? "" : ` --faults ${FAULTS}`;
+  return [
+    e.message,
+    `scenario: ${e.story?.join("; ") ?? "?"}`,
+    "last trace lines:",
+    ...(e.trace ?? []).slice(-25).map((l) => `  ${l}`),
+    `replay: npm run sim -- --seed ${e.seed}${flag} --trace`,
+  ].join("\n");
+}
+
+describe(`simulation: ${SEEDS} random scenarios (faults ${FAULTS})`, () => {
+  for (let from = FIRST; from < FIRST + SEEDS; from += PER_TEST) {
+    const to = Math.min(FIRST + SEEDS, from + PER_TEST) - 1;
+    test(`seeds ${from}..${to}`, async () => {
+      const failures: string[] = [];
+      for (let seed = from; seed <= to; seed++) {
+        try {
+          await runSeed(seed, { faults: FAULTS });
+        } catch (err) {
+          failures.push(describeFailure(err));
+        }
+      }
+      expect(failures.join("\n\n")).toBe("");
+    }, 120_000);
+  }
+});
