@@ -1,4 +1,5 @@
 // The growable outbound byte buffer behind every Link: encoders write in place at `len`.
+import { InvariantError } from "../assert.ts";
 import { LINK_LIMITS, type OutBuffer } from "./transport.ts";
 
 export class GrowBuffer implements OutBuffer {
@@ -12,7 +13,9 @@ export class GrowBuffer implements OutBuffer {
   ensure(n: number): void {
     const need = this.len + n;
     if (need <= this.buf.length) return;
-    if (need > LINK_LIMITS.hardLimitBytes) throw new RangeError(`outbound buffer would exceed ${LINK_LIMITS.hardLimitBytes} bytes`);
+    // Producers stop at the high-water mark; one that got this far ignored it. That is a bug in
+    // flow control, and growing on would only turn it into running out of memory.
+    if (need > LINK_LIMITS.hardLimitBytes) throw new InvariantError(`outbound buffer would exceed ${LINK_LIMITS.hardLimitBytes} bytes`);
     let size = this.buf.length * 2;
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
