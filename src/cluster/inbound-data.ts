@@ -62,7 +62,7 @@ export class InboundData {
    * The worker at the other end. A joiner's hello can arrive before this worker hears of the
    * joiner from the coordinator, so the name is resolved when first needed.
    */
-  private sender(): number {
+  sender(): number {
     if (this.peerId < 0 && this.name) this.peerId = this.host.memberId(this.name);
     return this.peerId;
   }

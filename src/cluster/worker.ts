@@ -204,6 +204,11 @@ export class Worker implements Router {
     return this.pressure.heldPauses;
   }
 
+  /** Stopping: leaving, shutting down, or stopped by an error; it processes nothing more. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
   /** Records routed to members that were gone (each also logged). */
   get droppedToGone(): number {
     return this.peers.dropped();
@@ -510,7 +515,17 @@ export class Worker implements Router {
   private fence(id: number): void {
     if (!this.peers.get(id)) return;
     log.warn("member_fenced", `Closed every connection to worker ${this.membershipState.byId(id)?.name ?? id}`);
+    this.cutOff(id);
+  }
+
+  /**
+   * Nothing more goes to or comes from member `id`: it was declared dead, and the decisions
+   * taken since (repair rounds, slots started empty) assume that whatever it still had in flight
+   * never arrives.
+   */
+  private cutOff(id: number): void {
     this.peers.drop(id);
+    for (const inb of [...this.inbound]) if (inb.sender() === id) inb.link.destroy();
   }
 
   private dropJoiners(names: readonly string[], reason: string): void {
@@ -520,13 +535,13 @@ export class Worker implements Router {
   }
 
   private forgetMembers(names: readonly string[]): void {
-    for (const m of this.membershipState.remove((x) => names.includes(x.name))) this.peers.drop(m.id);
+    for (const m of this.membershipState.remove((x) => names.includes(x.name))) this.cutOff(m.id);
   }
 
   /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
   private onLost(id: number): void {
     const [m] = this.membershipState.remove((x) => x.id === id);
-    this.peers.drop(id);
+    this.cutOff(id);
     this.pressure.forget(id);
     const { kept, lost } = this.migration.onLost(id);
     log.warn("participant_lost", `Worker ${m?.name ?? id} is gone: ${kept} slots bound for it stay here, ${lost} slots it owed here start from what arrived`);
@@ -682,6 +697,8 @@ export class Worker implements Router {
     if (this.stopping) return;
     this.stopping = true;
     log.error("fatal", err.message);
+    // A worker that cannot go on applies nothing more: the cluster has moved, or will move, on without it.
+    for (const inb of [...this.inbound]) inb.link.destroy();
     void this.closeEverything().finally(() => this.exitResolve(err.exitCode));
   }
 }
