@@ -36,8 +36,12 @@ export function setFaultHandler(h: FaultHandler): () => void {
  * The process is stopping because of a fault: src/net reads and writes nothing more, so the time
  * spent flushing the FATAL line cannot carry suspect state to a peer or the sink.
  */
-export function haltIo(): void {
+export function haltIo(): () => void {
   halted = true;
+  // Only a test lifts it: a process that halted is on its way out.
+  return () => {
+    halted = false;
+  };
 }
 
 export function ioHalted(): boolean {

@@ -107,7 +107,7 @@ const processIo: FatalIo = {
   write: (line, done) => void process.stderr.write(line, () => done()),
   exit: (code) => process.exit(code),
   setTimeout: (fn, ms) => void setTimeout(fn, ms),
-  halt: haltIo,
+  halt: () => void haltIo(),
 };
 
 /** The single place a worker dies of a fault. Only the first fault is reported. */
