@@ -174,41 +174,39 @@ describe("pause (backpressure)", () => {
     expect(s.texts().sort()).toEqual(["a1", "a2", "b1", "b2"]);
   });
 
-  test("a connection accepted while paused stays paused through unmute(), until resume()", async () => {
-    const s = await source();
-    s.src.pause();
-    const c = await client(s.src.port);
-    c.write(frame("x"));
-    s.src.unmute();
-    await marker();
-    expect(s.frames.length).toBe(0);
-    s.src.resume();
-    await changes.until("the frame", () => s.frames.length === 1);
-  });
-
-  test("a connection accepted while paused after unmute() is not read until resume()", async () => {
-    const s = await source();
-    s.src.unmute();
-    s.src.pause();
-    const c = await client(s.src.port);
-    c.write(frame("late"));
-    await marker();
-    expect(s.frames.length).toBe(0);
-    s.src.resume();
-    await changes.until("the frame", () => s.frames.length === 1);
-  });
-
-  test("resume() while muted does not start reading", async () => {
-    const s = await source();
-    s.src.pause();
-    const c = await client(s.src.port);
-    c.write(frame("x"));
-    s.src.resume();
-    await marker();
-    expect(s.frames.length).toBe(0);
-    s.src.unmute();
-    await changes.until("the frame", () => s.frames.length === 1);
-  });
+  // A frame on a connection made after `before`; `meanwhile` must not start reading it, `release` must.
+  const held: Array<{ name: string; before: (s: Source) => void; meanwhile: (s: Source) => void; release: (s: Source) => void }> = [
+    {
+      name: "a connection accepted while paused and muted stays paused through unmute(), until resume()",
+      before: (s) => s.pause(),
+      meanwhile: (s) => s.unmute(),
+      release: (s) => s.resume(),
+    },
+    {
+      name: "a connection accepted while paused after unmute() is not read until resume()",
+      before: (s) => (s.unmute(), s.pause()),
+      meanwhile: () => {},
+      release: (s) => s.resume(),
+    },
+    {
+      name: "resume() while muted does not start reading; unmute() does",
+      before: (s) => s.pause(),
+      meanwhile: (s) => s.resume(),
+      release: (s) => s.unmute(),
+    },
+  ];
+  for (const h of held)
+    test(h.name, async () => {
+      const s = await source();
+      h.before(s.src);
+      const c = await client(s.src.port);
+      c.write(frame("x"));
+      h.meanwhile(s.src);
+      await marker();
+      expect(s.frames.length).toBe(0);
+      h.release(s.src);
+      await changes.until("the frame", () => s.frames.length === 1);
+    });
 });
 
 describe("framing", () => {
