@@ -147,11 +147,18 @@ function setup() {
   return { clock, net, sink, writable: () => writable };
 }
 
+/** A sink that has made its first connection attempt, with the receiver up or not. */
+async function started(receiverUp: boolean) {
+  const t = setup();
+  t.net.up = receiverUp;
+  t.sink.start();
+  await settle();
+  return t;
+}
+
 describe("while the receiver is away", () => {
   test("output is held, and the sink retries every 250 ms of its clock, warning once", async () => {
-    const { clock, net, sink } = setup();
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(false);
     expect(net.attempts).toBe(1);
     expect(events()).toEqual(["sink_unreachable"]);
     expect(sink.output(asText, "a\n")).toBeNull();
@@ -172,9 +179,7 @@ describe("while the receiver is away", () => {
   });
 
   test("the connection, once made, carries the held output first, then what follows", async () => {
-    const { clock, net, sink, writable } = setup();
-    sink.start();
-    await settle();
+    const { clock, net, sink, writable } = await started(false);
     sink.output(asText, "held-1\n");
     sink.output(asText, "held-2\n");
     net.up = true;
@@ -190,9 +195,7 @@ describe("while the receiver is away", () => {
   });
 
   test("congested once the held output passes the high-water mark; drained by the connection", async () => {
-    const { clock, net, sink, writable } = setup();
-    sink.start();
-    await settle();
+    const { clock, net, sink, writable } = await started(false);
     const big = "x".repeat(LINK_LIMITS.highWaterBytes);
     sink.output(asText, big);
     expect(sink.congested).toBe(false);
@@ -216,10 +219,7 @@ describe("while the receiver is away", () => {
 
 describe("a lost connection", () => {
   test("what the kernel had not taken is sent again first on the next connection; one warning", async () => {
-    const { clock, net, sink } = setup();
-    net.up = true;
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(true);
     sink.output(asText, "1\n");
     sink.output(asText, "2\n");
     const first = net.last;
@@ -258,10 +258,7 @@ describe("a lost connection", () => {
 
 describe("close(deadline)", () => {
   test("waits for the kernel to take what is queued, then ends the connection and returns once it closed", async () => {
-    const { clock, net, sink } = setup();
-    net.up = true;
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(true);
     sink.output(asText, "last words\n");
     const link = net.last;
     const closed = sink.close(5000);
@@ -281,9 +278,7 @@ describe("close(deadline)", () => {
   });
 
   test("a receiver that comes back before the deadline still gets everything", async () => {
-    const { clock, net, sink } = setup();
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(false);
     sink.output(asText, "held\n");
     const closed = sink.close(5000);
     clock.advance(600);
@@ -301,9 +296,7 @@ describe("close(deadline)", () => {
   });
 
   test("an unreachable receiver: gives up at the deadline, says how much output it drops, retries no more", async () => {
-    const { clock, net, sink } = setup();
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(false);
     sink.output(asText, "never delivered\n");
     const t0 = clock.now();
     await drive(clock, sink.close(1000), 2000);
@@ -320,10 +313,7 @@ describe("close(deadline)", () => {
   });
 
   test("a connection that never closes after end() is destroyed 1 s later", async () => {
-    const { clock, net, sink } = setup();
-    net.up = true;
-    sink.start();
-    await settle();
+    const { clock, net, sink } = await started(true);
     const link = net.last;
     const closed = sink.close(5000);
     await drive(clock, closed, 2000);
