@@ -140,8 +140,12 @@ class TcpLink implements Link {
   fail(err: unknown): void {
     this.failure = err;
     this.out.len = 0;
-    this.onClosed(err instanceof Error ? err : new Error(String(err)));
-    this.socket.terminate();
+    try {
+      this.onClosed(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      // Even when the close handler throws too (and the fault handler rethrows that).
+      this.socket.terminate();
+    }
   }
 
   /** What a handler threw, once `fail` closed the link for it. */
