@@ -11,7 +11,7 @@ import type { HostPort, SourceAddress } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import type { AppSpec } from "../app/types.ts";
 import { assert } from "../assert.ts";
-import { systemClock, type Clock, type Timer } from "../clock.ts";
+import { systemClock, type Clock } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member, type Topology } from "../codec/control.ts";
 import { EXTERNAL_MSG, encodeShrinkQueryResponse } from "../codec/external.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
@@ -24,6 +24,7 @@ import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
+import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Formation } from "./formation.ts";
 import { InboundData } from "./inbound-data.ts";
@@ -60,16 +61,8 @@ export interface WorkerConfig {
 }
 
 export const WORKER_LIMITS = {
-  /** A starting worker keeps dialing the initializer this long. */
-  startupDeadlineMs: 60_000,
-  /** A joiner tries the member it was given this many times. */
-  joinReachAttempts: 3,
-  /** A joiner waits this long for the cluster's answer. */
-  joinAnswerDeadlineMs: 120_000,
   /** Links to a leaver close this long after the shrink completes, so it finishes first. */
   leaverLingerMs: 10_000,
-  /** One dial of the initializer or of the member a joiner contacts. */
-  dialTimeoutMs: 2000,
   /** A stopping worker gives its sink this long to flush. */
   sinkFlushMs: 5000,
 } as const;
@@ -92,9 +85,7 @@ export class Worker implements Router {
   private readonly inbound = new Set<InboundData>();
   private coordinator: Coordinator | undefined;
   private formation: Formation | undefined;
-  /** The link a worker registered or a joiner asked to join on, until the cluster answered. */
-  private entryLink: Link | undefined;
-  private joinTimer: Timer | undefined;
+  private readonly entry: Entry;
   private myControlServer: Server | undefined;
   private ready = false;
   private stopping = false;
@@ -150,6 +141,16 @@ export class Worker implements Router {
     this.sink.onWritable = () => this.pressure.check();
     this.relays = new Relays(this.clock);
     this.control = new ControlLinks(this.controlTable());
+    this.entry = new Entry({
+      name: cfg.name,
+      transport: cfg.transport,
+      clock: this.clock,
+      self: () => this.membershipState.self,
+      handlers: (closed) => this.control.handlers(closed),
+      fatal: (err) => this.fatal(err),
+      lostAfterAnswer: () => this.peerLost(this.initializerId, "control connection closed"),
+      stopping: () => this.stopping,
+    });
   }
 
   // ------------------------------------------------------------------------ what others see
@@ -252,8 +253,8 @@ export class Worker implements Router {
     const dat = formatHostPort({ host: dataAddr.host, port: dataServer.port });
     log.info("listening", `${this.name} control: listening on ${ctl}; data: listening on ${dat}`, { control: ctl, data: dat });
     if (this.isInitializer) this.startAsInitializer();
-    else if (this.cfg.role === "worker") await this.register();
-    else await this.joinCluster();
+    else if (this.cfg.role === "worker") await this.entry.register(this.cfg.control!);
+    else await this.entry.join(this.cfg.join!, this.cfg.workerCount);
   }
 
   private startAsInitializer(): void {
@@ -306,81 +307,17 @@ export class Worker implements Router {
     void this.peers.dialAll(this.membershipState.others()).then(() => this.formation!.onConnected(this.name));
   }
 
-  /** Worker: dials the initializer until it answers, registers, waits for the topology. */
-  private async register(): Promise<void> {
-    const init = this.cfg.control!;
-    const deadline = this.clock.now() + WORKER_LIMITS.startupDeadlineMs;
-    let delay = 100;
-    for (;;) {
-      try {
-        const link = await this.cfg.transport.connect(init.host, init.port, this.entryHandlers(), WORKER_LIMITS.dialTimeoutMs);
-        const self = this.membershipState.self;
-        link.write(encodeControl("register", { name: this.name, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort }));
-        this.entryLink = link;
-        log.info("registering", `Registering with the initializer at ${formatHostPort(init)}`);
-        return;
-      } catch (err) {
-        if (this.clock.now() + delay > deadline)
-          throw new UnreachableError(`Could not reach the initializer at ${formatHostPort(init)} within ${WORKER_LIMITS.startupDeadlineMs / 1000} s: ${(err as Error).message}`);
-        log.debug("register_retry", `initializer at ${formatHostPort(init)} not up yet (${(err as Error).message}); retrying in ${delay} ms`);
-        await this.clock.sleep(delay);
-        delay = Math.min(delay * 2, 1000);
-      }
-    }
-  }
-
-  /** Joiner: contacts any member, waits for acceptance (or refusal), then connects to everyone. */
-  private async joinCluster(): Promise<void> {
-    const addr = this.cfg.join!;
-    log.info("join_preparing", "New worker preparing to join cluster");
-    let link: Link | undefined;
-    let lastErr = "";
-    for (let i = 0; i < WORKER_LIMITS.joinReachAttempts && !link; i++) {
-      try {
-        link = await this.cfg.transport.connect(addr.host, addr.port, this.entryHandlers(), WORKER_LIMITS.dialTimeoutMs);
-      } catch (err) {
-        lastErr = (err as Error).message;
-        await this.clock.sleep(500 * (i + 1));
-      }
-    }
-    if (!link) throw new UnreachableError(`Join Error: could not reach a cluster member at ${formatHostPort(addr)} (${lastErr}).`);
-    this.entryLink = link;
-    const self = this.membershipState.self;
-    link.write(encodeControl("join", { name: this.name, count: this.cfg.workerCount, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort }));
-    this.joinTimer = this.clock.setTimeout(
-      () => this.fatal(new UnreachableError(`Join Error: no answer from ${formatHostPort(addr)} within ${WORKER_LIMITS.joinAnswerDeadlineMs / 1000} s.`)),
-      WORKER_LIMITS.joinAnswerDeadlineMs,
-    );
-  }
-
-  /**
-   * The registration (or join) link. Before the cluster answers, its loss stops this worker; a
-   * registered worker keeps it as its control link from the initializer afterwards.
-   */
-  private entryHandlers(): LinkHandlers {
-    return this.control.handlers((l) => {
-      if (l !== this.entryLink || this.stopping) return;
-      if (this.membershipState.selfId < 0) {
-        this.fatal(new UnreachableError(`The cluster closed the connection at ${formatHostPort(this.cfg.join ?? this.cfg.control!)} before answering.`));
-      } else this.peerLost(this.initializerId, "control connection closed");
-    });
-  }
-
   private adoptTopology(t: Topology): void {
     if (this.membershipState.selfId >= 0) return log.warn("topology_again", "Ignoring a second topology: this worker already has one");
-    this.clock.clearTimeout(this.joinTimer);
     this.membershipState.adopt(t.members);
     this.initializerId = this.membershipState.initializerId;
     this.table.adopt(this.membershipState.selfId, t.epoch, t.owners);
     if (this.cfg.role === "joiner") {
       log.info("join_received", "***Received cluster information!***");
       log.info("join_joining", "AUTOSCALE: Joining Worker");
-      // Forget it before ending it: a transport may report the close synchronously.
-      const entry = this.entryLink;
-      this.entryLink = undefined;
-      entry?.end();
+      this.entry.accepted(false);
     } else {
-      this.peers.ensure(this.membershipState.byId(this.initializerId)!).control = this.entryLink;
+      this.peers.ensure(this.membershipState.byId(this.initializerId)!).control = this.entry.accepted(true);
     }
     log.info("phase_2", "|~~ INIT PHASE II: Application is initialized! ~~|");
     void this.peers.dialAll(this.membershipState.others()).then(() => {
@@ -680,13 +617,12 @@ export class Worker implements Router {
   }
 
   private async closeEverything(): Promise<void> {
-    this.clock.clearTimeout(this.joinTimer);
+    this.entry.stop();
     this.relays.failAll("This worker is stopping.");
     for (const s of this.sources) s.stop();
     this.peers.flushAll();
     if (this.cfg.out) await this.sink.close(WORKER_LIMITS.sinkFlushMs);
     this.peers.closeAll();
-    this.entryLink?.end();
     // One more turn for the closes to reach the transport before the listeners go.
     await this.clock.sleep(20);
     for (const s of this.servers) s.stop();

@@ -1,0 +1,122 @@
+// How a worker other than the initializer gets in: a starting worker (`--control`) dials the
+// initializer until it answers and registers; a joiner (`--join`) contacts the member it was
+// given and asks to join. Either then waits for the cluster's answer (a topology, or a refusal
+// that stops it). Every attempt and every wait has a deadline.
+import { formatHostPort, type HostPort } from "../address.ts";
+import type { Clock, Timer } from "../clock.ts";
+import { encodeControl, type Member } from "../codec/control.ts";
+import { UnreachableError, type WallarooError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { Link, LinkHandlers, Transport } from "../net/transport.ts";
+
+export const ENTRY_LIMITS = {
+  /** A starting worker keeps dialing the initializer this long… */
+  startupDeadlineMs: 60_000,
+  /** …waiting this long at first, doubling up to the maximum. */
+  registerRetryMs: 100,
+  registerRetryMaxMs: 1000,
+  /** A joiner tries the member it was given this many times, 0.5, 1, 1.5 s apart. */
+  joinReachAttempts: 3,
+  joinRetryMs: 500,
+  /** A joiner waits this long for the cluster's answer. */
+  joinAnswerDeadlineMs: 120_000,
+  /** One connection attempt. */
+  dialTimeoutMs: 2000,
+} as const;
+
+export interface EntryHost {
+  readonly name: string;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  self(): Member;
+  /** Control-link handlers; `closed` runs when the link closes. */
+  handlers(closed: (link: Link) => void): LinkHandlers;
+  fatal(err: WallarooError): void;
+  /** The entry link closed after the cluster answered (a worker's link from the initializer). */
+  lostAfterAnswer(): void;
+  stopping(): boolean;
+}
+
+export class Entry {
+  private link: Link | undefined;
+  private answerTimer: Timer | undefined;
+  private answered = false;
+
+  constructor(private readonly host: EntryHost) {}
+
+  /** Worker: dials the initializer until it answers, then registers. */
+  async register(init: HostPort): Promise<void> {
+    const h = this.host;
+    const deadline = h.clock.now() + ENTRY_LIMITS.startupDeadlineMs;
+    let delay: number = ENTRY_LIMITS.registerRetryMs;
+    for (;;) {
+      try {
+        const link = await h.transport.connect(init.host, init.port, this.handlers(init), ENTRY_LIMITS.dialTimeoutMs);
+        const self = h.self();
+        link.write(encodeControl("register", { name: h.name, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort }));
+        this.link = link;
+        log.info("registering", `Registering with the initializer at ${formatHostPort(init)}`);
+        return;
+      } catch (err) {
+        if (h.clock.now() + delay > deadline)
+          throw new UnreachableError(`Could not reach the initializer at ${formatHostPort(init)} within ${ENTRY_LIMITS.startupDeadlineMs / 1000} s: ${(err as Error).message}`);
+        log.debug("register_retry", `initializer at ${formatHostPort(init)} not up yet (${(err as Error).message}); retrying in ${delay} ms`);
+        await h.clock.sleep(delay);
+        delay = Math.min(delay * 2, ENTRY_LIMITS.registerRetryMaxMs);
+      }
+    }
+  }
+
+  /** Joiner: contacts a member and asks to join `count` joiners arriving together. */
+  async join(addr: HostPort, count: number): Promise<void> {
+    const h = this.host;
+    log.info("join_preparing", "New worker preparing to join cluster");
+    let link: Link | undefined;
+    let lastErr = "";
+    for (let i = 0; i < ENTRY_LIMITS.joinReachAttempts && !link; i++) {
+      try {
+        link = await h.transport.connect(addr.host, addr.port, this.handlers(addr), ENTRY_LIMITS.dialTimeoutMs);
+      } catch (err) {
+        lastErr = (err as Error).message;
+        await h.clock.sleep(ENTRY_LIMITS.joinRetryMs * (i + 1));
+      }
+    }
+    if (!link) throw new UnreachableError(`Join Error: could not reach a cluster member at ${formatHostPort(addr)} (${lastErr}).`);
+    this.link = link;
+    const self = h.self();
+    link.write(encodeControl("join", { name: h.name, count, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort }));
+    this.answerTimer = h.clock.setTimeout(
+      () => h.fatal(new UnreachableError(`Join Error: no answer from ${formatHostPort(addr)} within ${ENTRY_LIMITS.joinAnswerDeadlineMs / 1000} s.`)),
+      ENTRY_LIMITS.joinAnswerDeadlineMs,
+    );
+  }
+
+  /**
+   * The cluster answered with a topology. A worker keeps the link (it is its control link from
+   * the initializer, returned here); a joiner's link goes to whichever member it contacted, so
+   * it is closed.
+   */
+  accepted(keep: boolean): Link | undefined {
+    this.answered = true;
+    this.host.clock.clearTimeout(this.answerTimer);
+    if (keep) return this.link;
+    // Forget it before ending it: a transport may report the close synchronously.
+    const link = this.link;
+    this.link = undefined;
+    link?.end();
+    return undefined;
+  }
+
+  stop(): void {
+    this.host.clock.clearTimeout(this.answerTimer);
+    this.link?.end();
+  }
+
+  private handlers(addr: HostPort): LinkHandlers {
+    return this.host.handlers((l) => {
+      if (l !== this.link || this.host.stopping()) return;
+      if (!this.answered) this.host.fatal(new UnreachableError(`The cluster closed the connection at ${formatHostPort(addr)} before answering.`));
+      else this.host.lostAfterAnswer();
+    });
+  }
+}
