@@ -25,29 +25,29 @@
 // - correctness: every output's window is valid, no output is seen twice, and after each event
 //   every key has exactly as many outputs as inputs. PASS/FAIL per event and overall.
 import { loadavg } from "node:os";
+import { Cluster } from "../test/support/cluster.ts";
+import { LoadSender, SequenceWorkload } from "../test/support/load.ts";
+import { HOST, stopAll, type Child } from "../test/support/process.ts";
+import { Receiver } from "../test/support/receiver.ts";
+import { SequenceValidator } from "../test/support/validate.ts";
+import { now } from "../test/support/wait.ts";
 import {
-  Cluster,
   DEFAULT_BINARY,
   environment,
   fmtInt,
   fmtMs,
-  killAll,
-  LoadSender,
+  killChildrenOnSignal,
   machineMeter,
-  now,
   numFlag,
   parseFlags,
   peakRssMiB,
-  Receiver,
   runDir,
   SendLog,
-  SequenceChecker,
-  SequenceWorkload,
-  sleep,
+  SequencePhases,
+  SilenceMeter,
   stableBinary,
   summarize,
   table,
-  type Child,
   type LatencySummary,
 } from "./lib.ts";
 
@@ -73,6 +73,7 @@ const POLL_MS = 25;
 const PHASES = ["before", "during", "after"] as const;
 type LoadPhase = (typeof PHASES)[number];
 
+killChildrenOnSignal();
 const env = environment();
 const benchStart = now();
 const dir = runDir("autoscale");
@@ -83,8 +84,10 @@ console.log(`sequence_window, ${fmtInt(KEYS)} keys; load ${FIXED_RATE ? `${fmtIn
 
 const wl = new SequenceWorkload(KEYS);
 const sendLog = new SendLog();
-const checker = new SequenceChecker(KEYS, sendLog);
-const rx = new Receiver(checker);
+const phases = new SequencePhases(KEYS, sendLog);
+const validator = new SequenceValidator(KEYS, phases.onOutput, 1 << 25);
+const silence = new SilenceMeter(validator);
+const rx = new Receiver(silence);
 rx.listen();
 
 interface AutoscaleEvent {
@@ -125,7 +128,7 @@ async function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<
   let last = rx.lines;
   let moved = now();
   while (rx.lines < tx.sent) {
-    await sleep(20);
+    await Bun.sleep(20);
     if (rx.lines !== last) {
       last = rx.lines;
       moved = now();
@@ -146,15 +149,15 @@ async function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<
  * moves it less than a plain average would.
  */
 async function probe(tx: LoadSender, cluster: Cluster): Promise<number> {
-  checker.recording = false;
+  phases.recording = false;
   const done = tx.fast(1e12);
-  await sleep(PROBE_MS / 3);
+  await Bun.sleep(PROBE_MS / 3);
   const rates: number[] = [];
   const end = now() + (2 * PROBE_MS) / 3;
   while (now() < end) {
     const l0 = rx.lines;
     const t0 = now();
-    await sleep(250);
+    await Bun.sleep(250);
     rates.push(((rx.lines - l0) * 1000) / (now() - t0));
   }
   rates.sort((a, b) => a - b);
@@ -179,7 +182,7 @@ async function watchedSleep(cluster: Cluster, ms: number): Promise<void> {
   while (now() < end) {
     const dead = deadMember(cluster);
     if (dead) throw dead;
-    await sleep(Math.min(100, Math.max(0, end - now())));
+    await Bun.sleep(Math.min(100, Math.max(0, end - now())));
   }
 }
 
@@ -195,8 +198,8 @@ async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, o
   const leaver = ev.kind === "shrink" ? cluster.members.get(ev.worker) : undefined;
   const cmdAt = now();
   onCommand(cmdAt);
-  const shrink = ev.kind === "shrink" ? cluster.shrink([ev.worker]) : undefined;
-  if (ev.kind === "join") cluster.join([ev.worker]);
+  const shrink = ev.kind === "shrink" ? cluster.run(["shrink", "--external", `${HOST}:${cluster.initializer.external}`, "--workers", ev.worker], 30_000) : undefined;
+  if (ev.kind === "join") for (const j of await cluster.spawnJoiners([ev.worker])) cluster.members.set(j.name, j);
   const deadline = cmdAt + MEMBERSHIP_DEADLINE_MS;
   const agreed = new Set<string>();
   res.membership_by_worker_ms = {};
@@ -207,7 +210,7 @@ async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, o
     if (now() > deadline) throw new Error(`membership ${ev.after.join(",")} not visible on every worker ${MEMBERSHIP_DEADLINE_MS} ms after the command`);
     const dead = deadMember(cluster, ev.kind === "shrink" ? ev.worker : undefined);
     if (dead) throw dead;
-    await sleep(POLL_MS);
+    await Bun.sleep(POLL_MS);
   }
   const doneAt = now();
   onDone(doneAt);
@@ -217,7 +220,7 @@ async function perform(cluster: Cluster, ev: AutoscaleEvent, res: EventResult, o
     res.command = { code: r.code, output: (r.stdout + r.stderr).trim() };
     if (r.code !== 0) throw new Error(`wallaroo shrink exited ${r.code}: ${res.command.output}`);
   }
-  const m = await cluster.initializer.child.waitFor(COORDINATOR_RE, 10_000, logFrom).catch(() => null);
+  const m = await cluster.initializer.child.waitForLog(COORDINATOR_RE, 10_000, logFrom).catch(() => null);
   if (m) res.coordinator = { slots: Number(m[1]), keys: Number(m[2]), bytes: Number(m[3]), rounds: Number(m[4]), ms: Number(m[5]) };
   if (leaver) {
     // No longer a member; reapLeavers() checks that it exits 0 once the caller's load is over.
@@ -231,7 +234,7 @@ const pendingLeavers: { res: EventResult; leaver: Child; name: string }[] = [];
 /** Every leaver must exit on its own, with 0, within the deadline. */
 async function reapLeavers(): Promise<void> {
   for (const p of pendingLeavers.splice(0)) {
-    const code = await Promise.race([p.leaver.exited, sleep(LEAVER_EXIT_DEADLINE_MS).then(() => null)]);
+    const code = await Promise.race([p.leaver.exited, Bun.sleep(LEAVER_EXIT_DEADLINE_MS).then(() => null)]);
     p.res.leaver_exit = code;
     if (code === null) {
       p.leaver.kill("SIGKILL");
@@ -243,10 +246,10 @@ async function reapLeavers(): Promise<void> {
 }
 
 function verifyOutputs(tx: LoadSender, res: EventResult): void {
-  const v = checker.verify(wl, tx.sent);
-  res.outputs_ok = v.ok;
-  if (!v.ok) {
-    res.error ??= `outputs: ${v.received}/${tx.sent} received, ${v.wrongKeys} keys wrong (${v.example ?? "-"}), ${checker.duplicates} duplicates, ${checker.badWindows} bad windows; ${checker.badExamples.slice(0, 3).join(" | ")}`;
+  const v = validator.verify(wl, tx.sent);
+  res.outputs_ok = v.problems.length === 0;
+  if (!res.outputs_ok) {
+    res.error ??= `outputs: ${v.received}/${tx.sent} received, ${v.wrongKeys} keys wrong, ${validator.duplicates} duplicates, ${validator.badWindows} bad windows; ${v.problems.slice(0, 3).join(" | ")}`;
   }
 }
 
@@ -268,13 +271,13 @@ async function quietEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent):
 async function loadedEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent, rate: number, max: number | undefined): Promise<EventResult> {
   const gaps: Record<LoadPhase, number> = { before: 0, during: 0, after: 0 };
   const res: EventResult = { event: ev.name, members_after: ev.after, max_rate_per_s: max === undefined ? undefined : Math.round(max), offered_per_s: rate, gap_max_by_phase: gaps, outputs_ok: false };
-  checker.resetPhases();
-  checker.recording = true;
-  rx.onGap = (gap, _from, to) => {
-    const ph: LoadPhase = Number.isNaN(checker.cmdAt) || to < checker.cmdAt ? "before" : Number.isNaN(checker.doneAt) || to <= checker.doneAt ? "during" : "after";
+  phases.resetPhases();
+  phases.recording = true;
+  silence.onGap = (gap, _from, to) => {
+    const ph: LoadPhase = Number.isNaN(phases.cmdAt) || to < phases.cmdAt ? "before" : Number.isNaN(phases.doneAt) || to <= phases.doneAt ? "during" : "after";
     if (gap > gaps[ph]) gaps[ph] = gap;
   };
-  rx.watch();
+  silence.watch();
   const sentAtStart = tx.sent;
   const loadStart = now();
   const load = tx.atRate(rate);
@@ -285,30 +288,30 @@ async function loadedEvent(tx: LoadSender, cluster: Cluster, ev: AutoscaleEvent,
       cluster,
       ev,
       res,
-      (t) => (checker.cmdAt = cmdAt = t),
-      (t) => (checker.doneAt = t),
+      (t) => (phases.cmdAt = cmdAt = t),
+      (t) => (phases.doneAt = t),
     );
-    await watchedSleep(cluster, Math.max(0, checker.doneAt + AFTER_MS - now()));
+    await watchedSleep(cluster, Math.max(0, phases.doneAt + AFTER_MS - now()));
     await tx.stop();
     await load;
-    const g = rx.unwatch();
+    const g = silence.unwatch();
     res.gap_max_ms = g.gap_max_ms;
     res.gap_at_ms_from_command = g.at - cmdAt;
     res.offered_per_s = Math.round(((tx.sent - sentAtStart) * 1000) / (now() - loadStart));
     await drained(tx, cluster, ev.name);
-    checker.recording = false;
-    res.latency = { before: summarize(checker.phases.before), during: summarize(checker.phases.during), after: summarize(checker.phases.after) };
-    res.moved_keys = checker.movedKeys;
-    res.moved_key_first_latency = summarize(checker.movedFirst);
+    phases.recording = false;
+    res.latency = { before: summarize(phases.phases.before), during: summarize(phases.phases.during), after: summarize(phases.phases.after) };
+    res.moved_keys = phases.movedKeys;
+    res.moved_key_first_latency = summarize(phases.movedFirst);
     await reapLeavers();
     verifyOutputs(tx, res);
   } catch (e) {
     await tx.stop().catch(() => {});
-    rx.unwatch();
+    silence.unwatch();
     res.error = (e as Error).message;
   } finally {
-    rx.onGap = undefined;
-    checker.recording = false;
+    silence.onGap = undefined;
+    phases.recording = false;
   }
   return res;
 }
@@ -350,11 +353,9 @@ let cluster: Cluster | undefined;
 let tx: LoadSender | undefined;
 const peakRss: Record<string, number> = {};
 try {
-  cluster = await Cluster.start({ binary, app: "sequence_window", workers: 2, sinkPort: rx.port, dir });
-  const t0 = now();
-  while (rx.open < 2 && now() - t0 < 10_000) await sleep(10);
-  tx = new LoadSender(wl, sendLog);
-  await tx.connect(cluster.sourcePort);
+  cluster = await new Cluster("sequence_window", rx.port, { binary, logDir: dir }).start(2);
+  await rx.waitConnections(2, 10_000);
+  tx = await new LoadSender(wl, sendLog.record).connect(cluster.sourcePort);
   // Every key gets its state before the first event, so each migration moves all of its keys.
   await tx.fast(KEYS);
   await drained(tx, cluster, "priming every key");
@@ -393,12 +394,12 @@ try {
   totalSent = tx?.sent ?? 0;
   tx?.close();
   await cluster?.shutdown().catch(() => {});
-  await killAll();
+  await stopAll();
   rx.stop();
 }
 
-const v = checker.verify(wl, totalSent);
-if (!v.ok || results.some((r) => r.error)) pass = false;
+const v = validator.verify(wl, totalSent);
+if (v.problems.length > 0 || results.some((r) => r.error)) pass = false;
 
 const migRows: (string | number)[][] = [
   ["event", "offered msg/s", "of max", "cmd→membership ms", "coordinator ms", "slots", "keys", "bytes", "rounds", "moved keys seen", "moved key 1st output p50/p99/max ms", "others' CPU %", "check"],
@@ -433,8 +434,8 @@ for (const r of results) {
 console.log("\nmigrations\n" + table(migRows));
 console.log("\nend-to-end latency and receiver silence by phase\n" + table(latRows) + "\n");
 console.log(
-  `outputs: ${fmtInt(v.received)} of ${fmtInt(totalSent)} inputs, ${v.wrongKeys} keys with outputs ≠ inputs${v.example ? ` (${v.example})` : ""}, ` +
-    `${checker.duplicates} duplicates, ${checker.badWindows} invalid windows, ${checker.unparsable} unparsable lines`,
+  `outputs: ${fmtInt(v.received)} of ${fmtInt(totalSent)} inputs, ${v.wrongKeys} keys with outputs ≠ inputs${v.problems.length > 0 ? ` (${v.problems[0]})` : ""}, ` +
+    `${validator.duplicates} duplicates, ${validator.badWindows} invalid windows, ${validator.unparsable} unparsable lines`,
 );
 console.log(`peak RSS MiB of the members at the end: ${Object.entries(peakRss).map(([n, m]) => `${n} ${m}`).join(", ")}`);
 const share = whole.stop();
@@ -455,8 +456,8 @@ console.log(
     peak_rss_mib: peakRss,
     sent: totalSent,
     received: v.received,
-    duplicates: checker.duplicates,
-    invalid_windows: checker.badWindows,
+    duplicates: validator.duplicates,
+    invalid_windows: validator.badWindows,
     wrong_keys: v.wrongKeys,
     fatal,
     pass,

@@ -7,7 +7,8 @@
 // skipped, like the app's decoder dropping them). State: a total per letter. Sink: one Bun.connect
 // to --out, `<letter> => <total>\n` per input, coalesced into one write per input chunk, partial
 // writes kept and resumed in `drain`, and inputs paused while more than HIGH_WATER bytes wait.
-// Logs `baseline: ready` on stderr once it listens and the sink is connected; runs until killed.
+// Logs `baseline: ready (in host:port, …)` on stderr once it listens and the sink is connected;
+// runs until killed.
 import type { Socket } from "bun";
 
 const MAX_FRAME = 1 << 20;
@@ -224,7 +225,7 @@ async function connectSink(): Promise<void> {
 }
 
 await connectSink();
-Bun.listen<Carry>({
+const server = Bun.listen<Carry>({
   hostname: inAddr.host,
   port: inAddr.port,
   socket: {
@@ -240,7 +241,8 @@ Bun.listen<Carry>({
     error() {},
   },
 });
-console.error(`baseline: ready (in ${inAddr.host}:${inAddr.port}, out ${outAddr.host}:${outAddr.port})`);
+// Port 0 in --in: the OS picks, and the bench reads the port from this line.
+console.error(`baseline: ready (in ${inAddr.host}:${server.port}, out ${outAddr.host}:${outAddr.port})`);
 process.on("SIGTERM", () => {
   flush();
   console.error(`baseline: ${processed} messages processed`);

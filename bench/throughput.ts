@@ -14,32 +14,29 @@
 //
 // The sender and the receiver run in this process; workers are separate processes. On 2 cores,
 // every extra worker shares the same two cores, so more workers is not more capacity here.
+import { Cluster } from "../test/support/cluster.ts";
+import { AlphabetWorkload, LoadSender } from "../test/support/load.ts";
+import { stopAll, type Child } from "../test/support/process.ts";
+import { CountLines, Receiver } from "../test/support/receiver.ts";
+import { alphabetTotalsFromTails, checkAlphabetTotals } from "../test/support/validate.ts";
+import { now } from "../test/support/wait.ts";
 import {
   AlphabetLatency,
-  AlphabetWorkload,
-  alphabetTotalsFromTails,
-  Cluster,
-  CountLines,
+  DEFAULT_BINARY,
   environment,
   fmtInt,
   fmtMs,
-  killAll,
-  LoadSender,
+  killChildrenOnSignal,
   machineMeter,
   numFlag,
-  peakRssMiB,
   parseFlags,
-  Receiver,
-  DEFAULT_BINARY,
+  peakRssMiB,
   runDir,
   SendLog,
   stableBinary,
   startBaseline,
   summarize,
   table,
-  now,
-  sleep,
-  type Child,
   type LatencySummary,
 } from "./lib.ts";
 import { loadavg } from "node:os";
@@ -59,11 +56,11 @@ const WARMUP_S = numFlag(flags, "warmup-seconds", 1);
 /** A run that makes no progress for this long is a stall, reported as a failure. */
 const STALL_MS = 15_000;
 
+killChildrenOnSignal();
 const env = environment();
 const benchStart = now();
 const dir = runDir("throughput");
 const binary = stableBinary(flags.binary ?? DEFAULT_BINARY, dir);
-const wl = new AlphabetWorkload();
 console.log(`wallaroo throughput bench — ${env.date}, Bun ${env.bun}, ${env.cpus} CPUs, ${env.platform}, load average ${loadavg()[0]!.toFixed(2)}`);
 console.log(`logs: ${dir}\n`);
 
@@ -76,16 +73,18 @@ interface Running {
   stop(): Promise<void>;
 }
 
+/** The sink connections a target opens before it takes load. */
+const SINK_DEADLINE_MS = 10_000;
+
 async function launch(t: Target, rx: Receiver): Promise<Running> {
   if (t.kind === "baseline") {
     const b = await startBaseline(rx.port, dir);
     return { sourcePort: b.sourcePort, children: [b.child], stop: async () => void (await b.child.stop()) };
   }
-  const c = await Cluster.start({ binary, app: "alphabet", workers: t.workers, sinkPort: rx.port, dir });
-  const deadline = now() + 10_000;
-  while (rx.open < t.workers && now() < deadline) await sleep(10);
-  if (rx.open < t.workers) console.log(`  note: only ${rx.open}/${t.workers} sink connections after 10 s`);
-  return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop: () => c.shutdown() };
+  const c = await new Cluster("alphabet", rx.port, { binary, logDir: dir }).start(t.workers);
+  await rx.waitConnections(t.workers, SINK_DEADLINE_MS).catch(() => console.log(`  note: only ${rx.connections}/${t.workers} sink connections after ${SINK_DEADLINE_MS} ms`));
+  const stop = () => c.shutdown().catch((e: Error) => console.log(`  note: ${label(t)} shutdown: ${e.message.split("\n")[0]}`));
+  return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop };
 }
 
 /** Waits for `want` lines, failing if a child exits or the line count stops moving for STALL_MS. */
@@ -93,7 +92,7 @@ async function waitDrained(rx: Receiver, want: number, what: string, children: C
   let last = rx.lines;
   let lastMove = now();
   while (rx.lines < want) {
-    await sleep(20);
+    await Bun.sleep(20);
     if (rx.lines !== last) {
       last = rx.lines;
       lastMove = now();
@@ -119,21 +118,20 @@ interface ThroughputResult {
 }
 
 async function throughputRun(t: Target): Promise<ThroughputResult> {
+  // A fresh stream per run: the expected totals count from its first message.
+  const wl = new AlphabetWorkload();
   const rx = new Receiver(new CountLines());
   rx.listen();
   let run: Running | undefined;
   try {
     run = await launch(t, rx);
-    const tx = new LoadSender(wl);
-    await tx.connect(run.sourcePort);
+    const tx = await new LoadSender(wl).connect(run.sourcePort);
     const t0 = now();
     await tx.fast(N);
     const sent = now();
     await waitDrained(rx, N, label(t), run.children);
     tx.close();
-    const expected = wl.expectedTotals(N);
-    const got = alphabetTotalsFromTails(rx.conns);
-    const wrong = [...expected].filter(([l, v]) => got.get(l) !== v).map(([l, v]) => `${l}: ${got.get(l)} ≠ ${v}`);
+    const wrong = checkAlphabetTotals(wl.expectedTotals(N), alphabetTotalsFromTails(rx.conns));
     const ok = rx.lines === N && wrong.length === 0;
     return {
       target: label(t),
@@ -164,6 +162,7 @@ interface LatencyResult extends LatencySummary {
 }
 
 async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
+  const wl = new AlphabetWorkload();
   const log = new SendLog();
   const meter = new AlphabetLatency(wl, log, Math.round(rate * LAT_S) + 1024);
   const rx = new Receiver(meter);
@@ -172,8 +171,7 @@ async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
   const count = Math.round(rate * LAT_S);
   try {
     run = await launch(t, rx);
-    const tx = new LoadSender(wl, log);
-    await tx.connect(run.sourcePort);
+    const tx = await new LoadSender(wl, log.record).connect(run.sourcePort);
     const t0 = now();
     meter.from = t0 + WARMUP_S * 1000;
     await tx.atRate(rate, count);
@@ -246,7 +244,7 @@ try {
   failed = true;
   console.log(`FAILED: ${(e as Error).message}`);
 } finally {
-  await killAll();
+  await stopAll();
 }
 const share = whole.stop();
 console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
