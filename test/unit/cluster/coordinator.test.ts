@@ -2,7 +2,7 @@
 // grow, and how their size follows the time each round takes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ControlBody, Member } from "../../../src/codec/control.ts";
-import { Coordinator, type CoordinatorHost } from "../../../src/cluster/coordinator.ts";
+import { Coordinator, COORDINATOR_LIMITS, type CoordinatorHost } from "../../../src/cluster/coordinator.ts";
 import { initialOwners, ROUND_SLOTS, slotCounts } from "../../../src/cluster/slots.ts";
 import { configureLog } from "../../../src/log.ts";
 import { ManualClock } from "../../sim/manual-clock.ts";
@@ -100,5 +100,77 @@ describe("rounds of a grow", () => {
     const progress = lines.filter((l) => l.includes("AUTOSCALE: migrated"));
     expect(progress.length).toBeGreaterThan(0);
     expect(progress[0]).toMatch(/migrated \d+ of 341 slots, 0 keys, 0 bytes in \d+ ms/);
+  });
+});
+
+describe("a stalled round", () => {
+  function started(): { clock: ManualClock; host: FakeHost; c: Coordinator } {
+    const clock = new ManualClock();
+    const host = new FakeHost(2);
+    const c = new Coordinator(host, clock);
+    c.formed = true;
+    return { clock, host, c };
+  }
+
+  /** Installs every round the coordinator plans from now on, as live workers would. */
+  function installRest(host: FakeHost, c: Coordinator, from: number): void {
+    for (let i = from; i < host.plans.length && c.busy; i++) {
+      const plan = host.plans[i]!;
+      c.onInstalled({ epoch: plan.epoch, slots: plan.moves.map((m) => m[0]), keys: 0, bytes: 0 });
+    }
+  }
+
+  test("a joiner that never installs is removed and fenced at the deadline; the grow completes without it", () => {
+    const { clock, host, c } = started();
+    c.onJoin({ name: "j", count: 1, host: "h", controlPort: 1, dataPort: 2 }, () => {});
+    for (const m of host.members()) c.onConnected(m.name);
+    expect(host.plans.length).toBe(1);
+    const j = host.members().find((m) => m.name === "j")!;
+    expect(host.plans[0]!.moves.every(([, , to]) => to === j.id)).toBe(true);
+    clock.advance(COORDINATOR_LIMITS.roundStallMs - 1);
+    expect(host.fenced).toEqual([]);
+    expect(c.busy).toBe(true);
+    clock.advance(1);
+    expect(host.fenced).toEqual([j.id]);
+    // The repair round gives its slots back; nothing is left at the dead joiner.
+    expect(host.plans[1]!.dead).toEqual([j.id]);
+    installRest(host, c, 1);
+    expect(c.busy).toBe(false);
+    expect(host.completed).toEqual(["initializer", "w1"]);
+    expect(Array.from(host.owners).includes(j.id)).toBe(false);
+    // And the coordinator takes the next event.
+    let answer: boolean | undefined;
+    c.onJoin({ name: "k", count: 1, host: "h", controlPort: 3, dataPort: 4 }, (ok) => (answer = ok));
+    expect(answer).toBe(true);
+  });
+
+  test("a slot coming to the initializer that never arrives blames its old owner", () => {
+    const { clock, host, c } = started();
+    expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+    clock.advance(0);
+    expect(host.plans.length).toBe(1);
+    clock.advance(COORDINATOR_LIMITS.roundStallMs);
+    expect(host.fenced).toEqual([1]);
+    // The initializer's own migration takes the slots its dead source owed it (empty) and
+    // reports them installed; then the repair round gives w1's other slots to the initializer.
+    installRest(host, c, 0);
+    expect(host.plans[1]!.dead).toEqual([1]);
+    expect(c.busy).toBe(false);
+    expect(host.completed).toEqual(["initializer"]);
+    expect(new Set(host.owners)).toEqual(new Set([0]));
+  });
+
+  test("a round that completes in time blames nobody", () => {
+    const { clock, host, c } = started();
+    c.onJoin({ name: "j", count: 1, host: "h", controlPort: 1, dataPort: 2 }, () => {});
+    for (const m of host.members()) c.onConnected(m.name);
+    for (let i = 0; i < 100 && c.busy; i++) {
+      const plan = host.plans[host.plans.length - 1]!;
+      clock.advance(COORDINATOR_LIMITS.roundStallMs - 1);
+      c.onInstalled({ epoch: plan.epoch, slots: plan.moves.map((m) => m[0]), keys: 0, bytes: 0 });
+    }
+    clock.advance(COORDINATOR_LIMITS.roundStallMs * 2);
+    expect(host.fenced).toEqual([]);
+    expect(host.completed).toEqual(["initializer", "w1", "j"]);
   });
 });
