@@ -55,6 +55,6 @@ export const LINK_LIMITS = {
   /** …and resume below this. */
   lowWaterBytes: 1 * 1024 * 1024,
   initialBufferBytes: 64 * 1024,
-  /** A link whose queue passes this is a bug in flow control: it is closed, not grown. */
+  /** A link whose queue passes this is a bug in flow control: an InvariantError, never more memory. */
   hardLimitBytes: 256 * 1024 * 1024,
 } as const;

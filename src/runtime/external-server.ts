@@ -5,6 +5,7 @@ import type { HostPort } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { EXTERNAL_MAX_FRAME, decodeExternalBody, encodeExternal, type ExternalMsgType } from "../codec/external.ts";
+import { InvariantError } from "../assert.ts";
 import { log } from "../log.ts";
 import type { Server, Transport } from "../net/transport.ts";
 
@@ -32,6 +33,8 @@ export async function startExternalServer(
       try {
         handle(d.type, d.payload, reply);
       } catch (err) {
+        // A broken invariant is the worker's failure, not the request's (src/fault.ts decides).
+        if (err instanceof InvariantError) throw err;
         log.error("external_failed", `External request of type ${d.type} failed: ${(err as Error).message}`);
       }
     };

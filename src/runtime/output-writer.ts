@@ -4,6 +4,7 @@
 import type { Encoder, OutputWriter } from "../app/types.ts";
 import { writeUtf8 } from "../codec/data.ts";
 import { DECIMAL_MAX_BYTES, writeDecimal } from "../codec/decimal.ts";
+import { InvariantError } from "../assert.ts";
 import { GrowBuffer } from "../net/out-buffer.ts";
 import type { OutBuffer } from "../net/transport.ts";
 
@@ -46,6 +47,8 @@ export function encodeInto(encode: Encoder<unknown>, msg: unknown, o: OutBuffer,
     r = encode(msg, w);
   } catch (err) {
     o.len = start;
+    // The buffer's own limit is a flow-control bug, not the encoder's.
+    if (err instanceof InvariantError) throw err;
     return `sink encoder threw: ${(err as Error).message}`;
   }
   if (typeof r === "string") w.text(r);

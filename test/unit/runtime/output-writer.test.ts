@@ -2,6 +2,7 @@
 // partial output behind.
 import { describe, expect, test } from "bun:test";
 import type { Encoder } from "../../../src/app/types.ts";
+import { InvariantError } from "../../../src/assert.ts";
 import { GrowBuffer } from "../../../src/net/out-buffer.ts";
 import { bufferWriter, encodeInto, encodeOutput } from "../../../src/runtime/output-writer.ts";
 
@@ -55,5 +56,17 @@ describe("encodeInto", () => {
     expect(encodeInto(wrongType, null, o, w)).toStartWith("sink encoder returned number");
     expect(encodeInto((s) => `${s}\n`, "second", o, w)).toBeNull();
     expect(text(o.buf.subarray(0, o.len))).toBe("first\nsecond\n");
+  });
+
+  test("a broken invariant inside is not the encoder's failure: it propagates, the buffer as it was", () => {
+    const o = new GrowBuffer(8);
+    const w = bufferWriter(() => o);
+    expect(encodeInto((s) => `${s}\n`, "first", o, w)).toBeNull();
+    const breaks: Encoder<unknown> = (_m, wr) => {
+      wr.text("partial");
+      throw new InvariantError("a link queue past its hard limit");
+    };
+    expect(() => encodeInto(breaks, null, o, w)).toThrow(InvariantError);
+    expect(new TextDecoder().decode(o.buf.subarray(0, o.len))).toBe("first\n");
   });
 });
