@@ -27,7 +27,7 @@
 import { loadavg } from "node:os";
 import { Cluster } from "../test/support/cluster.ts";
 import { LoadSender, SequenceWorkload } from "../test/support/load.ts";
-import { HOST, stopAll, type Child } from "../test/support/process.ts";
+import { assertRunning, HOST, stopAll, type Child } from "../test/support/process.ts";
 import { Receiver } from "../test/support/receiver.ts";
 import { SequenceValidator } from "../test/support/validate.ts";
 import { now } from "../test/support/wait.ts";
@@ -124,23 +124,8 @@ interface EventResult {
 }
 
 /** Waits until the receiver has a line for every message sent; fails on a stall or a dead worker. */
-async function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<void> {
-  let last = rx.lines;
-  let moved = now();
-  while (rx.lines < tx.sent) {
-    await Bun.sleep(20);
-    if (rx.lines !== last) {
-      last = rx.lines;
-      moved = now();
-    }
-    for (const m of cluster.members.values()) {
-      if (m.child.exitCode !== null) throw new Error(`${what}: ${m.name} exited with ${m.child.exitCode} at ${rx.lines}/${tx.sent} outputs\n${m.child.tail(15)}`);
-    }
-    if (now() - moved > STALL_MS) {
-      const tails = [...cluster.members.values()].map((m) => m.child.tail(6)).join("\n");
-      throw new Error(`${what}: outputs stalled at ${rx.lines}/${tx.sent} for ${STALL_MS} ms\n${tails}`);
-    }
-  }
+function drained(tx: LoadSender, cluster: Cluster, what: string): Promise<void> {
+  return rx.waitLinesFlowing(tx.sent, STALL_MS, what, () => assertRunning([...cluster.members.values()].map((m) => m.child)));
 }
 
 /**
@@ -234,7 +219,7 @@ const pendingLeavers: { res: EventResult; leaver: Child; name: string }[] = [];
 /** Every leaver must exit on its own, with 0, within the deadline. */
 async function reapLeavers(): Promise<void> {
   for (const p of pendingLeavers.splice(0)) {
-    const code = await Promise.race([p.leaver.exited, Bun.sleep(LEAVER_EXIT_DEADLINE_MS).then(() => null)]);
+    const code = await p.leaver.waitExit(LEAVER_EXIT_DEADLINE_MS).catch(() => null);
     p.res.leaver_exit = code;
     if (code === null) {
       p.leaver.kill("SIGKILL");

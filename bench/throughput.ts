@@ -16,7 +16,7 @@
 // every extra worker shares the same two cores, so more workers is not more capacity here.
 import { Cluster } from "../test/support/cluster.ts";
 import { AlphabetWorkload, LoadSender } from "../test/support/load.ts";
-import { stopAll, type Child } from "../test/support/process.ts";
+import { assertRunning, stopAll, type Child } from "../test/support/process.ts";
 import { CountLines, Receiver } from "../test/support/receiver.ts";
 import { alphabetTotalsFromTails, checkAlphabetTotals } from "../test/support/validate.ts";
 import { now } from "../test/support/wait.ts";
@@ -87,22 +87,6 @@ async function launch(t: Target, rx: Receiver): Promise<Running> {
   return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop };
 }
 
-/** Waits for `want` lines, failing if a child exits or the line count stops moving for STALL_MS. */
-async function waitDrained(rx: Receiver, want: number, what: string, children: Child[]): Promise<void> {
-  let last = rx.lines;
-  let lastMove = now();
-  while (rx.lines < want) {
-    await Bun.sleep(20);
-    if (rx.lines !== last) {
-      last = rx.lines;
-      lastMove = now();
-    }
-    const dead = children.find((c) => c.exitCode !== null);
-    if (dead) throw new Error(`${what}: ${dead.name} exited with ${dead.exitCode} at ${rx.lines}/${want} lines\n${dead.tail(15)}`);
-    if (now() - lastMove > STALL_MS) throw new Error(`${what}: stalled at ${rx.lines}/${want} lines for ${STALL_MS} ms\n${children.map((c) => c.tail(8)).join("\n")}`);
-  }
-}
-
 interface ThroughputResult {
   target: string;
   /** Share of all CPUs used by other processes on the machine during this run, in percent. */
@@ -129,7 +113,7 @@ async function throughputRun(t: Target): Promise<ThroughputResult> {
     const t0 = now();
     await tx.fast(N);
     const sent = now();
-    await waitDrained(rx, N, label(t), run.children);
+    await rx.waitLinesFlowing(N, STALL_MS, label(t), () => assertRunning(run!.children));
     tx.close();
     const wrong = checkAlphabetTotals(wl.expectedTotals(N), alphabetTotalsFromTails(rx.conns));
     const ok = rx.lines === N && wrong.length === 0;
@@ -176,7 +160,7 @@ async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
     meter.from = t0 + WARMUP_S * 1000;
     await tx.atRate(rate, count);
     const offered = count / ((now() - t0) / 1000);
-    await waitDrained(rx, count, label(t), run.children);
+    await rx.waitLinesFlowing(count, STALL_MS, label(t), () => assertRunning(run!.children));
     tx.close();
     const s = summarize(meter.latencies);
     const peak_rss_mib = run.children.map((c) => peakRssMiB(c.proc.pid));

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { EXTERNAL_MSG, parseClusterStatus, type ClusterStatus } from "../../src/codec/external.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { BIN, HOST, run, wallaroo, type Child, type RunResult } from "./process.ts";
+import { assertRunning, BIN, HOST, run, wallaroo, type Child, type RunResult } from "./process.ts";
 import type { Receiver } from "./receiver.ts";
 import { poll } from "./wait.ts";
 
@@ -183,12 +183,7 @@ export class Cluster {
   async waitMembership(names: readonly string[], deadline_ms = 20_000): Promise<void> {
     await poll(`membership ${[...names].sort().join(",")} on every worker`, deadline_ms, () => this.membershipIs(names), {
       every_ms: 50,
-      abort: () => {
-        for (const n of names) {
-          const m = this.members.get(n);
-          if (m && m.child.exitCode !== null) throw new Error(`${n} exited with ${m.child.exitCode}\n${m.child.tail()}`);
-        }
-      },
+      abort: () => assertRunning(names.flatMap((n) => this.members.get(n)?.child ?? [])),
     }).catch((err: Error) => {
       throw new Error(`${err.message}\n${[...this.members.values()].map((w) => w.child.tail(w.name === "initializer" ? 40 : 12)).join("\n")}`);
     });

@@ -206,6 +206,11 @@ export async function stopAll(grace_ms = 2000): Promise<void> {
   await Promise.all([...live].map((c) => c.stop(grace_ms)));
 }
 
+/** Throws, with its last lines, if one of `children` has exited (a wait on the others is pointless then). */
+export function assertRunning(children: Iterable<Child>): void {
+  for (const c of children) if (c.exitCode !== null) throw new Error(`${c.name} exited with ${c.exitCode}\n${c.tail(15)}`);
+}
+
 /** The last lines of every child still running, for a failure report. */
 export function dumpLogs(lines = 30): string {
   return [...live].map((p) => p.tail(lines)).join("\n");

@@ -112,6 +112,27 @@ export class Receiver<H extends OutputHandler = OutputHandler> {
     return this.changes.until(() => this.lines >= n, deadline_ms, what, () => `have ${this.lines}`);
   }
 
+  /**
+   * Waits for `n` lines however long a big run takes, but fails once none has arrived for
+   * `stall_ms`, or as soon as `abort` throws (a worker died).
+   */
+  async waitLinesFlowing(n: number, stall_ms: number, what: string, abort?: () => void): Promise<void> {
+    let last = this.lines;
+    let moved = now();
+    while (this.lines < n) {
+      abort?.();
+      if (this.lines !== last) {
+        last = this.lines;
+        moved = now();
+      } else if (now() - moved > stall_ms) {
+        throw new Error(`${what}: outputs stalled at ${this.lines}/${n} for ${stall_ms} ms`);
+      }
+      // Wakes on the next line, or after a tick to look at `abort` and the stall again.
+      const seen = this.lines;
+      await this.changes.until(() => this.lines !== seen, 100, "").catch(() => {});
+    }
+  }
+
   waitConnections(n: number, deadline_ms: number): Promise<void> {
     return this.changes.until(() => this.conns.length >= n, deadline_ms, `${n} sink connections`, () => `have ${this.conns.length}`);
   }
