@@ -35,10 +35,11 @@ export class AlphabetWorkload implements Workload {
   readonly positions: Int32Array[] = [];
   taken = 0;
 
-  constructor(seed = 1, batches = 16) {
+  /** `letters`: the keys to draw from (default a–z). */
+  constructor(seed = 1, batches = 16, letters?: string) {
     this.size = AlphabetWorkload.PER_BATCH * batches;
     this.pool = new Uint8Array(this.size * AlphabetWorkload.FRAME);
-    const gen = alphabetGenerator({ seed });
+    const gen = alphabetGenerator({ seed, keys: letters });
     const pos: number[][] = Array.from({ length: 256 }, () => []);
     for (let i = 0; i < this.size; i++) {
       const f = gen.next();
@@ -102,7 +103,8 @@ export class AlphabetWorkload implements Workload {
 /**
  * sequence_window frames as `sequenceWindowGenerator` makes them: message idx carries key
  * `key-(idx mod K)` and value ⌊idx / K⌋ + 1, so each key counts 1, 2, 3, … and an output's
- * (key, value) gives back idx exactly.
+ * (key, value) gives back idx exactly. `firstKey` shifts the key names (key-(firstKey + …)), for
+ * a second load whose outputs must be told apart from the first's.
  */
 export class SequenceWorkload implements Workload {
   readonly name = "sequence_window";
@@ -110,9 +112,12 @@ export class SequenceWorkload implements Workload {
   private readonly buf = new Uint8Array(BATCH_BYTES);
   taken = 0;
 
-  constructor(readonly keys: number) {
+  constructor(
+    readonly keys: number,
+    firstKey = 0,
+  ) {
     const enc = new TextEncoder();
-    this.keyBytes = Array.from({ length: keys }, (_, i) => enc.encode(sequenceWindowKey(i)));
+    this.keyBytes = Array.from({ length: keys }, (_, i) => enc.encode(sequenceWindowKey(firstKey + i)));
   }
 
   take(max: number): { bytes: Uint8Array; count: number; first: number } {

@@ -108,6 +108,11 @@ export class Receiver<H extends OutputHandler = OutputHandler> {
     for (const s of this.sockets) s.resume();
   }
 
+  /** Resolves once `test()` holds, looked at whenever a chunk arrives or a connection opens or closes. */
+  until(test: () => boolean, deadline_ms: number, what: string): Promise<void> {
+    return this.changes.until(test, deadline_ms, what, () => `have ${this.lines} lines`);
+  }
+
   waitLines(n: number, deadline_ms: number, what = `${n} output lines`): Promise<void> {
     return this.changes.until(() => this.lines >= n, deadline_ms, what, () => `have ${this.lines}`);
   }
