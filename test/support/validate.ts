@@ -166,23 +166,35 @@ export class SequenceValidator implements OutputHandler {
     eachLine(conn, chunk, (b, start, end) => this.line(conn, last, b, start, end, t));
   }
 
-  private line(conn: Conn, last: Float64Array, b: Uint8Array, start: number, end: number, t: number): void {
-    // "key-" digits " [" n "," n "," n "," n "]"
+  /** Parses `key-<k> [a,b,c,d]` into k and this.w; false when the line has another shape. */
+  private parse(b: Uint8Array, start: number, end: number): number {
+    // "key-"
+    if (b[start] !== 107 || b[start + 1] !== 101 || b[start + 2] !== 121 || b[start + 3] !== 45) return -1;
     let i = start + 4;
     let k = 0;
-    while (i < end && b[i] !== 32) k = k * 10 + (b[i++]! - 48);
+    const kStart = i;
+    while (i < end && b[i]! >= 48 && b[i]! <= 57) k = k * 10 + (b[i++]! - 48);
+    if (i === kStart || b[i] !== 32 || b[i + 1] !== 91) return -1;
     i += 2;
-    const w = this.w;
     for (let j = 0; j < 4; j++) {
       let v = 0;
-      while (i < end && b[i] !== 44 && b[i] !== 93) v = v * 10 + (b[i++]! - 48);
-      w[j] = v;
+      const vStart = i;
+      while (i < end && b[i]! >= 48 && b[i]! <= 57) v = v * 10 + (b[i++]! - 48);
+      // "," between the values, "]" after the last.
+      if (i === vStart || b[i] !== (j < 3 ? 44 : 93)) return -1;
+      this.w[j] = v;
       i++;
     }
-    if (b[start] !== 107 || b[start + 3] !== 45 || !(k >= 0 && k < this.keys) || b[end - 1] !== 93) {
+    return i === end && k < this.keys ? k : -1;
+  }
+
+  private line(conn: Conn, last: Float64Array, b: Uint8Array, start: number, end: number, t: number): void {
+    const k = this.parse(b, start, end);
+    if (k < 0) {
       this.unparsable++;
       return note(this.examples, `unparsable: ${text(b, start, end)}`);
     }
+    const w = this.w;
     const d = w[3]!;
     if (!windowOk(w)) {
       this.badWindows++;

@@ -1,0 +1,86 @@
+// The harness's own checks: the workloads send the generators' bytes, and the validators the
+// e2e tests, benchmarks and demo rely on do fail on loss, duplication, disorder and bad windows.
+import { describe, expect, test } from "bun:test";
+import { alphabetGenerator, sequenceWindowGenerator } from "../../src/tools/generators.ts";
+import { AlphabetWorkload, SequenceWorkload } from "./load.ts";
+import type { Conn } from "./receiver.ts";
+import { AlphabetValidator, SequenceValidator } from "./validate.ts";
+
+const enc = new TextEncoder();
+let nextId = 0;
+const conn = (): Conn => ({ id: nextId++, lines: 0, bytes: 0, carry: new Uint8Array(0), tail: [], openedAt: 0 });
+
+/** Feeds `lines` on one connection, cut mid-line so the carry-over is exercised. */
+function feed(handler: { onChunk(c: Conn, b: Uint8Array, t: number): void }, lines: string[], c = conn()): void {
+  const bytes = enc.encode(lines.map((l) => l + "\n").join(""));
+  const cut = Math.floor(bytes.length / 2) + 1;
+  handler.onChunk(c, bytes.subarray(0, cut), 0);
+  handler.onChunk(c, bytes.subarray(cut), 0);
+}
+
+function concat(frames: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(frames));
+}
+
+describe("workloads", () => {
+  test("alphabet: the generator's frames, in order", () => {
+    const wl = new AlphabetWorkload(9, 1);
+    const gen = alphabetGenerator({ seed: 9 });
+    const got = wl.take(1000);
+    expect(got.first).toBe(0);
+    expect(got.bytes).toEqual(concat(Array.from({ length: got.count }, () => gen.next())));
+  });
+
+  test("sequence_window: the generator's frames, in order, across batches", () => {
+    const wl = new SequenceWorkload(7);
+    const gen = sequenceWindowGenerator({ keys: 7 });
+    // take() reuses one buffer: keep a copy of the first batch before the next.
+    const a = wl.take(3).bytes.slice();
+    const b = wl.take(5);
+    expect(b.first).toBe(3);
+    expect(concat([a, b.bytes])).toEqual(concat(Array.from({ length: 8 }, () => gen.next())));
+  });
+});
+
+describe("alphabet validator", () => {
+  const wl = new AlphabetWorkload(3, 1);
+  const totals = new Map<string, number>();
+  const exact = Array.from({ length: 200 }, (_, i) => {
+    const { letter, votes } = wl.message(i);
+    totals.set(letter, (totals.get(letter) ?? 0) + votes);
+    return `${letter} => ${totals.get(letter)}`;
+  });
+  const verify = (lines: string[]) => {
+    const v = new AlphabetValidator();
+    feed(v, lines);
+    return v.verify(wl, 200);
+  };
+
+  test("exact outputs pass", () => expect(verify(exact)).toEqual([]));
+  test("a lost output fails", () => expect(verify(exact.slice(1)).join()).toContain("missing"));
+  test("a duplicated output fails", () => expect(verify([...exact, exact[7]!]).join()).toContain("output 2 times"));
+  test("a wrong total fails", () => expect(verify([...exact.slice(0, -1), `${exact.at(-1)![0]} => 1`]).length).toBeGreaterThan(0));
+  test("a letter's totals going back on one connection fail", () => {
+    const i = exact.findIndex((l, j) => j > 0 && l[0] === exact[0]![0]);
+    const swapped = [...exact];
+    [swapped[0], swapped[i]] = [swapped[i]!, swapped[0]!];
+    expect(verify(swapped).join()).toContain("went from");
+  });
+});
+
+describe("sequence_window validator", () => {
+  const wl = new SequenceWorkload(2);
+  const exact = ["key-0 [0,0,0,1]", "key-1 [0,0,0,1]", "key-0 [0,0,1,2]", "key-1 [0,0,1,2]", "key-0 [0,1,2,3]"];
+  const problems = (lines: string[], sent = 5) => {
+    const v = new SequenceValidator(2);
+    feed(v, lines);
+    return v.verify(wl, sent).problems.join();
+  };
+
+  test("exact outputs pass", () => expect(problems(exact)).toBe(""));
+  test("a lost output fails", () => expect(problems(exact.slice(0, 4))).toContain("key-0: 2 outputs for 3 inputs"));
+  test("a duplicated output fails", () => expect(problems([...exact, exact[4]!])).toContain("output twice"));
+  test("a wrong window fails", () => expect(problems([...exact.slice(0, 4), "key-0 [0,0,2,3]"])).toContain("window"));
+  test("a key going back on one connection fails", () => expect(problems([exact[2]!, exact[0]!, ...exact.slice(3), exact[1]!])).toContain("went from"));
+  test("a garbled line fails", () => expect(problems([...exact, "kex-0 [1]"])).toContain("unparsable"));
+});
