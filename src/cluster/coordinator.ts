@@ -46,8 +46,11 @@ type Phase =
       what: "grow" | "shrink";
       joiners: Member[];
       leaving: Member[];
-      /** owners when the event started: where a slot returns if its new owner dies */
-      before: number[];
+      /**
+       * slot → the worker that was shipping it to a worker that died in that round: it kept the
+       * state (src/cluster/migration.ts `onLost`), so the repair round gives the slot back to it.
+       */
+      returnTo: Map<number, number>;
       dead: Set<number>;
       /** slot → [from, to] of the round in flight */
       inFlight: Map<number, readonly [number, number]>;
@@ -245,7 +248,7 @@ export class Coordinator {
       what,
       joiners,
       leaving,
-      before: Array.from(this.host.owners),
+      returnTo: new Map(),
       dead: new Set(),
       inFlight: new Map(),
       round: 0,
@@ -282,8 +285,9 @@ export class Coordinator {
   }
 
   /**
-   * The next round: first, slots a dead worker holds go back to where they were before the
-   * event (their state is still there if it never left) or to the least-loaded live target;
+   * The next round: first, slots a dead worker holds go back to the live worker that was shipping
+   * them to it when it died (that worker kept their state, even if it is leaving: a later round
+   * moves them on with it), or else, their state being lost, to the least-loaded live target;
    * then the next batch of the fewest moves to the balanced target table.
    */
   private nextMoves(): { moves: Move[]; repair: boolean } {
@@ -296,12 +300,15 @@ export class Coordinator {
     if (orphaned.length > 0) {
       const load = new Map<number, number>(target.map((id) => [id, 0]));
       for (const o of owners) if (load.has(o)) load.set(o, load.get(o)! + 1);
+      const live = new Set(this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id));
       const moves: Move[] = orphaned.map((s) => {
-        let to = p.before[s]!;
-        if (!load.has(to)) to = [...load].sort((a, b) => a[1] - b[1] || a[0] - b[0])[0]![0];
+        const back = p.returnTo.get(s);
+        if (back !== undefined && live.has(back)) return [s, owners[s]!, back];
+        const to = [...load].sort((a, b) => a[1] - b[1] || a[0] - b[0])[0]![0];
         load.set(to, load.get(to)! + 1);
         return [s, owners[s]!, to];
       });
+      p.returnTo.clear();
       return { moves, repair: true };
     }
     return { moves: planMoves(Array.from(owners), target).slice(0, p.roundSlots), repair: false };
@@ -406,8 +413,12 @@ export class Coordinator {
       const name = this.host.members().find((m) => m.id === id)?.name ?? String(id);
       log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; completing it without ${name} (state it held is lost)`);
       p.dead.add(id);
-      // Slots of the round in flight that were going to it come back in the repair round.
-      for (const [slot, [, to]] of [...p.inFlight]) if (to === id) p.inFlight.delete(slot);
+      // Slots of the round in flight that were going to it go back in the repair round.
+      for (const [slot, [from, to]] of [...p.inFlight]) {
+        if (to !== id) continue;
+        p.inFlight.delete(slot);
+        p.returnTo.set(slot, from);
+      }
       this.host.lost(id);
       this.maybeAdvance();
       return;

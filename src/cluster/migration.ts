@@ -69,6 +69,8 @@ export class Migration {
     const markersTo = new Map<number, number[]>();
     const orphans: number[] = [];
     for (const [slot, from, to] of plan.moves) {
+      const keptHere = dead.has(from) && t.status[slot] === SLOT_STATUS.owned;
+      assert(!keptHere || to === self, `slot ${slot}, kept here when its destination died, must come back here, not go to ${to}`);
       t.move(slot, from, to);
       if (dead.has(from)) {
         // Nobody routes to a dead worker any more and it has no state to send: the new owner

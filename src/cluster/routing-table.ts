@@ -64,9 +64,10 @@ export class RoutingTable {
     this.status[slot] = next;
   }
 
-  /** Slots this worker owns under the current table. */
+  /** Slots this worker owns under the current table (none before it has one). */
   ownedSlots(): number[] {
     const out: number[] = [];
+    if (this.self < 0) return out;
     for (let s = 0; s < SLOT_COUNT; s++) if (this.owners[s] === this.self) out.push(s);
     return out;
   }

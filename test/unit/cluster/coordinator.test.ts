@@ -174,3 +174,37 @@ describe("a stalled round", () => {
     expect(host.completed).toEqual(["initializer", "w1", "j"]);
   });
 });
+
+describe("repair after a death mid-round", () => {
+  test("slots a leaver was shipping to a worker that died go back to the leaver, which kept their state, then on to the rest", () => {
+    const clock = new ManualClock();
+    const host = new FakeHost(3);
+    const c = new Coordinator(host, clock);
+    c.formed = true;
+    expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+    clock.advance(0);
+    // Install rounds until one moves slots from w1 to w2, then w2 dies with it in flight.
+    let round = host.plans[0]!;
+    for (let i = 0; i < 100 && !round.moves.some(([, , to]) => to === 2); i++) {
+      c.onInstalled({ epoch: round.epoch, slots: round.moves.map((m) => m[0]), keys: 0, bytes: 0 });
+      round = host.plans[host.plans.length - 1]!;
+    }
+    const toW2 = round.moves.filter(([, from, to]) => from === 1 && to === 2).map(([s]) => s);
+    expect(toW2.length).toBeGreaterThan(0);
+    const installedElsewhere = round.moves.filter(([, , to]) => to !== 2).map((m) => m[0]);
+    c.onInstalled({ epoch: round.epoch, slots: installedElsewhere, keys: 0, bytes: 0 });
+    c.onWorkerLost(2);
+    const repair = host.plans[host.plans.length - 1]!;
+    expect(repair.dead).toEqual([2]);
+    for (const s of toW2) expect(repair.moves.find((m) => m[0] === s)).toEqual([s, 2, 1]);
+    // Every other slot of the dead w2 (it owned a third of the table) goes to the initializer.
+    expect(repair.moves.filter(([s]) => !toW2.includes(s)).every(([, from, to]) => from === 2 && to === 0)).toBe(true);
+    for (let i = host.plans.length - 1; i < host.plans.length && c.busy; i++) {
+      const plan = host.plans[i]!;
+      c.onInstalled({ epoch: plan.epoch, slots: plan.moves.map((m) => m[0]), keys: 0, bytes: 0 });
+    }
+    expect(c.busy).toBe(false);
+    expect(host.completed).toEqual(["initializer"]);
+    expect(new Set(host.owners)).toEqual(new Set([0]));
+  });
+});

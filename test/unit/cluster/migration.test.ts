@@ -378,6 +378,14 @@ describe("a participant dies during a migration", () => {
     expect(t.reports).toEqual([{ epoch: 3, slots: [A], keys: 0, bytes: 0 }]);
   });
 
+  test("dead destination: a repair plan that would give the kept slot to a third worker (its state would stay here unseen) is an invariant error", () => {
+    const t = setup();
+    t.ingest("a:1");
+    t.plan(2, [[A, 0, 1]]);
+    expect(t.m.onLost(1)).toEqual({ kept: 1, lost: 0 });
+    expect(() => t.plan(3, [[A, 1, 2]], [0, 2], [1])).toThrow("must come back here");
+  });
+
   test("a dead participant's marker is no longer awaited: the state leaves when the others' are in", () => {
     const t = setup();
     t.ingest("a:1");
