@@ -1,7 +1,7 @@
 // One random scenario per seed, drawn from the scenario stream: start 1-3 workers under load,
 // then a few steps among grow, shrink and faults (a kill at any point, a restart with the
-// original configuration, a short partition, a paused worker; with `faults: "all"` also dropped
-// connections, long partitions and kills during formation). After every step the cluster must
+// original configuration, a short partition, a paused worker; other fault modes add kills in the
+// middle of a migration, dropped connections, long partitions and kills during formation). After every step the cluster must
 // come to rest and pass the thorough checks; at the end every output must be accounted for.
 import { checkOutputs, checkQuiescent, quiescent } from "./checks.ts";
 import { deriveRandom } from "./scheduler.ts";
@@ -12,11 +12,24 @@ export const OPS = ["grow", "shrink", "kill", "restart", "partition", "pause", "
 export type Op = (typeof OPS)[number];
 
 /**
- * "safe": faults the cluster survives today. "all": also those that need failure detection the
- * worker does not have yet (dropped connections, partitions past ~20 s, kills during formation).
+ * "safe": faults the cluster survives today (a kill that falls in a migration waits for its
+ * end). "kills": also kills in the middle of a migration. "all": also what needs failure
+ * detection the worker does not have yet: dropped connections, partitions past ~20 s, kills
+ * during formation. A seed draws the same choices in every mode; the mode decides which apply.
  */
-export const FAULT_MODES = ["safe", "all"] as const;
+export const FAULT_MODES = ["safe", "kills", "all"] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
+
+const ALLOWED = {
+  migrationKill: ["kills", "all"],
+  formationKill: ["all"],
+  drop: ["all"],
+  longPartition: ["all"],
+} as const satisfies Record<string, readonly FaultMode[]>;
+
+function allows(mode: FaultMode, fault: keyof typeof ALLOWED): boolean {
+  return (ALLOWED[fault] as readonly FaultMode[]).includes(mode);
+}
 
 export interface ScenarioOptions {
   faults: FaultMode;
@@ -92,7 +105,8 @@ class Scenario {
       this.next = n0;
       const total = 300 + Math.floor(this.r() * 1200);
       this.say(`start ${n0} workers, ${c.opts.keys} keys, ${total} messages`);
-      if (this.opts.faults === "all" && n0 > 1 && this.r() < 0.15) return await this.killDuringFormation(n0);
+      const formationKill = n0 > 1 && this.r() < 0.15;
+      if (formationKill && allows(this.opts.faults, "formationKill")) return await this.killDuringFormation(n0);
       await c.start(n0);
       const load = c.startLoad(total);
       const steps = 2 + Math.floor(this.r() * 4);
@@ -144,11 +158,11 @@ class Scenario {
   private async step(): Promise<void> {
     const r = this.r();
     const eligible = this.members().filter((m) => m !== INIT);
-    if (r < 0.35 || eligible.length === 0) return this.grow();
-    if (r < 0.6) return this.shrink(eligible);
-    if (r < 0.7) return this.killIdle(eligible);
-    if (r < 0.8 && this.killed.length > 0) return this.restart();
-    if (r < 0.9) return this.partition();
+    if (r < 0.32 || eligible.length === 0) return this.grow();
+    if (r < 0.55) return this.shrink(eligible);
+    if (r < 0.65) return this.killIdle(eligible);
+    if (r < 0.77) return this.killed.length > 0 && !this.c.initializerDied ? this.restart() : this.pause();
+    if (r < 0.89) return this.partition();
     return this.pause();
   }
 
@@ -164,20 +178,26 @@ class Scenario {
       const init = this.c.initializer!;
       // Killing a participant mid-migration breaks invariants today (docs/simulation.md,
       // "Known failures"): in safe mode the kill waits for the migration to end.
-      if (this.opts.faults === "safe") await this.c.runUntil("the migration to end", () => init.coordinatorPhase !== "migrating" || this.c.initializerDied, SETTLE_MS);
+      if (!allows(this.opts.faults, "migrationKill")) await this.c.runUntil("the migration to end", () => init.coordinatorPhase !== "migrating" || this.c.initializerDied, SETTLE_MS);
       if (!this.c.isAlive(v)) return;
       const phase = init.coordinatorPhase ?? "?";
       this.say(`kill ${v} (coordinator ${phase})`);
       this.count("kill");
       this.count(`kill@${phase}`);
-      this.kill(v);
+      await this.kill(v);
     } else if (r < 0.87) await this.pause();
     else await this.partition();
   }
 
-  private kill(name: string): void {
+  /** Kills `name`; now and then restarts it soon after, while the cluster may still count it a member. */
+  private async kill(name: string): Promise<void> {
     this.c.kill(name);
-    if (name !== INIT && !this.killed.includes(name)) this.killed.push(name);
+    if (name === INIT) return;
+    if (!this.killed.includes(name)) this.killed.push(name);
+    if (this.r() < 0.3) {
+      await this.c.runFor(this.r() * 500);
+      if (!this.c.initializerDied) await this.restart(name);
+    }
   }
 
   private async grow(): Promise<void> {
@@ -217,12 +237,13 @@ class Scenario {
     this.say(`kill ${v} (idle)`);
     this.count("kill");
     this.count("kill@idle");
-    this.kill(v);
+    await this.kill(v);
   }
 
-  private async restart(): Promise<void> {
+  /** Starts a killed worker again with its original configuration (the longest dead by default). */
+  private async restart(name = this.killed[0]!): Promise<void> {
     const c = this.c;
-    const name = this.killed.shift()!;
+    this.killed.splice(this.killed.indexOf(name), 1);
     this.say(`restart ${name} with its original configuration`);
     this.count("restart");
     const w = c.restart(name);
@@ -241,7 +262,7 @@ class Scenario {
     const a = nodes.filter(() => this.r() < 0.5);
     if (a.length === 0 || a.length === nodes.length) a.splice(0, a.length, nodes[0]!);
     const b = nodes.filter((n) => !a.includes(n));
-    const long = this.opts.faults === "all" && this.r() < 0.3;
+    const long = this.r() < 0.3 && allows(this.opts.faults, "longPartition");
     const ms = Math.round(long ? 5000 + this.r() * 35_000 : 50 + this.r() * 2950);
     this.say(`partition ${a.join(",")} | ${b.join(",")} for ${ms} ms`);
     this.count("partition");
@@ -251,7 +272,7 @@ class Scenario {
       c.heal();
       this.faultsPending--;
     });
-    if (this.opts.faults === "all" && this.r() < 0.3) await this.drop();
+    if (this.r() < 0.3 && allows(this.opts.faults, "drop")) await this.drop();
   }
 
   private async pause(): Promise<void> {

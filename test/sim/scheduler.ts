@@ -138,8 +138,9 @@ export class Scheduler implements NetScheduler {
   }
 
   /** Schedules `fn` as an event of `proc` (undefined: the simulator's) `delayMs` from now. */
-  schedule(proc: Proc | undefined, delayMs: number, kind: string, fn: () => void): Timer {
-    const ev: Event = { at: this.t + Math.max(0, delayMs), seq: this.seq++, proc, kind, fn, cancelled: false };
+  schedule(proc: SimProcess | undefined, delayMs: number, kind: string, fn: () => void): Timer {
+    // Every process handed out is one of ours (the network only passes back what it got).
+    const ev: Event = { at: this.t + Math.max(0, delayMs), seq: this.seq++, proc: proc as Proc | undefined, kind, fn, cancelled: false };
     this.push(ev);
     return ev as unknown as Timer;
   }
@@ -159,7 +160,7 @@ export class Scheduler implements NetScheduler {
   }
 
   /** One line of the trace at the current virtual time. */
-  note(proc: Proc | string | undefined, kind: string, detail: string): void {
+  note(proc: SimProcess | string | undefined, kind: string, detail: string): void {
     const who = proc === undefined ? "sim" : typeof proc === "string" ? proc : proc.name;
     this.trace.add(this.t, who, kind, detail);
   }

@@ -4,13 +4,25 @@
 import { describe, expect, test } from "bun:test";
 import { FAULT_MODES, runSeed, type FaultMode, type SimFailure } from "./scenario.ts";
 
-const SEEDS = Number(process.env.SIM_SEEDS ?? 240);
+const SEEDS = Number(process.env.SIM_SEEDS ?? 400);
 const FIRST = Number(process.env.SIM_FIRST_SEED ?? 1);
 const FAULTS = (process.env.SIM_FAULTS ?? "safe") as FaultMode;
 /** Seeds per test: few enough to see progress, many enough to keep bun's per-test cost low. */
 const PER_TEST = 20;
 
 if (!(FAULT_MODES as readonly string[]).includes(FAULTS)) throw new Error(`SIM_FAULTS is one of ${FAULT_MODES.join(", ")}`);
+
+/**
+ * Seeds of the default mode that fail with today's worker, with the failure they must still
+ * show (docs/simulation.md, "Known failures"). When one passes, this test fails so that the
+ * entry is removed: a fixed bug then stays fixed.
+ */
+const KNOWN_FAILURES: Partial<Record<number, RegExp>> = {
+  // Coordinator: a shrink starts its first round on a 0 ms timer; a member found dead before
+  // that timer fires completes a round at once and starts the next, then the timer starts
+  // another: two plans in flight at once.
+  89: /plan \d+ arrived while \d+ slots of an earlier plan are in transit/,
+};
 
 function describeFailure(err: unknown): string {
   const e = err as SimFailure;
@@ -30,10 +42,12 @@ describe(`simulation: ${SEEDS} random scenarios (faults ${FAULTS})`, () => {
     test(`seeds ${from}..${to}`, async () => {
       const failures: string[] = [];
       for (let seed = from; seed <= to; seed++) {
+        const known = FAULTS === "safe" ? KNOWN_FAILURES[seed] : undefined;
         try {
           await runSeed(seed, { faults: FAULTS });
+          if (known) failures.push(`seed ${seed} passes now: remove it from KNOWN_FAILURES (it failed with ${known})`);
         } catch (err) {
-          failures.push(describeFailure(err));
+          if (!known || !known.test((err as Error).message)) failures.push(describeFailure(err));
         }
       }
       expect(failures.join("\n\n")).toBe("");
