@@ -1,7 +1,7 @@
 // The simulation runner (docs/simulation.md).
 //
-//   npm run sim -- --seeds N [--first S] [--faults safe|all]   N seeds; one summary line at the end
-//   npm run sim -- --seed S --trace [--faults safe|all]        that seed's full trace on stdout
+//   npm run sim -- --seeds N [--first S] [--faults default|all]   N seeds; one summary line at the end
+//   npm run sim -- --seed S --trace [--faults default|all]        that seed's full trace on stdout
 //
 // Exits 1 when a seed fails; each failure is reported on stderr with the command that replays it.
 // The summary line goes to stdout (it is the runner's result); progress and failures to stderr.
@@ -14,14 +14,14 @@ const { values: a } = parseArgs({
     first: { type: "string" },
     seed: { type: "string" },
     trace: { type: "boolean", default: false },
-    faults: { type: "string", default: "safe" },
+    faults: { type: "string", default: "default" },
     debug: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
   strict: true,
 });
 
-const usage = "usage: npm run sim -- --seeds N [--first S] [--faults safe|all]\n       npm run sim -- --seed S [--trace] [--debug] [--faults safe|all]\n";
+const usage = "usage: npm run sim -- --seeds N [--first S] [--faults default|all]\n       npm run sim -- --seed S [--trace] [--debug] [--faults default|all]\n";
 
 function int(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -42,7 +42,7 @@ if (!(FAULT_MODES as readonly string[]).includes(a.faults!)) {
   process.exit(2);
 }
 const faults = a.faults as FaultMode;
-const faultFlag = faults === "safe" ? "" : ` --faults ${faults}`;
+const faultFlag = faults === "default" ? "" : ` --faults ${faults}`;
 const replayCommand = (seed: number) => `npm run sim -- --seed ${seed}${faultFlag} --trace`;
 
 function report(err: unknown): void {

@@ -6,9 +6,30 @@ import type { SimCluster } from "./sim-cluster.ts";
 /** Slot statuses in which a worker holds the slot's state (DESIGN §4: owned, or outgoing until markers arrive). */
 const HOLDS = new Uint8Array([0, 1, 1, 0]);
 
+/**
+ * Live workers that count as holders: not stopping (a leaving, shutting-down or failed worker
+ * processes nothing more, whatever it holds), and not removed from the cluster. A member the
+ * coordinator declared dead while it was cut off (a zombie behind a partition) still holds its
+ * slots until it hears, but receives nothing to apply them to; it is not a member any more (nor
+ * is a joiner the initializer fenced).
+ * Joiners count from the start (they receive slots before the membership names them).
+ */
+function working(c: SimCluster) {
+  const init = c.initializer;
+  const members = init ? new Set(init.membership) : undefined;
+  return c.live().filter((w) => {
+    if (w.isStopping || c.fenced.has(w)) return false;
+    if (!members || members.has(w.name)) {
+      c.everMember.add(w);
+      return true;
+    }
+    return !c.everMember.has(w);
+  });
+}
+
 /** (a, cheap) No slot is held by two live workers at once. */
 export function checkStep(c: SimCluster): string | undefined {
-  const ws = c.live();
+  const ws = working(c);
   if (ws.length < 2) return undefined;
   const n = ws[0]!.dataflow.status.length;
   const statuses = ws.map((w) => w.dataflow.status);
@@ -27,7 +48,7 @@ export function checkStep(c: SimCluster): string | undefined {
 function members(c: SimCluster) {
   const init = c.initializer!;
   const names = new Set(init.membership);
-  return c.live().filter((w) => w.isReady && names.has(w.name));
+  return working(c).filter((w) => w.isReady && names.has(w.name));
 }
 
 /**
@@ -66,7 +87,7 @@ export function checkQuiescent(c: SimCluster): string | undefined {
       return `slot ${s}: table says worker ${owner}, held by [${holders.map((w) => w.name).join(",")}]`;
   }
   const holder = new Map<string, string>();
-  for (const w of c.live()) {
+  for (const w of working(c)) {
     for (const k of Object.values(w.dataflow.state.keys()).flat()) {
       const h = holder.get(k);
       if (h) return `key ${k} has state on ${h} and ${w.name}`;

@@ -6,7 +6,7 @@ import { FAULT_MODES, runSeed, type FaultMode, type SimFailure } from "./scenari
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 400);
 const FIRST = Number(process.env.SIM_FIRST_SEED ?? 1);
-const FAULTS = (process.env.SIM_FAULTS ?? "safe") as FaultMode;
+const FAULTS = (process.env.SIM_FAULTS ?? "default") as FaultMode;
 /** Seeds per test: few enough to see progress, many enough to keep bun's per-test cost low. */
 const PER_TEST = 20;
 
@@ -26,7 +26,7 @@ const KNOWN_FAILURES: Partial<Record<number, RegExp>> = {
 
 function describeFailure(err: unknown): string {
   const e = err as SimFailure;
-  const flag = FAULTS === "safe" ? "" : ` --faults ${FAULTS}`;
+  const flag = FAULTS === "default" ? "" : ` --faults ${FAULTS}`;
   return [
     e.message,
     `scenario: ${e.story?.join("; ") ?? "?"}`,
@@ -42,7 +42,7 @@ describe(`simulation: ${SEEDS} random scenarios (faults ${FAULTS})`, () => {
     test(`seeds ${from}..${to}`, async () => {
       const failures: string[] = [];
       for (let seed = from; seed <= to; seed++) {
-        const known = FAULTS === "safe" ? KNOWN_FAILURES[seed] : undefined;
+        const known = FAULTS === "default" ? KNOWN_FAILURES[seed] : undefined;
         try {
           await runSeed(seed, { faults: FAULTS });
           if (known) failures.push(`seed ${seed} passes now: remove it from KNOWN_FAILURES (it failed with ${known})`);

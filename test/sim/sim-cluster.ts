@@ -46,8 +46,11 @@ export class SimError extends Error {
   }
 }
 
+/** The initializer's log events that declare a worker dead (the line names it). */
+export const DECLARED_DEAD = ["participant_lost", "dead_member", "member_fenced", "migration_stalled"] as const;
+
 /** Log events that say messages were lost (the only excuse for a missing output). */
-export const LOSS_EVENTS = ["participant_lost", "dead_member", "peer_gone", "worker_lost", "joiner_lost"] as const;
+export const LOSS_EVENTS = ["participant_lost", "dead_member", "peer_gone", "worker_lost", "joiner_lost", "state_lost", "member_fenced"] as const;
 
 export class SimCluster {
   readonly sched: Scheduler;
@@ -64,6 +67,10 @@ export class SimCluster {
   /** Slots whose state or in-flight messages a killed worker had. */
   readonly tainted = new Set<number>();
   initializerDied = false;
+  /** Workers the initializer declared dead (from its log lines). */
+  readonly fenced = new Set<Worker>();
+  /** Workers that have been in the initializer's membership (the checks keep it). */
+  readonly everMember = new Set<Worker>();
   /** Member ids of processes that ended (killed or exited): a table may still name them. */
   readonly deadIds = new Set<number>();
   /** Log lines that announce lost messages, by event. */
@@ -88,10 +95,16 @@ export class SimCluster {
     // process whose event is running.
     tapLog((level, event, msg) => {
       if ((LOSS_EVENTS as readonly string[]).includes(event)) this.lossLines.set(event, (this.lossLines.get(event) ?? 0) + 1);
+      if (this.sched.current?.name === INIT && (DECLARED_DEAD as readonly string[]).includes(event)) this.declaredDead(msg);
       if (level === "error" && this.errorLines.length < 50) this.errorLines.push(`${this.sched.current?.name ?? "sim"}: ${event}: ${msg}`);
       if (level === "debug" && !opts.debugLog) return;
       this.sched.note(this.sched.current, level, `${event}: ${msg}`);
     });
+  }
+
+  /** Every worker a line of the initializer names is out of the cluster, whether it knows or not. */
+  private declaredDead(msg: string): void {
+    for (const [name, w] of this.workers) if (name !== INIT && new RegExp(`\\b${name}\\b`).test(msg)) this.fenced.add(w);
   }
 
   /** Gives the log back to consola. */
@@ -177,6 +190,12 @@ export class SimCluster {
       if (!proc.alive) return;
       this.exits.push({ name, code });
       this.sched.note(proc, "exit", `code ${code}${why ? ` (${why})` : ""}`);
+      // A worker that stopped on an error (it lost the initializer, was declared dead…) takes
+      // its slots' state with it, as a killed one does; one that left cleanly holds nothing.
+      if (code !== 0) {
+        this.taint(w);
+        if (name === INIT) this.initializerDied = true;
+      }
       this.endProcess(name);
     };
     void w.exited.then((code) => exit(code, ""));
