@@ -3,13 +3,12 @@
 // original configuration, a short partition, a paused worker; with `faults: "all"` also dropped
 // connections, long partitions and kills during formation). After every step the cluster must
 // come to rest and pass the thorough checks; at the end every output must be accounted for.
+import { UNDERWAY_SHRINK } from "../../src/cluster/coordinator.ts";
 import { checkOutputs, checkQuiescent, quiescent } from "./checks.ts";
 import { deriveRandom } from "./scheduler.ts";
 import { INIT, SimCluster, SimError } from "./sim-cluster.ts";
 
 /** Operations a scenario can perform (the runner counts them). */
-export const OPS = ["grow", "shrink", "kill", "restart", "partition", "pause", "drop"] as const;
-export type Op = (typeof OPS)[number];
 
 /**
  * "default": faults the cluster survives today (delay, reordering, pauses, short partitions,
@@ -165,8 +164,15 @@ class Scenario {
     return this.pause();
   }
 
-  /** Maybe a fault while an event is under way: a kill, a pause or a short partition. */
+  /**
+   * While an event is under way: maybe a second request (a shrink must be refused while the
+   * coordinator is busy; a joiner may be refused), and maybe a fault (a kill, a pause, a
+   * partition).
+   */
   private async during(): Promise<void> {
+    const q = this.r();
+    if (q < 0.08) await this.concurrentShrink();
+    else if (q < 0.12) this.concurrentJoin();
     const r = this.r();
     if (r < 0.5) return;
     await this.c.runFor(this.r() * 300);
@@ -193,6 +199,24 @@ class Scenario {
       await this.c.runFor(this.r() * 500);
       if (!this.c.initializerDied) await this.restart(name);
     }
+  }
+
+  private async concurrentShrink(): Promise<void> {
+    const c = this.c;
+    const eligible = this.members().filter((m) => m !== INIT);
+    if (eligible.length === 0) return;
+    this.say("shrink by 1 while busy");
+    this.count("concurrent");
+    const req = c.shrink([], 1);
+    await c.runUntil("the initializer to answer the second request", () => req.answer !== undefined || c.initializerDied, SETTLE_MS);
+    if (req.busy && req.answer !== UNDERWAY_SHRINK) throw new SimError(this.seed, `a shrink during an autoscale event was answered "${req.answer}"`);
+  }
+
+  private concurrentJoin(): void {
+    const name = `w${this.next++}`;
+    this.say(`grow ${name} while busy`);
+    this.count("concurrent");
+    this.c.spawn(name, { role: "joiner", workerCount: 1, join: this.c.controlOf(INIT) });
   }
 
   private async grow(): Promise<void> {

@@ -95,7 +95,12 @@ export class SimCluster {
     // process whose event is running.
     tapLog((level, event, msg) => {
       if ((LOSS_EVENTS as readonly string[]).includes(event)) this.lossLines.set(event, (this.lossLines.get(event) ?? 0) + 1);
-      if (this.sched.current?.name === INIT && (DECLARED_DEAD as readonly string[]).includes(event)) this.declaredDead(msg);
+      const cur = this.sched.current;
+      if (cur?.name === INIT && (DECLARED_DEAD as readonly string[]).includes(event)) this.declaredDead(msg);
+      // A worker stopping on an error, or a slot whose state a worker says was lost: taint now,
+      // not at the exit (the cluster may have moved the slots on by then).
+      if (event === "fatal" && cur) this.taint(this.workers.get(cur.name)!);
+      if (event === "state_lost") for (const m of msg.matchAll(/slot (\d+)/g)) this.tainted.add(Number(m[1]));
       if (level === "error" && this.errorLines.length < 50) this.errorLines.push(`${this.sched.current?.name ?? "sim"}: ${event}: ${msg}`);
       if (level === "debug" && !opts.debugLog) return;
       this.sched.note(this.sched.current, level, `${event}: ${msg}`);
@@ -104,7 +109,11 @@ export class SimCluster {
 
   /** Every worker a line of the initializer names is out of the cluster, whether it knows or not. */
   private declaredDead(msg: string): void {
-    for (const [name, w] of this.workers) if (name !== INIT && new RegExp(`\\b${name}\\b`).test(msg)) this.fenced.add(w);
+    for (const [name, w] of this.workers) {
+      if (name === INIT || !new RegExp(`\\b${name}\\b`).test(msg) || this.fenced.has(w)) continue;
+      this.fenced.add(w);
+      this.taint(w);
+    }
   }
 
   /** Gives the log back to consola. */
@@ -239,12 +248,14 @@ export class SimCluster {
 
   /**
    * Asks the initializer to shrink (as the external channel would). The answer, once the
-   * initializer has run the request, is in the returned object and in the trace.
+   * initializer has run the request, is in the returned object (with whether an autoscale event
+   * was under way then) and in the trace.
    */
-  shrink(names: readonly string[], count: number): { answer: string | undefined } {
+  shrink(names: readonly string[], count: number): { answer: string | undefined; busy: boolean } {
     const init = this.initializer!;
-    const out: { answer: string | undefined } = { answer: undefined };
+    const out = { answer: undefined as string | undefined, busy: false };
     this.act(INIT, "shrink", () => {
+      out.busy = init.autoscaling;
       out.answer = init.shrink({ query: false, names, count }).payload;
       this.sched.note(this.sched.current, "shrink", `${names.length > 0 ? names.join(",") : `count ${count}`}: ${out.answer}`);
     });
