@@ -1,10 +1,13 @@
 // The invariants a simulated run is held to (docs/simulation.md). Each returns a description of
 // the first problem, or undefined. `checkStep` is cheap and runs after every event; the others
 // run at quiescent points and at the end.
+import { STATUS } from "./casualties.ts";
 import type { SimCluster } from "./sim-cluster.ts";
 
 /** Slot statuses in which a worker holds the slot's state (DESIGN §4: owned, or outgoing until markers arrive). */
-const HOLDS = new Uint8Array([0, 1, 1, 0]);
+const HOLDS = new Uint8Array(4);
+HOLDS[STATUS.owned] = 1;
+HOLDS[STATUS.outgoing] = 1;
 
 /**
  * Live workers that count as holders: not stopping (a leaving, shutting-down or failed worker
@@ -18,12 +21,12 @@ function working(c: SimCluster) {
   const init = c.initializer;
   const members = init ? new Set(init.membership) : undefined;
   return c.live().filter((w) => {
-    if (w.isStopping || c.fenced.has(w)) return false;
+    if (w.isStopping || c.lost.fenced.has(w)) return false;
     if (!members || members.has(w.name)) {
-      c.everMember.add(w);
+      c.lost.everMember.add(w);
       return true;
     }
-    return !c.everMember.has(w);
+    return !c.lost.everMember.has(w);
   });
 }
 
@@ -77,7 +80,7 @@ export function checkQuiescent(c: SimCluster): string | undefined {
     for (let s = 0; s < init.owners.length; s++) if (w.owners[s] !== init.owners[s]) return `${w.name} has slot ${s} at worker ${w.owners[s]}, the initializer at ${init.owners[s]}`;
   }
   const liveIds = new Map(ms.map((w) => [w.selfId, w]));
-  const deadIds = c.deadIds;
+  const deadIds = c.lost.deadIds;
   for (let s = 0; s < init.owners.length; s++) {
     const owner = init.owners[s]!;
     const holders = ms.filter((w) => HOLDS[w.dataflow.status[s]!]);
@@ -117,6 +120,6 @@ export function checkOutputs(c: SimCluster): string | undefined {
     const bad = out.badWindows.get(k);
     if (bad) return bad + " (its owner never died)";
   }
-  if (lossyKeys > 0 && c.lossLines.size === 0) return `${lossyKeys} keys lost messages and no log line said so`;
+  if (lossyKeys > 0 && c.lost.lossLines.size === 0) return `${lossyKeys} keys lost messages and no log line said so`;
   return undefined;
 }

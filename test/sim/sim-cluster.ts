@@ -8,6 +8,7 @@ import { WallarooError } from "../../src/errors.ts";
 import { tapLog } from "../../src/log.ts";
 import { MemoryNetwork, type NetOptions } from "../../src/net/memory.ts";
 import type { Link } from "../../src/net/transport.ts";
+import { Casualties, INIT } from "./casualties.ts";
 import { checkStep } from "./checks.ts";
 import { OutputCheck } from "./outputs.ts";
 import { Scheduler, type Proc } from "./scheduler.ts";
@@ -15,7 +16,7 @@ import { Scheduler, type Proc } from "./scheduler.ts";
 export const H = "sim";
 /** Fixed addresses of the initializer (its configuration, like a command line). */
 export const PORTS = { source: 40000, control: 41000, data: 41001 } as const;
-export const INIT = "initializer";
+export { INIT };
 
 export interface SpawnHow {
   role: "initializer" | "worker" | "joiner";
@@ -46,11 +47,6 @@ export class SimError extends Error {
   }
 }
 
-/** The initializer's log events that declare a worker dead (the line names it). */
-export const DECLARED_DEAD = ["participant_lost", "dead_member", "member_fenced", "migration_stalled"] as const;
-
-/** Log events that say messages were lost (the only excuse for a missing output). */
-export const LOSS_EVENTS = ["participant_lost", "dead_member", "peer_gone", "worker_lost", "joiner_lost", "state_lost", "member_fenced"] as const;
 
 export class SimCluster {
   readonly sched: Scheduler;
@@ -64,18 +60,8 @@ export class SimCluster {
   readonly outputs: OutputCheck;
   readonly sentPerKey: number[];
   sent = 0;
-  /** Slots whose state or in-flight messages a killed worker had. */
-  readonly tainted = new Set<number>();
-  initializerDied = false;
-  /** Workers the initializer declared dead (from its log lines). */
-  readonly fenced = new Set<Worker>();
-  /** Workers that have been in the initializer's membership (the checks keep it). */
-  readonly everMember = new Set<Worker>();
-  /** Member ids of processes that ended (killed or exited): a table may still name them. */
-  readonly deadIds = new Set<number>();
-  /** Log lines that announce lost messages, by event. */
-  readonly lossLines = new Map<string, number>();
-  readonly errorLines: string[] = [];
+  /** Who died, and which keys may have lost messages with them. */
+  readonly lost: Casualties = new Casualties(this);
   private source: Link | undefined;
   private nextConn = 1;
   private liveCache: Worker[] | undefined;
@@ -94,26 +80,10 @@ export class SimCluster {
     // One process hosts every worker: their log lines go to the trace, attributed to the
     // process whose event is running.
     tapLog((level, event, msg) => {
-      if ((LOSS_EVENTS as readonly string[]).includes(event)) this.lossLines.set(event, (this.lossLines.get(event) ?? 0) + 1);
-      const cur = this.sched.current;
-      if (cur?.name === INIT && (DECLARED_DEAD as readonly string[]).includes(event)) this.declaredDead(msg);
-      // A worker stopping on an error, or a slot whose state a worker says was lost: taint now,
-      // not at the exit (the cluster may have moved the slots on by then).
-      if (event === "fatal" && cur) this.taint(this.workers.get(cur.name)!);
-      if (event === "state_lost") for (const m of msg.matchAll(/slot (\d+)/g)) this.tainted.add(Number(m[1]));
-      if (level === "error" && this.errorLines.length < 50) this.errorLines.push(`${this.sched.current?.name ?? "sim"}: ${event}: ${msg}`);
+      this.lost.onLog(this.sched.current?.name, event, msg);
       if (level === "debug" && !opts.debugLog) return;
       this.sched.note(this.sched.current, level, `${event}: ${msg}`);
     });
-  }
-
-  /** Every worker a line of the initializer names is out of the cluster, whether it knows or not. */
-  private declaredDead(msg: string): void {
-    for (const [name, w] of this.workers) {
-      if (name === INIT || !new RegExp(`\\b${name}\\b`).test(msg) || this.fenced.has(w)) continue;
-      this.fenced.add(w);
-      this.taint(w);
-    }
   }
 
   /** Gives the log back to consola. */
@@ -199,12 +169,7 @@ export class SimCluster {
       if (!proc.alive) return;
       this.exits.push({ name, code });
       this.sched.note(proc, "exit", `code ${code}${why ? ` (${why})` : ""}`);
-      // A worker that stopped on an error (it lost the initializer, was declared dead…) takes
-      // its slots' state with it, as a killed one does; one that left cleanly holds nothing.
-      if (code !== 0) {
-        this.taint(w);
-        if (name === INIT) this.initializerDied = true;
-      }
+      this.lost.ended(w, code);
       this.endProcess(name);
     };
     void w.exited.then((code) => exit(code, ""));
@@ -232,8 +197,6 @@ export class SimCluster {
   }
 
   private endProcess(name: string): void {
-    const w = this.workers.get(name);
-    if (w && w.selfId >= 0) this.deadIds.add(w.selfId);
     this.sched.kill(name);
     this.net.kill(name);
     this.liveCache = undefined;
@@ -310,8 +273,7 @@ export class SimCluster {
     const w = this.workers.get(name);
     if (!w || !this.procs.get(w)!.alive) return;
     this.sched.note(undefined, "kill", name);
-    this.taint(w);
-    if (name === INIT) this.initializerDied = true;
+    this.lost.ended(w, "killed");
     this.endProcess(name);
   }
 
@@ -348,40 +310,6 @@ export class SimCluster {
     this.net.drop(linkId);
   }
 
-  /**
-   * Messages of a slot may be lost when a worker dies holding its state, receiving it or
-   * sending it, when its state is on the wire from the dead worker, or when a table routes the
-   * slot to the dead worker before the cluster has noticed. So at the kill, and after every
-   * step until the cluster is at rest without the dead worker in any table: every slot a table
-   * gives a dead worker, and every slot on the move anywhere, is tainted. (An over-estimate: a
-   * tainted key is still checked for duplicates and order, only not for loss.)
-   */
-  private taint(dead: Worker): void {
-    const status = dead.dataflow.status;
-    for (let s = 0; s < status.length; s++) if (status[s] !== 0) this.tainted.add(s);
-    if (dead.selfId >= 0) this.watching.add(dead.selfId);
-    this.taintMoving();
-  }
-
-  /** Ids of dead workers the cluster may not have noticed yet. */
-  private readonly watching = new Set<number>();
-
-  private taintMoving(): void {
-    let referenced = false;
-    for (const w of this.live()) {
-      const st = w.dataflow.status;
-      for (let s = 0; s < st.length; s++) {
-        if (st[s] === 2 || st[s] === 3) this.tainted.add(s);
-        if (this.watching.has(w.owners[s]!)) {
-          this.tainted.add(s);
-          referenced = true;
-        }
-      }
-    }
-    const init = this.initializer;
-    if (!referenced && init && this.isAlive(INIT) && !init.autoscaling) this.watching.clear();
-  }
-
   // ------------------------------------------------------------------------------- running
 
   /**
@@ -408,7 +336,7 @@ export class SimCluster {
 
   /** The cheap checks, after every step. */
   afterStep(): void {
-    if (this.watching.size > 0) this.taintMoving();
+    this.lost.afterStep();
     const f = this.sched.failures[0];
     if (f) throw new SimError(this.seed, `${f.node} failed at ${f.at.toFixed(3)} ms: ${f.error instanceof Error ? (f.error.stack ?? f.error.message) : String(f.error)}`);
     const p = checkStep(this);
@@ -435,18 +363,10 @@ export class SimCluster {
   }
 
   keyTainted(k: number): boolean {
-    return this.initializerDied || this.tainted.has(slotOfKey(`key-${k}`));
+    return this.lost.keyTainted(`key-${k}`);
   }
-}
 
-/** The pinned placement hash (DESIGN §3: xxHash32, seed 0, modulo 1024 slots). */
-export const SLOTS = 1024;
-const slotCache = new Map<string, number>();
-export function slotOfKey(key: string): number {
-  let s = slotCache.get(key);
-  if (s === undefined) {
-    s = Bun.hash.xxHash32(key, 0) % SLOTS;
-    slotCache.set(key, s);
+  get initializerDied(): boolean {
+    return this.lost.initializerDied;
   }
-  return s;
 }
