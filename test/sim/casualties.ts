@@ -21,6 +21,8 @@ export interface Roster {
   readonly initializer: Worker | undefined;
   live(): Worker[];
   isAlive(name: string): boolean;
+  /** 1 for the first process of a name, 2 for its first restart… */
+  incarnation(w: Worker): number;
 }
 
 export class Casualties {
@@ -70,10 +72,14 @@ export class Casualties {
     return this.initializerDied || this.tainted.has(slotOfKey(key));
   }
 
-  /** Every worker a line of the initializer names is out of the cluster. */
+  /**
+   * Every worker a line of the initializer names is out of the cluster. A restarted worker that
+   * has no place in the cluster yet (no id) is not the one meant: its dead predecessor is.
+   */
   private declaredDead(msg: string): void {
     for (const [name, w] of this.roster.workers) {
       if (name === INIT || !new RegExp(`\\b${name}\\b`).test(msg) || this.fenced.has(w)) continue;
+      if (this.roster.incarnation(w) > 1 && w.selfId < 0) continue;
       this.fenced.add(w);
       this.taint(w);
     }

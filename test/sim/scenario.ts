@@ -73,6 +73,7 @@ class Scenario {
   /** Partitions not yet healed and pauses not yet over. */
   private faultsPending = 0;
   private readonly c: SimCluster;
+  private readonly heavy: boolean;
 
   constructor(
     private readonly seed: number,
@@ -80,7 +81,10 @@ class Scenario {
   ) {
     this.r = deriveRandom(seed).scenario;
     const keys = 20 + Math.floor(this.r() * 180);
-    this.c = new SimCluster(seed, { keys, fullTrace: opts.fullTrace, debugLog: opts.debugLog });
+    // Now and then tiny held-queue limits, so the sources pause for slots in transit.
+    const heldLimits = this.r() < 0.2 ? { high: 4, low: 1 } : undefined;
+    this.c = new SimCluster(seed, { keys, heldLimits, fullTrace: opts.fullTrace, debugLog: opts.debugLog });
+    this.heavy = this.r() < 0.2;
   }
 
   private pick<T>(xs: readonly T[]): T {
@@ -101,12 +105,14 @@ class Scenario {
     try {
       const n0 = 1 + Math.floor(this.r() * 3);
       this.next = n0;
-      const total = 300 + Math.floor(this.r() * 1200);
-      this.say(`start ${n0} workers, ${c.opts.keys} keys, ${total} messages`);
+      const total = (300 + Math.floor(this.r() * 1200)) * (this.heavy ? 4 : 1);
+      const held = c.opts.heldLimits ? `, held limit ${c.opts.heldLimits.high}` : "";
+      this.say(`start ${n0} workers, ${c.opts.keys} keys, ${total} messages${this.heavy ? " in bursts" : ""}${held}`);
       const formationKill = n0 > 1 && this.r() < 0.15;
       if (formationKill && allows(this.opts.faults, "formationKill")) return await this.killDuringFormation(n0);
       await c.start(n0);
-      const load = c.startLoad(total);
+      // Mostly a trickle; sometimes bursts that fill queues and links.
+      const load = this.heavy ? c.startLoad(total, { batch: 60, everyMs: 2 }) : c.startLoad(total);
       const steps = 2 + Math.floor(this.r() * 4);
       for (let i = 0; i < steps && !c.initializerDied; i++) {
         await this.step();

@@ -190,6 +190,10 @@ export class SimCluster {
     return w !== undefined && this.procs.get(w)!.alive;
   }
 
+  incarnation(w: Worker): number {
+    return this.procs.get(w)!.incarnation;
+  }
+
   /** Workers whose process is running (paused ones included), in start order. */
   live(): Worker[] {
     if (!this.liveCache) this.liveCache = [...this.workers.values()].filter((w) => this.procs.get(w)!.alive);
@@ -318,11 +322,12 @@ export class SimCluster {
    */
   async runUntil(what: string, cond: () => boolean, deadlineMs: number): Promise<void> {
     const until = this.now + deadlineMs;
+    const state = () => `at ${this.now.toFixed(3)} ms; ${this.sent} messages sent, ${this.received} outputs`;
     for (;;) {
       if (cond()) return;
       const next = this.sched.peekTime();
-      if (next === undefined) throw new SimError(this.seed, `nothing left to run while waiting for ${what} (at ${this.now.toFixed(3)} ms)`);
-      if (next > until) throw new SimError(this.seed, `timed out after ${deadlineMs} ms of virtual time waiting for ${what}`);
+      if (next === undefined) throw new SimError(this.seed, `nothing left to run while waiting for ${what} (${state()})`);
+      if (next > until) throw new SimError(this.seed, `timed out after ${deadlineMs} ms of virtual time waiting for ${what} (${state()})`);
       await this.sched.step();
       this.afterStep();
     }
