@@ -111,6 +111,31 @@ describe("MemoryNetwork", () => {
     expect(link!.queuedBytes).toBe(0);
   });
 
+  test("a reader that stops makes the writer congested; once it reads again the writer gets drain", async () => {
+    const s = new Scheduler(1);
+    const net = new MemoryNetwork(s, s.random.network);
+    let server: Link | undefined;
+    let drains = 0;
+    s.schedule(s.process("b"), 0, "listen", () => {
+      void net.transport("b").listen("b", 1, (l) => {
+        server = l;
+        l.pause();
+        return { data() {}, close() {} };
+      });
+    });
+    let link: Link | undefined;
+    s.schedule(s.process("a"), 1, "dial", () => void net.transport("a").connect("b", 1, { data() {}, drain: () => drains++, close() {} }, 1000).then((l) => (link = l)));
+    await until(s, () => link !== undefined && server !== undefined);
+    s.schedule(s.process("a"), 0, "write", () => link!.write(new Uint8Array(5 * 1024 * 1024)));
+    await run(s);
+    expect(link!.congested).toBe(true);
+    expect(drains).toBe(0);
+    s.schedule(s.process("b"), 0, "resume", () => server!.resume());
+    await run(s);
+    expect(link!.congested).toBe(false);
+    expect(drains).toBe(1);
+  });
+
   test("a partition holds deliveries and closes until it heals; a connect across it times out", async () => {
     const { s, net, accepted, dial } = await setup();
     const { link } = await dial("a");
