@@ -99,6 +99,18 @@ describe("Scheduler", () => {
     expect(r.stdout.toString().trim()).toBe('[["a","rejected"]]');
   });
 
+  test("a real timer or a wall-clock read during an event is that process's failure", async () => {
+    const s = new Scheduler(1);
+    s.schedule(s.process("a"), 1, "x", () => void Date.now());
+    s.schedule(s.process("b"), 2, "x", () => void Promise.resolve().then(() => clearTimeout(setTimeout(() => {}, 1))));
+    await drain(s);
+    expect(s.failures.map((f) => [f.node, (f.error as Error).message])).toEqual([
+      ["a", "Date.now during a simulated run: use the Clock"],
+      ["b", "setTimeout during a simulated run: use the Clock"],
+    ]);
+    expect(typeof Date.now()).toBe("number");
+  });
+
   test("random streams: the same seed gives the same numbers; the three streams differ", () => {
     const x = deriveRandom(7);
     const y = deriveRandom(7);

@@ -59,6 +59,25 @@ export interface Failure {
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 let active: Scheduler | undefined;
+
+// While an event runs, the real clock and real timers are off limits: a use is a failure of the
+// process that made it (it would make the run depend on the machine). setImmediate stays: the
+// scheduler itself waits on it between events.
+const real = { setTimeout: globalThis.setTimeout, setInterval: globalThis.setInterval, dateNow: Date.now, perfNow: performance.now };
+function fenceRealTime(on: boolean): void {
+  if (!on) {
+    globalThis.setTimeout = real.setTimeout;
+    globalThis.setInterval = real.setInterval;
+    Date.now = real.dateNow;
+    performance.now = real.perfNow;
+    return;
+  }
+  const refuse = (what: string) => active?.fail(active.current, new Error(`${what} during a simulated run: use the Clock`));
+  globalThis.setTimeout = ((...a: Parameters<typeof setTimeout>) => (refuse("setTimeout"), real.setTimeout(...a))) as typeof setTimeout;
+  globalThis.setInterval = ((...a: Parameters<typeof setInterval>) => (refuse("setInterval"), real.setInterval(...a))) as typeof setInterval;
+  Date.now = () => (refuse("Date.now"), real.dateNow());
+  performance.now = () => (refuse("performance.now"), real.perfNow.call(performance));
+}
 // A rejected promise nobody handles is reported after the microtasks of the event that caused
 // it, before the next setImmediate: it belongs to the process whose event is running.
 process.on("unhandledRejection", (error) => {
@@ -191,12 +210,14 @@ export class Scheduler implements NetScheduler {
     if (ev.kind === "timer" && p) this.note(p, "timer", "");
     this.current = p;
     active = this;
+    fenceRealTime(true);
     try {
       ev.fn();
     } catch (error) {
       this.fail(p, error);
     }
     await settle();
+    fenceRealTime(false);
     this.current = undefined;
     active = undefined;
     this.steps++;
