@@ -235,7 +235,10 @@ export class Coordinator {
     log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
     this.startMigration("shrink", [], leavers);
     // Start on the next turn so the reply leaves first (the original answers before acting).
-    this.clock.setTimeout(() => this.nextRound(), 0);
+    const p = this.phase;
+    this.clock.setTimeout(() => {
+      if (this.phase === p && p.round === 0) this.nextRound();
+    }, 0);
     return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
   }
 
@@ -365,7 +368,9 @@ export class Coordinator {
 
   private maybeAdvance(): void {
     const p = this.phase;
-    if (p.kind !== "migrating" || p.inFlight.size > 0) return;
+    // Round 0 is no round: a shrink's first one is still to start (on its timer), and a death
+    // noticed before it must not start another in its place.
+    if (p.kind !== "migrating" || p.inFlight.size > 0 || p.round === 0) return;
     const t = this.clock.now();
     const took = t - p.roundStarted;
     if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);

@@ -118,6 +118,8 @@ export class Worker implements Router {
       reportInstalled: (epoch, slots, keys, bytes) => this.reportInstalled(epoch, slots, keys, bytes),
       epochAdvanced: (epoch) => {
         for (const inb of this.inbound) inb.release(epoch);
+        // Slots installed at once (orphans) may have emptied the held queue.
+        this.pressure.check();
       },
     });
     this.pressure = new Pressure(
@@ -481,6 +483,8 @@ export class Worker implements Router {
     this.cutOff(id);
     this.pressure.forget(id);
     const { kept, lost } = this.migration.onLost(id);
+    // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.
+    this.pressure.check();
     log.warn("participant_lost", `Worker ${m?.name ?? id} is gone: ${kept} slots bound for it stay here, ${lost} slots it owed here start from what arrived`);
   }
 
