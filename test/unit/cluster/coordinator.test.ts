@@ -208,3 +208,18 @@ describe("repair after a death mid-round", () => {
     expect(new Set(host.owners)).toEqual(new Set([0]));
   });
 });
+
+test("a death noticed before a shrink's first round starts one round, not two", () => {
+  const clock = new ManualClock();
+  const host = new FakeHost(4);
+  const c = new Coordinator(host, clock);
+  c.formed = true;
+  expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+  c.onWorkerLost(3);
+  expect(host.plans.length).toBe(0);
+  clock.advance(0);
+  expect(host.plans.length).toBe(1);
+  // The first round is the repair of the dead w3's slots, and it is the only one in flight.
+  expect(host.plans[0]!.dead).toEqual([3]);
+  expect(host.plans[0]!.moves.every(([, from]) => from === 3)).toBe(true);
+});
