@@ -235,9 +235,9 @@ export class Coordinator {
     log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
     this.startMigration("shrink", [], leavers);
     // Start on the next turn so the reply leaves first (the original answers before acting).
-    const p = this.phase;
+    const p: Phase = this.phase;
     this.clock.setTimeout(() => {
-      if (this.phase === p && p.round === 0) this.nextRound();
+      if (this.phase === p && p.kind === "migrating" && p.round === 0) this.nextRound();
     }, 0);
     return { ok: true, text: `Shrinking by ${leaving.length} workers!` };
   }
