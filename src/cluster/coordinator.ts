@@ -235,7 +235,7 @@ export class Coordinator {
     log.info("migrating_partitions", `Migrating all partitions of ${leaving.join(",")} to ${remaining.length} remaining workers`);
     this.startMigration("shrink", [], leavers);
     // Start on the next turn so the reply leaves first (the original answers before acting).
-    const p: Phase = this.phase;
+    const p = this.phase as Phase; // startMigration changed it; TS still sees the idle check above
     this.clock.setTimeout(() => {
       if (this.phase === p && p.kind === "migrating" && p.round === 0) this.nextRound();
     }, 0);
