@@ -3,6 +3,8 @@
 // the initializer gave up on ever held, sent, received or was routed its slot. Everything here
 // is read from the workers' public surface and from their log lines.
 import type { Worker } from "../../src/cluster/worker.ts";
+import { SLOT_STATUS } from "../../src/runtime/router.ts";
+import { slotOf } from "../../src/runtime/slot-hash.ts";
 
 export const INIT = "initializer";
 
@@ -12,8 +14,8 @@ export const DECLARED_DEAD = ["participant_lost", "dead_member", "member_fenced"
 /** Log events that say messages were lost (the only excuse for a missing output). */
 export const LOSS_EVENTS = ["participant_lost", "dead_member", "peer_gone", "worker_lost", "joiner_lost", "state_lost", "member_fenced"] as const;
 
-/** Slot statuses (DESIGN §4; SLOT_STATUS in the runtime): the state is here, or leaving. */
-export const STATUS = { none: 0, owned: 1, outgoing: 2, incoming: 3 } as const;
+/** Slot statuses on a worker (DESIGN §4). */
+export const STATUS = SLOT_STATUS;
 
 /** What this needs of the cluster around it. */
 export interface Roster {
@@ -69,7 +71,7 @@ export class Casualties {
   }
 
   keyTainted(key: string): boolean {
-    return this.initializerDied || this.tainted.has(slotOfKey(key));
+    return this.initializerDied || this.tainted.has(slotOf(key));
   }
 
   /**
@@ -117,14 +119,3 @@ export class Casualties {
   }
 }
 
-/** The pinned placement hash (DESIGN §3: xxHash32, seed 0, modulo 1024 slots). */
-export const SLOTS = 1024;
-const slotCache = new Map<string, number>();
-export function slotOfKey(key: string): number {
-  let s = slotCache.get(key);
-  if (s === undefined) {
-    s = Bun.hash.xxHash32(key, 0) % SLOTS;
-    slotCache.set(key, s);
-  }
-  return s;
-}

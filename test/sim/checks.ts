@@ -80,7 +80,9 @@ export function checkQuiescent(c: SimCluster): string | undefined {
     for (let s = 0; s < init.owners.length; s++) if (w.owners[s] !== init.owners[s]) return `${w.name} has slot ${s} at worker ${w.owners[s]}, the initializer at ${init.owners[s]}`;
   }
   const liveIds = new Map(ms.map((w) => [w.selfId, w]));
-  const deadIds = c.lost.deadIds;
+  // Gone, or going: ended processes, and workers stopping or declared dead (not holders).
+  const deadIds = new Set(c.lost.deadIds);
+  for (const w of c.live()) if (!ms.includes(w) && w.selfId >= 0 && (w.isStopping || c.lost.fenced.has(w))) deadIds.add(w.selfId);
   for (let s = 0; s < init.owners.length; s++) {
     const owner = init.owners[s]!;
     const holders = ms.filter((w) => HOLDS[w.dataflow.status[s]!]);

@@ -149,10 +149,16 @@ class Scenario {
   /** Waits until the cluster is at rest with every live worker a ready member, then checks it. */
   private async settle(what: string): Promise<void> {
     const c = this.c;
-    const init = c.initializer!;
-    await c.runUntil(`the cluster to settle after ${what}`, () => quiescent(c) && c.live().every((w) => w.isReady && init.membership.includes(w.name)), SETTLE_MS);
+    await c.runUntil(`the cluster to settle after ${what}`, () => this.settled(), SETTLE_MS);
     const p = checkQuiescent(c);
     if (p) throw new SimError(this.seed, `after ${what}: ${p}`);
+  }
+
+  /** At rest, and every live worker a ready member (joiners admitted or gone, leavers gone). */
+  private settled(): boolean {
+    const c = this.c;
+    const init = c.initializer;
+    return init !== undefined && quiescent(c) && c.live().every((w) => w.isReady && !w.isStopping && init.membership.includes(w.name));
   }
 
   private members(): string[] {
@@ -268,7 +274,8 @@ class Scenario {
   /** Starts a killed worker again with its original configuration (the longest dead by default). */
   private async restart(name = this.killed[0]!): Promise<void> {
     const c = this.c;
-    this.killed.splice(this.killed.indexOf(name), 1);
+    const i = this.killed.indexOf(name);
+    if (i >= 0) this.killed.splice(i, 1);
     this.say(`restart ${name} with its original configuration`);
     this.count("restart");
     const w = c.restart(name);
@@ -324,8 +331,10 @@ class Scenario {
   }
 
   /**
-   * faults "all": a starting worker dies before the cluster forms. Formation must end one way or
-   * the other (the cluster forms without it, or every worker stops), never hang.
+   * faults "all": a starting worker dies before the cluster forms, and the operator starts it
+   * again with the same command line. A worker lost while registrations are collected frees its
+   * place (the restart registers); one lost after the topology went out aborts formation (every
+   * worker stops). Either way formation must end: formed with every worker, or stopped.
    */
   private async killDuringFormation(n0: number): Promise<RunResult> {
     const c = this.c;
@@ -336,7 +345,18 @@ class Scenario {
     this.count("kill");
     this.count("kill@formation");
     c.kill(v);
-    await c.runUntil("formation to complete or stop", () => c.live().length === 0 || c.formed(n0 - 1), SETTLE_MS);
+    await c.runFor(this.r() * 500);
+    if (!c.initializerDied && c.isAlive(INIT)) {
+      this.say(`restart ${v} with its original configuration`);
+      this.count("restart");
+      c.restart(v);
+    }
+    // Formed before the kill, formed with the restarted worker, or stopped.
+    await c.runUntil("formation to complete or stop", () => c.live().length === 0 || this.settled(), SETTLE_MS);
+    if (c.live().length > 0) {
+      const p = checkQuiescent(c);
+      if (p) throw new SimError(this.seed, `after formation: ${p}`);
+    }
     return this.result();
   }
 
