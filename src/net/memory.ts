@@ -64,7 +64,8 @@ class MemLink implements Link {
   /** Arrived from the peer, not yet handed to the handlers. */
   private inbox: Entry[] = [];
   private inboxBytes = 0;
-  onOpen: (() => void) | undefined;
+  /** The dialler's end until its opening arrives: how to settle its `connect`. */
+  opening: { resolve: () => void; reject: (err: Error) => void } | undefined;
   readonly baseLatency: number;
 
   constructor(
@@ -157,8 +158,9 @@ class MemLink implements Link {
       const e = this.inbox[0]!;
       if (e.kind === "open") {
         this.inbox.shift();
-        this.onOpen?.();
-        this.onOpen = undefined;
+        const o = this.opening;
+        this.opening = undefined;
+        o?.resolve();
         continue;
       }
       if (e.kind === "close") {
@@ -202,10 +204,16 @@ class MemLink implements Link {
     this.net.schedule(this.proc, 0, "close", () => this.report());
   }
 
-  /** Runs the close handler once. */
+  /** Runs the close handler once (or, if the connection never opened here, fails the connect). */
   report(): void {
     if (this.reported) return;
     this.reported = true;
+    const o = this.opening;
+    if (o) {
+      this.opening = undefined;
+      this.handlers = undefined;
+      o.reject(Object.assign(new Error(`connect ECONNRESET ${this.remote}`), { code: "ECONNRESET" }));
+    }
     this.closed = true;
     this.inbox = [];
     this.inboxBytes = 0;
@@ -330,7 +338,15 @@ export class MemoryNetwork {
         a.peer = b;
         b.peer = a;
         a.handlers = handlers;
-        a.onOpen = () => resolve(a);
+        a.opening = { resolve: () => resolve(a), reject };
+        // An opening held up (by a partition) past the dialler's deadline: it gives up.
+        this.schedule(proc, Math.max(0, timeoutMs - (this.sched.now() - started)), "connect", () => {
+          if (!a.opening) return;
+          a.opening = undefined;
+          a.handlers = undefined;
+          a.destroy();
+          reject(Object.assign(new Error(`connect ETIMEDOUT ${key}`), { code: "ETIMEDOUT" }));
+        });
         this.links.add(a);
         this.links.add(b);
         this.sched.note(proc, "connect", `#${a.id} to ${l.proc.name} #${b.id}`);

@@ -195,6 +195,24 @@ describe("MemoryNetwork", () => {
     expect(net.openLinks()).toEqual([]);
   });
 
+  test("a connection reset before its opening reached the dialler fails the connect", async () => {
+    const { s, net } = await setup();
+    let error: Error | undefined;
+    let closed = false;
+    s.schedule(s.process("a"), 0, "dial", () => {
+      net
+        .transport("a")
+        .connect("b", 1, { data() {}, close: () => void (closed = true) }, 1000)
+        .catch((e: Error) => (error = e));
+    });
+    // Run until the link exists (the dialler's connect event), then reset it at once.
+    await until(s, () => net.openLinks().length > 0);
+    expect(net.drop(net.openLinks()[0]!.id)).toBe(true);
+    await run(s);
+    expect(error?.message).toContain("ECONNRESET");
+    expect(closed).toBe(false);
+  });
+
   test("link ids and ports belong to one network", async () => {
     const one = await setup();
     const two = await setup();

@@ -23,6 +23,7 @@ const ALLOWED = {
   formationKill: ["all"],
   drop: ["all"],
   longPartition: ["all"],
+  longPause: ["all"],
 } as const satisfies Record<string, readonly FaultMode[]>;
 
 function allows(mode: FaultMode, fault: keyof typeof ALLOWED): boolean {
@@ -310,7 +311,9 @@ class Scenario {
   private async pause(): Promise<void> {
     const c = this.c;
     const v = this.pick(c.live().map((w) => w.name));
-    const ms = Math.round(50 + this.r() * 2950);
+    // A long stop (past the 30 s round deadline) can get a slow worker declared dead.
+    const long = this.r() < 0.3 && allows(this.opts.faults, "longPause");
+    const ms = Math.round(long ? 5000 + this.r() * 35_000 : 50 + this.r() * 2950);
     this.say(`pause ${v} for ${ms} ms`);
     this.count("pause");
     c.pause(v);
