@@ -13,9 +13,10 @@ import { checkStep } from "./checks.ts";
 import { OutputCheck } from "./outputs.ts";
 import { Scheduler, type Proc } from "./scheduler.ts";
 
+/** The one host name every simulated process listens on. */
 export const H = "sim";
-/** Fixed addresses of the initializer (its configuration, like a command line). */
-export const PORTS = { source: 40000, control: 41000, data: 41001 } as const;
+/** Fixed ports: the initializer's (its configuration, like a command line) and the receiver's. */
+export const PORTS = { source: 40000, control: 41000, data: 41001, receiver: 7000 } as const;
 export { INIT };
 
 export interface SpawnHow {
@@ -110,7 +111,7 @@ export class SimCluster {
   launch(n: number): void {
     const rx = this.sched.process("receiver");
     this.sched.schedule(rx, 0, "start", () => {
-      void this.net.transport("receiver").listen(H, 7000, () => {
+      void this.net.transport("receiver").listen(H, PORTS.receiver, () => {
         const feed = this.outputs.connection(this.nextConn++);
         return { data: (_l, chunk) => feed(chunk), close: () => {} };
       });
@@ -155,7 +156,7 @@ export class SimCluster {
       join: how.join,
       external: undefined,
       sources: how.role === "initializer" ? [{ name: "seq", host: H, port: PORTS.source, maxFrame: 16384 }] : [],
-      out: { host: H, port: 7000 },
+      out: { host: H, port: PORTS.receiver },
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
       heldLimits: this.opts.heldLimits,
