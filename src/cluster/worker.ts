@@ -165,13 +165,9 @@ export class Worker implements Router {
     return this.table.selfId;
   }
 
-  get owners(): Int32Array {
-    return this.table.owners;
-  }
-
-  get status(): Uint8Array {
-    return this.table.status;
-  }
+  /** The table's arrays themselves (it fills them in place), as fields: the dataflow reads them per message. */
+  readonly owners: Int32Array = this.table.owners;
+  readonly status: Uint8Array = this.table.status;
 
   /** The epoch of the routing table this worker has applied. */
   get epoch(): number {
