@@ -76,20 +76,27 @@ export class Peers {
       }
       throw last;
     };
+    // The member may be dropped while a dial is under way: its late link is closed, not kept.
+    const dropped = () => this.byId.get(m.id) !== p || !p.alive;
     try {
       if (!p.control) {
-        p.control = await attempt(m.controlPort, h.controlHandlers(m.id));
-        p.control.write(encodeControl("hello", { name: h.name }));
+        const link = await attempt(m.controlPort, h.controlHandlers(m.id));
+        if (dropped()) return link.end();
+        p.control = link;
+        link.write(encodeControl("hello", { name: h.name }));
       }
       if (!p.data) {
-        p.data = await attempt(m.dataPort, {
+        const link = await attempt(m.dataPort, {
           data() {},
           drain: () => h.drained(),
           close: () => h.lost(m.id, "data connection closed"),
         });
+        if (dropped()) return link.end();
+        p.data = link;
         p.helloData(h.name);
       }
     } catch (err) {
+      if (dropped()) return;
       log.error("dial_failed", `Could not connect to worker ${m.name} at ${m.host}: ${(err as Error).message}`);
       h.lost(m.id, "unreachable");
     }

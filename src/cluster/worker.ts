@@ -360,7 +360,16 @@ export class Worker implements Router {
       if (from) f(from, body);
     };
     return {
-      hello: (link, b) => this.control.identify(link, b.name),
+      hello: (link, b) => {
+        this.control.identify(link, b.name);
+        // Only the coordinator knows every member the moment it admits one: a worker it does not
+        // know was removed, or its join was abandoned, and must stop rather than wait for ever.
+        if (this.coordinator && this.formation!.formed && !this.membershipState.byName(b.name)) {
+          log.warn("not_a_member", `Worker ${b.name} connected but is not a member of the cluster; telling it to stop`);
+          link.write(encodeControl("shutdown", { reason: "This worker is not a member of the cluster (it was removed, or its join was abandoned)." }));
+          link.end();
+        }
+      },
       register: (link, b) => {
         if (!this.formation) return this.refuseLink(link, "Only the initializer accepts registrations.");
         this.control.identify(link, b.name);
