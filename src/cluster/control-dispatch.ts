@@ -13,6 +13,8 @@ export type ControlTable = { readonly [N in ControlName]: ControlHandler<N> };
 export class ControlLinks {
   /** The member a link speaks for, once it said `hello` or registered. */
   private readonly names = new WeakMap<Link, string>();
+  /** The one open link that speaks for each name. */
+  private readonly byName = new Map<string, Link>();
 
   constructor(private readonly table: ControlTable) {}
 
@@ -20,8 +22,29 @@ export class ControlLinks {
     return this.names.get(link);
   }
 
-  identify(link: Link, name: string): void {
+  /**
+   * Binds `link` to the member `name`. Refused (false) while another open link speaks for that
+   * name: nobody reconnects here, so a second one is an impostor or a stale process, and its
+   * close must never count as the member's.
+   */
+  identify(link: Link, name: string): boolean {
+    const bound = this.byName.get(name);
+    if (bound && bound !== link && !bound.closed) return false;
+    this.byName.set(name, link);
     this.names.set(link, name);
+    return true;
+  }
+
+  /** The open link that speaks for `name`, if any. */
+  linkOf(name: string): Link | undefined {
+    const l = this.byName.get(name);
+    return l && !l.closed ? l : undefined;
+  }
+
+  /** True when `link` is the one bound to its name (its close is that member's). */
+  isBound(link: Link): boolean {
+    const name = this.names.get(link);
+    return name !== undefined && this.byName.get(name) === link;
   }
 
   /** Handlers for one control link; `closed` runs once when it closes. */

@@ -5,7 +5,7 @@ import { assert } from "../assert.ts";
 import type { Clock, Timer } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
-import { ROUND_SLOTS, applyMoves, planMoves, type Move } from "./slots.ts";
+import { ROUND_SLOTS, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
   readonly self: Member;
@@ -179,6 +179,12 @@ export class Coordinator {
       `Join abandoned: ${missing} did not connect to every member in time.`,
     );
     this.toIdle();
+  }
+
+  /** True while `id` is a joiner of a grow that has not started moving slots. */
+  isJoining(id: number): boolean {
+    const p = this.phase;
+    return p.kind === "connecting" && p.joiners.some((j) => j.id === id);
   }
 
   /** A worker (member or joiner) has dialed every peer it knows. */
@@ -436,7 +442,11 @@ export class Coordinator {
       this.toIdle();
       return;
     }
-    if (this.host.members().some((m) => m.id === id)) this.deadMembers.add(id);
+    const m = this.host.members().find((x) => x.id === id);
+    if (!m) return;
+    this.deadMembers.add(id);
+    // A member that dies while joiners connect will never say it connected: stop waiting for it.
+    if (p.kind === "connecting" && p.waiting.has(m.name)) this.onConnected(m.name);
   }
 
   private toIdle(): void {
@@ -448,4 +458,3 @@ export class Coordinator {
   }
 }
 
-export { applyMoves };

@@ -20,6 +20,8 @@ export const ENTRY_LIMITS = {
   joinRetryMs: 500,
   /** A joiner waits this long for the cluster's answer. */
   joinAnswerDeadlineMs: 120_000,
+  /** A registered worker waits this long for the topology (the others must register too). */
+  registerAnswerDeadlineMs: 600_000,
   /** One connection attempt. */
   dialTimeoutMs: 2000,
 } as const;
@@ -56,6 +58,15 @@ export class Entry {
         link.write(encodeControl("register", { name: h.name, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort }));
         this.link = link;
         log.info("registering", `Registering with the initializer at ${formatHostPort(init)}`);
+        this.answerTimer = h.clock.setTimeout(
+          () =>
+            h.fatal(
+              new UnreachableError(
+                `No topology from the initializer at ${formatHostPort(init)} within ${ENTRY_LIMITS.registerAnswerDeadlineMs / 1000} s: the cluster forms once all --worker-count workers registered.`,
+              ),
+            ),
+          ENTRY_LIMITS.registerAnswerDeadlineMs,
+        );
         return;
       } catch (err) {
         if (h.clock.now() + delay > deadline)

@@ -5,14 +5,19 @@
 // after the topology went out aborts formation, because the others already hold a table that
 // names it.
 import { assert } from "../assert.ts";
+import type { Clock, Timer } from "../clock.ts";
 import type { ControlBody, Member, Topology } from "../codec/control.ts";
 import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
 import { INITIALIZER_NAME } from "./membership.ts";
 import { initialOwners } from "./slots.ts";
 
+/** Workers given the topology get this long to connect to each other. */
+export const FORMATION_CONNECT_MS = 30_000;
+
 export interface FormationHost {
   readonly workerCount: number;
+  readonly clock: Clock;
   self(): Member;
   allocateId(): number;
   refuse(link: Link, reason: string): void;
@@ -24,13 +29,14 @@ export interface FormationHost {
   abort(reason: string): void;
 }
 
-type Phase = "registering" | "connecting" | "formed";
+type Phase = "registering" | "connecting" | "formed" | "failed";
 
 export class Formation {
   private phase: Phase = "registering";
   private readonly registrations: Array<{ member: Member; link: Link }> = [];
   private members: Member[] = [];
   private waiting = new Set<string>();
+  private timer: Timer | undefined;
 
   constructor(private readonly host: FormationHost) {}
 
@@ -44,10 +50,12 @@ export class Formation {
     else log.info("waiting_workers", `Waiting for ${this.host.workerCount - 1} workers to register`);
   }
 
-  onRegister(link: Link, body: ControlBody<"register">, host: string): void {
+  /** Returns whether the registration was accepted. */
+  onRegister(link: Link, body: ControlBody<"register">, host: string): boolean {
     const refuse = (reason: string) => {
       log.warn("register_refused", `Refused worker ${body.name}: ${reason}`);
       this.host.refuse(link, reason);
+      return false;
     };
     if (this.phase !== "registering") return refuse("The cluster is already formed; start the worker with --join to add it to a running cluster.");
     if (body.name === INITIALIZER_NAME || this.registrations.some((r) => r.member.name === body.name))
@@ -60,6 +68,7 @@ export class Formation {
       log.info("control_identified", "All worker control channels identified");
       this.form();
     }
+    return true;
   }
 
   /** A control link closed before the cluster formed. */
@@ -75,7 +84,14 @@ export class Formation {
   memberLost(id: number): void {
     if (this.phase !== "connecting") return;
     const m = this.members.find((x) => x.id === id);
-    this.host.abort(`Formation failed: worker ${m?.name ?? id} was lost before the cluster formed.`);
+    this.fail(`Formation failed: worker ${m?.name ?? id} was lost before the cluster formed.`);
+  }
+
+  private fail(reason: string): void {
+    if (this.phase !== "connecting") return;
+    this.phase = "failed";
+    this.host.clock.clearTimeout(this.timer);
+    this.host.abort(reason);
   }
 
   private form(): void {
@@ -84,6 +100,10 @@ export class Formation {
     this.members = [this.host.self(), ...this.registrations.map((r) => r.member)];
     const topology: Topology = { members: this.members, epoch: 1, owners: initialOwners(this.members.map((m) => m.id)) };
     this.waiting = new Set(this.members.map((m) => m.name));
+    this.timer = this.host.clock.setTimeout(
+      () => this.fail(`Formation failed: ${[...this.waiting].join(", ")} did not connect to every worker within ${FORMATION_CONNECT_MS / 1000} s.`),
+      FORMATION_CONNECT_MS,
+    );
     this.host.form(topology, new Map(this.registrations.map((r) => [r.member.id, r.link])));
   }
 
@@ -93,6 +113,7 @@ export class Formation {
     this.waiting.delete(name);
     if (this.waiting.size > 0) return;
     this.phase = "formed";
+    this.host.clock.clearTimeout(this.timer);
     log.info("topology_ready", `All ${this.members.length} workers reporting Topology ready!`);
     this.host.start(this.members);
   }

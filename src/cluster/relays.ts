@@ -14,15 +14,18 @@ export class Relays {
 
   constructor(private readonly clock: Clock) {}
 
-  /** Sends with `send(reqId)` (false: not sent) and resolves with the answer `settle` receives. */
-  ask<T>(send: (reqId: number) => boolean): Promise<T> {
+  /**
+   * Sends with `send(reqId)` (false: not sent) and resolves with the answer `settle` receives,
+   * or rejects after `deadlineMs`.
+   */
+  ask<T>(send: (reqId: number) => boolean, deadlineMs: number = RELAY_LIMITS.deadlineMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.pending.size >= RELAY_LIMITS.maxPending) return reject(new Error("Too many requests are waiting for the initializer; try again."));
       const reqId = this.nextReqId++;
       const timer = this.clock.setTimeout(() => {
         this.pending.delete(reqId);
-        reject(new Error(`The initializer did not answer within ${RELAY_LIMITS.deadlineMs / 1000} s.`));
-      }, RELAY_LIMITS.deadlineMs);
+        reject(new Error(`The initializer did not answer within ${deadlineMs / 1000} s.`));
+      }, deadlineMs);
       this.pending.set(reqId, { resolve: resolve as (b: unknown) => void, reject, timer });
       if (!send(reqId)) {
         this.clock.clearTimeout(timer);

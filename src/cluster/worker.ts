@@ -23,7 +23,7 @@ import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
-import { Coordinator } from "./coordinator.ts";
+import { COORDINATOR_LIMITS, Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Formation } from "./formation.ts";
@@ -32,7 +32,7 @@ import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
 import { Peers } from "./peers.ts";
 import { HELD_LIMITS, Pressure } from "./pressure.ts";
-import { Relays } from "./relays.ts";
+import { RELAY_LIMITS, Relays } from "./relays.ts";
 import { RoutingTable } from "./routing-table.ts";
 
 export { HELD_LIMITS, INITIALIZER_NAME };
@@ -208,11 +208,6 @@ export class Worker implements Router {
     return this.stopping;
   }
 
-  /** Records routed to members that were gone (each also logged). */
-  get droppedToGone(): number {
-    return this.peers.dropped();
-  }
-
   forward(peerId: number, stage: number, raw: boolean, slot: number, key: string, payload: Uint8Array, start: number, end: number): void {
     this.peers.forward(peerId, stage, raw, slot, key, payload, start, end);
   }
@@ -278,6 +273,7 @@ export class Worker implements Router {
     );
     this.formation = new Formation({
       workerCount: this.cfg.workerCount,
+      clock: this.clock,
       self: () => this.membershipState.self,
       allocateId: () => this.coordinator!.allocateId(),
       refuse: (link, reason) => this.refuseLink(link, reason),
@@ -336,8 +332,8 @@ export class Worker implements Router {
   private acceptControl(_link: Link): LinkHandlers {
     return this.control.handlers((l) => {
       this.formation?.linkClosed(l);
-      const name = this.control.nameOf(l);
-      const m = name ? this.membershipState.byName(name) : undefined;
+      // Only the link bound to a member speaks for it: a second one claiming its name does not.
+      const m = this.control.isBound(l) ? this.memberOf(l) : undefined;
       if (m) this.peerLost(m.id, "control connection closed");
     });
   }
@@ -348,11 +344,16 @@ export class Worker implements Router {
     return name ? this.membershipState.byName(name) : undefined;
   }
 
-  /** One handler per control message; each names who may send it. */
+  /**
+   * One handler per control message. Those the coordinator takes from members check that the
+   * sender is a live member; which role may send the others is not checked yet (issue 11).
+   */
   private controlTable(): ControlTable {
     const coordinatorOnly = <N extends ControlName>(type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
       const from = this.memberOf(link);
       if (!this.coordinator || !from) return log.warn("control_unexpected", `Ignoring ${type} from ${from?.name ?? link.remote}: only the initializer takes it from members`);
+      // A member already removed (fenced) speaks for nobody, however late its words arrive.
+      if (!this.peers.get(from.id)?.alive) return log.debug("control_from_removed", `Ignoring ${type} from ${from.name}, which was removed`);
       f(from, body);
     };
     const fromMember = <N extends ControlName>(_type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
@@ -361,7 +362,10 @@ export class Worker implements Router {
     };
     return {
       hello: (link, b) => {
-        this.control.identify(link, b.name);
+        if (!this.control.identify(link, b.name)) {
+          log.warn("control_duplicate", `A second control connection claims to be worker ${b.name} (${link.remote}); closed it`);
+          return link.destroy();
+        }
         // Only the coordinator knows every member the moment it admits one: a worker it does not
         // know was removed, or its join was abandoned, and must stop rather than wait for ever.
         if (this.coordinator && this.formation!.formed && !this.membershipState.byName(b.name)) {
@@ -372,8 +376,8 @@ export class Worker implements Router {
       },
       register: (link, b) => {
         if (!this.formation) return this.refuseLink(link, "Only the initializer accepts registrations.");
-        this.control.identify(link, b.name);
-        this.formation.onRegister(link, b, this.reachableHost(link, b.host));
+        // Bound only once accepted: a refused duplicate must not speak for the worker it named.
+        if (this.formation.onRegister(link, b, this.reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
       topology: (_l, b) => this.adoptTopology(b),
@@ -404,6 +408,13 @@ export class Worker implements Router {
       linkLost: coordinatorOnly("linkLost", (from, b) => {
         const m = this.membershipState.byId(b.id);
         if (!m || m.id === this.selfId || !this.peers.get(m.id)?.alive) return;
+        // A joiner that cannot reach a member (or that a member cannot reach) costs its join,
+        // never an established member.
+        const joiner = this.coordinator!.isJoining(from.id) ? from : this.coordinator!.isJoining(m.id) ? m : undefined;
+        if (joiner) {
+          log.warn("worker_lost", `Lost connection between ${from.name} and ${m.name} (reported by ${from.name}) while ${joiner.name} joins; abandoning the join`);
+          return this.memberGone(joiner.id);
+        }
         log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
         this.memberGone(m.id);
       }),
@@ -470,6 +481,8 @@ export class Worker implements Router {
   private cutOff(id: number): void {
     this.peers.drop(id);
     for (const inb of [...this.inbound]) if (inb.sender() === id) inb.link.destroy();
+    const m = this.membershipState.byId(id);
+    if (m) this.control.linkOf(m.name)?.destroy();
   }
 
   private dropJoiners(names: readonly string[], reason: string): void {
@@ -479,13 +492,15 @@ export class Worker implements Router {
   }
 
   private forgetMembers(names: readonly string[]): void {
-    for (const m of this.membershipState.remove((x) => names.includes(x.name))) this.cutOff(m.id);
+    // Cut off while still known: the links are found by the member's name and id.
+    for (const m of this.membershipState.members.filter((x) => x.id !== this.selfId && names.includes(x.name))) this.cutOff(m.id);
+    this.membershipState.remove((x) => names.includes(x.name));
   }
 
   /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
   private onLost(id: number): void {
-    const [m] = this.membershipState.remove((x) => x.id === id);
     this.cutOff(id);
+    const [m] = this.membershipState.remove((x) => x.id === id);
     this.pressure.forget(id);
     const { kept, lost } = this.migration.onLost(id);
     // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.
@@ -504,8 +519,10 @@ export class Worker implements Router {
     };
     if (!this.ready) return answer(false, "Contacted worker has not yet joined the cluster, cannot autoscale.", undefined);
     if (this.coordinator) return this.coordinator.onJoin(req, answer);
+    // A multi-join is answered once all its joiners arrived: wait as long as the coordinator does.
+    const deadlineMs = COORDINATOR_LIMITS.joinersWaitMs + RELAY_LIMITS.deadlineMs;
     void this.relays
-      .ask<ControlBody<"joinReply">>((reqId) => this.peers.sendTo(this.initializerId, "tryJoin", { ...req, reqId }))
+      .ask<ControlBody<"joinReply">>((reqId) => this.peers.sendTo(this.initializerId, "tryJoin", { ...req, reqId }), deadlineMs)
       .then(
         (r) => answer(r.ok, r.reason, r.topology),
         (err: Error) => answer(false, err.message, undefined),

@@ -161,9 +161,14 @@ function guard(link: TcpLink, where: string, f: () => void): void {
   try {
     f();
   } catch (err) {
-    if (link.closed) link.failure = err;
-    else link.fail(err);
-    reportFault(where, err);
+    // Report first: a worker halts its I/O there, before this link's close handler can act on
+    // other connections with state that is no longer trusted.
+    try {
+      reportFault(where, err);
+    } finally {
+      if (link.closed) link.failure = err;
+      else link.fail(err);
+    }
   }
 }
 

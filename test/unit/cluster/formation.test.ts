@@ -2,11 +2,12 @@
 // taken names and late comers, frees the place of a registration lost before the topology went
 // out, aborts on a member lost after it, and starts only once every member has connected.
 import { describe, expect, test } from "bun:test";
-import { Formation, type FormationHost } from "../../../src/cluster/formation.ts";
+import { FORMATION_CONNECT_MS, Formation, type FormationHost } from "../../../src/cluster/formation.ts";
 import { INITIALIZER_NAME } from "../../../src/cluster/membership.ts";
 import { initialOwners } from "../../../src/cluster/slots.ts";
 import type { Member, Topology } from "../../../src/codec/control.ts";
 import type { Link } from "../../../src/net/transport.ts";
+import { ManualClock } from "../../sim/manual-clock.ts";
 import { FakeLink, logEvents, member } from "./support.ts";
 
 const logs = logEvents();
@@ -19,8 +20,10 @@ function setup(workerCount: number) {
   const formed: Array<{ topology: Topology; links: ReadonlyMap<number, Link> }> = [];
   const started: Array<readonly Member[]> = [];
   const aborted: string[] = [];
+  const clock = new ManualClock();
   const host: FormationHost = {
     workerCount,
+    clock,
     self: () => INIT,
     allocateId: () => nextId++,
     refuse: (link, reason) => void refused.push({ link, reason }),
@@ -36,7 +39,7 @@ function setup(workerCount: number) {
   };
   /** The member a registration makes: its host is the resolved one handed in, not the body's. */
   const reg = (id: number, name: string): Member => ({ id, name, host: `${name}.lan`, controlPort: 100, dataPort: 200 });
-  return { f, refused, formed, started, aborted, register, reg };
+  return { f, refused, formed, started, aborted, register, reg, clock };
 }
 
 describe("Formation: registrations", () => {
@@ -166,6 +169,36 @@ describe("Formation: after the topology", () => {
     expect(s.f.formed).toBe(true);
     expect(logs.events).toContain("info topology_ready");
     s.f.onConnected("w1");
+    expect(s.started.length).toBe(1);
+  });
+});
+
+describe("Formation: deadline", () => {
+  test("workers that do not all connect within the deadline abort formation, once", () => {
+    const s = setup(3);
+    s.f.begin();
+    s.register("w1");
+    s.register("w2");
+    s.f.onConnected(INITIALIZER_NAME);
+    s.f.onConnected("w1");
+    s.clock.advance(FORMATION_CONNECT_MS - 1);
+    expect(s.aborted).toEqual([]);
+    s.clock.advance(1);
+    expect(s.aborted).toEqual([`Formation failed: w2 did not connect to every worker within ${FORMATION_CONNECT_MS / 1000} s.`]);
+    s.f.memberLost(2);
+    s.f.onConnected("w2");
+    expect(s.aborted.length).toBe(1);
+    expect(s.started).toEqual([]);
+  });
+
+  test("a formation that completes in time is never aborted", () => {
+    const s = setup(2);
+    s.f.begin();
+    s.register("w1");
+    s.f.onConnected(INITIALIZER_NAME);
+    s.f.onConnected("w1");
+    s.clock.advance(FORMATION_CONNECT_MS * 2);
+    expect(s.aborted).toEqual([]);
     expect(s.started.length).toBe(1);
   });
 });

@@ -1,0 +1,96 @@
+// Who is removed when something breaks: one fault must cost at most the worker it is about.
+// A dropped link between two members removes one of them, not both; a joiner that cannot reach a
+// member costs its join, not the member; a member that dies while joiners connect does not hold
+// the grow for the connect deadline; a second process claiming a member's name is refused and
+// the member keeps its place. Each failure names its seed.
+import { afterEach, describe, expect, test } from "bun:test";
+import { COORDINATOR_LIMITS } from "../../src/cluster/coordinator.ts";
+import { Worker } from "../../src/cluster/worker.ts";
+import { buildSequenceWindow } from "./app.ts";
+import { quiescent } from "./checks.ts";
+import { H, INIT, PORTS, SimCluster } from "./sim-cluster.ts";
+
+let current: SimCluster | undefined;
+afterEach(() => current?.dispose());
+
+function cluster(seed: number): SimCluster {
+  current = new SimCluster(seed, { keys: 100 });
+  return current;
+}
+
+const exited = (c: SimCluster, name: string) => c.exits.filter((e) => e.name === name);
+/** The initializer's committed membership, sorted (registration order varies with the seed). */
+const members = (c: SimCluster) => [...c.initializer!.membership].sort();
+
+describe("simulation: one fault, one casualty", () => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    test(`a dropped link between two workers removes one of them, not both (seed ${seed})`, async () => {
+      const c = cluster(seed);
+      await c.start(2);
+      c.spawn("w2", { role: "joiner", workerCount: 2, join: c.controlOf("w1") });
+      c.spawn("w3", { role: "joiner", workerCount: 2, join: c.controlOf(INIT) });
+      await c.runUntil("grow to 4", () => quiescent(c) && c.live().length === 4 && c.live().every((w) => w.isReady && w.membership.length === 4), 60_000);
+      const link = c.net.openLinks().find((l) => (l.from === "w2" && l.to === "w3") || (l.from === "w3" && l.to === "w2"));
+      expect(link, `seed ${seed}`).toBeDefined();
+      c.drop(link!.id);
+      await c.runFor(20_000);
+      const gone = ["w2", "w3"].filter((n) => exited(c, n).length > 0);
+      expect({ seed, gone: gone.length }).toEqual({ seed, gone: 1 });
+      expect(c.isAlive("w1") && c.isAlive(INIT), `seed ${seed}`).toBe(true);
+    }, 60_000);
+  }
+
+  for (const seed of [1, 2]) {
+    test(`a joiner that cannot reach a member costs its join, never the member (seed ${seed})`, async () => {
+      const c = cluster(seed);
+      await c.start(3);
+      c.partition(["w3"], ["w1"]);
+      c.spawn("w3", { role: "joiner", workerCount: 1, join: c.controlOf(INIT) });
+      await c.runFor(45_000);
+      expect(exited(c, "w1"), `seed ${seed}`).toEqual([]);
+      expect(members(c), `seed ${seed}`).toEqual([INIT, "w1", "w2"]);
+      expect(c.initializer!.coordinatorPhase, `seed ${seed}`).toBe("idle");
+      expect(exited(c, "w3").length, `seed ${seed}: the joiner stops`).toBe(1);
+    }, 60_000);
+  }
+
+  for (const seed of [1, 2]) {
+    test(`a member that dies while joiners connect does not hold the grow for the connect deadline (seed ${seed})`, async () => {
+      const c = cluster(seed);
+      await c.start(3);
+      c.spawn("w3", { role: "joiner", workerCount: 1, join: c.controlOf(INIT) });
+      await c.runUntil("connecting", () => c.initializer!.coordinatorPhase === "connecting", 10_000);
+      c.kill("w2");
+      await c.runUntil("the grow completes without w2", () => c.initializer!.coordinatorPhase === "idle", COORDINATOR_LIMITS.connectWaitMs / 2);
+      expect(members(c), `seed ${seed}`).toEqual([INIT, "w1", "w3"]);
+    }, 60_000);
+  }
+
+  test("a second --control w1 while w1 runs is refused, and w1 keeps its place", async () => {
+    const c = cluster(1);
+    await c.start(3);
+    const proc = c.sched.process("imposter");
+    const imposter = new Worker({
+      name: "w1",
+      role: "worker",
+      workerCount: 1,
+      control: { host: H, port: PORTS.control },
+      myControl: { host: H, port: 0 },
+      myData: { host: H, port: 0 },
+      sources: [],
+      out: { host: H, port: PORTS.receiver },
+      app: buildSequenceWindow(),
+      transport: c.net.transport("imposter"),
+      clock: c.sched.clockFor(proc),
+    });
+    let code: number | undefined;
+    void imposter.exited.then((x) => (code = x));
+    c.sched.schedule(proc, 0, "start", () => void imposter.start());
+    await c.runUntil("the imposter to be refused", () => code !== undefined, 10_000);
+    expect(code).not.toBe(0);
+    await c.runFor(5000);
+    expect(c.exits).toEqual([]);
+    expect(c.isAlive("w1")).toBe(true);
+    expect(members(c)).toEqual([INIT, "w1", "w2"]);
+  }, 60_000);
+});
