@@ -1,31 +1,18 @@
 // Waiting on sockets in unit tests: a condition is re-checked each time something the test
 // records happens (a chunk, a close, a drain), never on a sleep, and every wait has a deadline
 // that fails the test with what it was waiting for.
+import { Conditions } from "../../support/wait.ts";
 
+/** The shared harness's Conditions (test/support/wait.ts) in the shape these tests call. */
 export class Changes {
-  private waiters = new Set<() => void>();
+  private readonly conditions = new Conditions();
 
   /** Call whenever something a test may wait on has changed. */
-  readonly note = (): void => {
-    for (const w of [...this.waiters]) w();
-  };
+  readonly note = (): void => this.conditions.changed();
 
   /** Resolves once `cond()` holds; rejects after `ms` naming `what`. */
-  async until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-    const deadline = performance.now() + ms;
-    while (!cond()) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, left);
-        this.waiters.add(done);
-      });
-    }
+  until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+    return this.conditions.until(cond, ms, what);
   }
 }
 
