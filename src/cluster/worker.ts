@@ -2,11 +2,7 @@
 // dataflow, and the control table that connects them. The initializer additionally forms the
 // cluster, runs the Coordinator and hosts the sources. What each part decides lives in its own
 // file; this one wires them together and owns the worker's lifecycle (start, leave, shutdown,
-// fatal).
-//
-// Failures are fail-stop (docs/design-decisions.md): a member whose connections break is removed
-// by the coordinator, which closes its own links to it; a non-initializer that loses the
-// initializer stops; a worker that loses a link to another member reports it to the coordinator.
+// fatal). What happens when another member fails is src/cluster/failures.ts.
 import type { HostPort, SourceAddress } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import type { AppSpec } from "../app/types.ts";
@@ -26,6 +22,7 @@ import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { COORDINATOR_LIMITS, Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
+import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
 import { InboundData } from "./inbound-data.ts";
 import { INITIALIZER_NAME, Membership } from "./membership.ts";
@@ -78,6 +75,7 @@ export class Worker implements Router {
   private readonly peers: Peers;
   private readonly pressure: Pressure;
   private readonly relays: Relays;
+  private readonly failures: Failures;
   private readonly control: ControlLinks;
   private readonly keyCounts: ClusterKeyCounts;
   private readonly sources: Source[] = [];
@@ -106,9 +104,9 @@ export class Worker implements Router {
       transport: cfg.transport,
       clock: this.clock,
       epoch: () => this.table.epoch,
-      controlHandlers: (id) => this.control.handlers(() => this.peerLost(id, "control connection closed")),
+      controlHandlers: (id) => this.control.handlers(() => this.failures.linkLost(id, "control connection closed")),
       drained: () => this.pressure.check(),
-      lost: (id, why) => this.peerLost(id, why),
+      lost: (id, why) => this.failures.linkLost(id, why),
     });
     this.migration = new Migration({
       table: this.table,
@@ -143,6 +141,19 @@ export class Worker implements Router {
     this.sink.onWritable = () => this.pressure.check();
     this.relays = new Relays(this.clock);
     this.control = new ControlLinks(this.controlTable());
+    this.failures = new Failures({
+      membership: this.membershipState,
+      peers: this.peers,
+      pressure: this.pressure,
+      control: this.control,
+      migration: this.migration,
+      inbound: this.inbound,
+      coordinator: () => this.coordinator,
+      formation: () => this.formation,
+      initializerId: () => this.initializerId,
+      stopping: () => this.stopping,
+      fatal: (err) => this.fatal(err),
+    });
     this.entry = new Entry({
       name: cfg.name,
       transport: cfg.transport,
@@ -150,7 +161,7 @@ export class Worker implements Router {
       self: () => this.membershipState.self,
       handlers: (closed) => this.control.handlers(closed),
       fatal: (err) => this.fatal(err),
-      lostAfterAnswer: () => this.peerLost(this.initializerId, "control connection closed"),
+      lostAfterAnswer: () => this.failures.linkLost(this.initializerId, "control connection closed"),
       stopping: () => this.stopping,
     });
   }
@@ -262,12 +273,12 @@ export class Worker implements Router {
         send: (id, type, body) => this.peers.sendTo(id, type, body),
         applyPlan: (plan) => this.migration.apply(plan),
         complete: (members, leaving) => this.broadcastComplete(members, leaving),
-        dropJoiners: (names, reason) => this.dropJoiners(names, reason),
+        dropJoiners: (names, reason) => this.failures.dropJoiners(names, reason),
         lost: (id) => {
           for (const m of this.membershipState.others()) if (m.id !== id) this.peers.sendTo(m.id, "lost", { id });
-          this.onLost(id);
+          this.failures.lost(id);
         },
-        fence: (id) => this.fence(id),
+        fence: (id) => this.failures.fence(id),
       },
       this.clock,
     );
@@ -334,7 +345,7 @@ export class Worker implements Router {
       this.formation?.linkClosed(l);
       // Only the link bound to a member speaks for it: a second one claiming its name does not.
       const m = this.control.isBound(l) ? this.memberOf(l) : undefined;
-      if (m) this.peerLost(m.id, "control connection closed");
+      if (m) this.failures.linkLost(m.id, "control connection closed");
     });
   }
 
@@ -402,22 +413,10 @@ export class Worker implements Router {
       ),
       keyCountReply: (_l, b) => this.keyCounts.collect(b),
       shutdown: (_l, b) => void this.shutdown(false, b.reason),
-      abortJoin: (_l, b) => this.forgetMembers(b.names),
-      lost: (_l, b) => this.onLost(b.id),
+      abortJoin: (_l, b) => this.failures.forget(b.names),
+      lost: (_l, b) => this.failures.lost(b.id),
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
-      linkLost: coordinatorOnly("linkLost", (from, b) => {
-        const m = this.membershipState.byId(b.id);
-        if (!m || m.id === this.selfId || !this.peers.get(m.id)?.alive) return;
-        // A joiner that cannot reach a member (or that a member cannot reach) costs its join,
-        // never an established member.
-        const joiner = this.coordinator!.isJoining(from.id) ? from : this.coordinator!.isJoining(m.id) ? m : undefined;
-        if (joiner) {
-          log.warn("worker_lost", `Lost connection between ${from.name} and ${m.name} (reported by ${from.name}) while ${joiner.name} joins; abandoning the join`);
-          return this.memberGone(joiner.id);
-        }
-        log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
-        this.memberGone(m.id);
-      }),
+      linkLost: coordinatorOnly("linkLost", (from, b) => this.failures.reported(from, b.id)),
     };
   }
 
@@ -438,74 +437,6 @@ export class Worker implements Router {
     await this.peers.dialAll(ms.filter((m) => m.id !== this.selfId));
     if (this.isInitializer) this.coordinator!.onConnected(this.name);
     else this.peers.sendTo(this.initializerId, "connected", { name: this.name });
-  }
-
-  /**
-   * A link to member `id` closed or could not be opened. The coordinator removes that member;
-   * a worker that lost the initializer stops; any other worker reports the loss to the
-   * coordinator, which decides.
-   */
-  private peerLost(id: number, why: string): void {
-    const p = this.peers.markDead(id);
-    if (!p) return;
-    this.pressure.forget(id);
-    if (this.stopping || this.membershipState.hasDeparted(p.name)) return;
-    log.warn("worker_lost", `Lost connection to worker ${p.name} (${why})`);
-    if (this.isInitializer) return this.memberGone(id);
-    if (id === this.initializerId)
-      return this.fatal(new UnreachableError(`Lost the connection to the initializer (${why}); without it this worker cannot go on, so it stops.`));
-    this.peers.sendTo(this.initializerId, "linkLost", { id });
-  }
-
-  /** Initializer: member `id` is out, by its own failure or by a report; the coordinator decides the rest. */
-  private memberGone(id: number): void {
-    this.peers.markDead(id);
-    this.pressure.forget(id);
-    if (!this.formation!.formed) return this.formation!.memberLost(id);
-    this.coordinator!.onWorkerLost(id);
-    this.fence(id);
-  }
-
-  /** Closes every link to member `id`: if it is still running, losing the initializer stops it. */
-  private fence(id: number): void {
-    if (!this.peers.get(id)) return;
-    log.warn("member_fenced", `Closed every connection to worker ${this.membershipState.byId(id)?.name ?? id}`);
-    this.cutOff(id);
-  }
-
-  /**
-   * Nothing more goes to or comes from member `id`: it was declared dead, and the decisions
-   * taken since (repair rounds, slots started empty) assume that whatever it still had in flight
-   * never arrives.
-   */
-  private cutOff(id: number): void {
-    this.peers.drop(id);
-    for (const inb of [...this.inbound]) if (inb.sender() === id) inb.link.destroy();
-    const m = this.membershipState.byId(id);
-    if (m) this.control.linkOf(m.name)?.destroy();
-  }
-
-  private dropJoiners(names: readonly string[], reason: string): void {
-    for (const m of this.membershipState.members) if (names.includes(m.name)) this.peers.sendTo(m.id, "shutdown", { reason });
-    for (const m of this.membershipState.others()) if (!names.includes(m.name)) this.peers.sendTo(m.id, "abortJoin", { names: [...names] });
-    this.forgetMembers(names);
-  }
-
-  private forgetMembers(names: readonly string[]): void {
-    // Cut off while still known: the links are found by the member's name and id.
-    for (const m of this.membershipState.members.filter((x) => x.id !== this.selfId && names.includes(x.name))) this.cutOff(m.id);
-    this.membershipState.remove((x) => names.includes(x.name));
-  }
-
-  /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
-  private onLost(id: number): void {
-    this.cutOff(id);
-    const [m] = this.membershipState.remove((x) => x.id === id);
-    this.pressure.forget(id);
-    const { kept, lost } = this.migration.onLost(id);
-    // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.
-    this.pressure.check();
-    log.warn("participant_lost", `Worker ${m?.name ?? id} is gone: ${kept} slots bound for it stay here, ${lost} slots it owed here start from what arrived`);
   }
 
   // ---------------------------------------------------------------------------------- join
@@ -584,7 +515,7 @@ export class Worker implements Router {
       memberId: (name) => this.membershipState.byName(name)?.id ?? -1,
       pausedForSink: () => this.pressure.inboundPausedForSink,
       afterChunk: () => this.pressure.check(),
-      lost: (id) => this.peerLost(id, "data connection closed"),
+      lost: (id) => this.failures.linkLost(id, "data connection closed"),
     });
     this.inbound.add(inb);
     return {

@@ -1,0 +1,129 @@
+// What a worker does when another member fails: the fail-stop policy (docs/design-decisions.md,
+// "Failures"). There is no reconnection, so a link that closes is a failure of one of its two
+// ends; the coordinator (the initializer) alone decides which member is out, and makes it true by
+// cutting that member off, so a process still running cannot go on as a member the others have
+// removed. A worker that loses the initializer stops; any other loss is reported to it.
+import type { Member } from "../codec/control.ts";
+import { UnreachableError, type WallarooError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { ControlLinks } from "./control-dispatch.ts";
+import type { Coordinator } from "./coordinator.ts";
+import type { Formation } from "./formation.ts";
+import type { InboundData } from "./inbound-data.ts";
+import type { Membership } from "./membership.ts";
+import type { Migration } from "./migration.ts";
+import type { Peers } from "./peers.ts";
+import type { Pressure } from "./pressure.ts";
+
+export interface FailuresHost {
+  readonly membership: Membership;
+  readonly peers: Peers;
+  readonly pressure: Pressure;
+  readonly control: ControlLinks;
+  readonly migration: Migration;
+  readonly inbound: ReadonlySet<InboundData>;
+  /** The initializer's; undefined on other workers. */
+  coordinator(): Coordinator | undefined;
+  formation(): Formation | undefined;
+  initializerId(): number;
+  stopping(): boolean;
+  fatal(err: WallarooError): void;
+}
+
+export class Failures {
+  constructor(private readonly host: FailuresHost) {}
+
+  /**
+   * A link to member `id` closed or could not be opened. The coordinator removes that member; a
+   * worker that lost the initializer stops; any other worker reports the loss to the coordinator.
+   */
+  linkLost(id: number, why: string): void {
+    const h = this.host;
+    const p = h.peers.markDead(id);
+    if (!p) return;
+    h.pressure.forget(id);
+    if (h.stopping() || h.membership.hasDeparted(p.name)) return;
+    log.warn("worker_lost", `Lost connection to worker ${p.name} (${why})`);
+    if (h.coordinator()) return this.memberGone(id);
+    if (id === h.initializerId())
+      return h.fatal(new UnreachableError(`Lost the connection to the initializer (${why}); without it this worker cannot go on, so it stops.`));
+    h.peers.sendTo(h.initializerId(), "linkLost", { id });
+  }
+
+  /** Coordinator: `from` reports that its link to member `id` broke. */
+  reported(from: Member, id: number): void {
+    const h = this.host;
+    const m = h.membership.byId(id);
+    if (!m || m.id === h.membership.selfId || !h.peers.get(m.id)?.alive) return;
+    // A joiner that cannot reach a member (or that a member cannot reach) costs its join, never
+    // an established member.
+    const c = h.coordinator()!;
+    const joiner = c.isJoining(from.id) ? from : c.isJoining(m.id) ? m : undefined;
+    if (joiner) {
+      log.warn("worker_lost", `Lost connection between ${from.name} and ${m.name} (reported by ${from.name}) while ${joiner.name} joins; abandoning the join`);
+      return this.memberGone(joiner.id);
+    }
+    log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
+    this.memberGone(m.id);
+  }
+
+  /** Coordinator: member `id` is out, by its own failure or by a report; the coordinator decides the rest. */
+  private memberGone(id: number): void {
+    const h = this.host;
+    h.peers.markDead(id);
+    h.pressure.forget(id);
+    const formation = h.formation()!;
+    if (!formation.formed) return formation.memberLost(id);
+    h.coordinator()!.onWorkerLost(id);
+    this.fence(id);
+  }
+
+  /** Closes every link to member `id`: if it is still running, losing the initializer stops it. */
+  fence(id: number): void {
+    const h = this.host;
+    if (!h.peers.get(id)) return;
+    log.warn("member_fenced", `Closed every connection to worker ${h.membership.byId(id)?.name ?? id}`);
+    this.cutOff(id);
+  }
+
+  /**
+   * Nothing more goes to or comes from member `id`: it was declared dead, and the decisions
+   * taken since (repair rounds, slots started empty) assume that whatever it still had in flight
+   * never arrives.
+   */
+  private cutOff(id: number): void {
+    const h = this.host;
+    h.peers.drop(id);
+    for (const inb of [...h.inbound]) if (inb.sender() === id) inb.link.destroy();
+    const m = h.membership.byId(id);
+    if (m) h.control.linkOf(m.name)?.destroy();
+  }
+
+  /** Coordinator: joiners that will never join are told to stop, the others to forget them. */
+  dropJoiners(names: readonly string[], reason: string): void {
+    const h = this.host;
+    for (const m of h.membership.members) if (names.includes(m.name)) h.peers.sendTo(m.id, "shutdown", { reason });
+    for (const m of h.membership.others()) if (!names.includes(m.name)) h.peers.sendTo(m.id, "abortJoin", { names: [...names] });
+    this.forget(names);
+  }
+
+  /** Members that never finished joining: cut off and forgotten. */
+  forget(names: readonly string[]): void {
+    const h = this.host;
+    // Cut off while still known: the links are found by the member's name and id.
+    for (const m of h.membership.others().filter((x) => names.includes(x.name))) this.cutOff(m.id);
+    h.membership.remove((x) => names.includes(x.name));
+  }
+
+  /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
+  lost(id: number): void {
+    const h = this.host;
+    this.cutOff(id);
+    const [m] = h.membership.remove((x) => x.id === id);
+    h.pressure.forget(id);
+    const { kept, lost } = h.migration.onLost(id);
+    // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.
+    h.pressure.check();
+    log.warn("participant_lost", `Worker ${m?.name ?? id} is gone: ${kept} slots bound for it stay here, ${lost} slots it owed here start from what arrived`);
+  }
+}
