@@ -191,6 +191,7 @@ export class LoadSender {
         return this;
       } catch (e) {
         if (now() > end) throw new Error(`could not connect to source port ${port}: ${(e as Error).message}`);
+        // The backoff between connection attempts (the source may not listen yet), bounded by the deadline.
         await Bun.sleep(50);
       }
     }
