@@ -23,6 +23,14 @@ const { values: a } = parseArgs({
 
 const usage = "usage: npm run sim -- --seeds N [--first S] [--faults default|all]\n       npm run sim -- --seed S [--trace] [--debug] [--faults default|all]\n";
 
+/**
+ * Writes to stdout and resolves once it has taken the bytes: to a pipe Bun writes
+ * asynchronously, and `process.exit` right after a large write cut the trace at 64 KiB.
+ */
+function out(text: string): Promise<void> {
+  return new Promise((resolve) => process.stdout.write(text, () => resolve()));
+}
+
 function int(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -57,12 +65,12 @@ if (a.seed !== undefined) {
   const seed = int(a.seed, "seed", 0);
   try {
     const r = await runSeed(seed, { faults, fullTrace: a.trace, debugLog: a.debug });
-    if (a.trace) process.stdout.write(r.trace);
+    if (a.trace) await out(r.trace);
     process.stderr.write(`seed ${seed} ok: ${r.story.join("; ")} (${r.steps} events, ${r.virtualMs.toFixed(0)} ms virtual, trace ${r.digest})\n`);
     process.exit(0);
   } catch (err) {
     // The trace up to the failure is still the seed's trace: print it for comparison.
-    if (a.trace) process.stdout.write((err as SimFailure).fullTrace ?? "");
+    if (a.trace) await out((err as SimFailure).fullTrace ?? "");
     report(err);
     process.exit(1);
   }
@@ -87,7 +95,7 @@ const covered = Object.entries(ops)
   .sort(([x], [y]) => (x < y ? -1 : 1))
   .map(([k, v]) => `${k} ${v}`)
   .join(", ");
-process.stdout.write(
+await out(
   `sim: ${n} seeds (${first}..${first + n - 1}, faults ${faults}): ${covered}; ${(n / secs).toFixed(1)} seeds/s; ${failed.length} failed${failed.length ? ` (${failed.join(",")})` : ""}\n`,
 );
 process.exit(failed.length > 0 ? 1 : 0);
