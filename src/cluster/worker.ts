@@ -322,7 +322,10 @@ export class Worker implements Router {
       log.info("join_joining", "AUTOSCALE: Joining Worker");
       this.entry.accepted(false);
     } else {
-      this.peers.ensure(this.membershipState.byId(this.initializerId)!).control = this.entry.accepted(true);
+      // The registration link is the initializer's control link to this worker from now on.
+      const link = this.entry.accepted(true);
+      this.peers.ensure(this.membershipState.byId(this.initializerId)!).control = link;
+      if (link) this.control.identify(link, INITIALIZER_NAME);
     }
     log.info("phase_2", "|~~ INIT PHASE II: Application is initialized! ~~|");
     void this.peers.dialAll(this.membershipState.others()).then(() => {
