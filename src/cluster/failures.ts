@@ -60,7 +60,7 @@ export class Failures {
     const c = h.coordinator()!;
     const joiner = c.isJoining(from.id) ? from : c.isJoining(m.id) ? m : undefined;
     if (joiner) {
-      log.warn("worker_lost", `Lost connection between ${from.name} and ${m.name} (reported by ${from.name}) while ${joiner.name} joins; abandoning the join`);
+      log.warn("worker_lost", `Lost connection to worker ${joiner.name} (the link between ${from.name} and ${m.name}, reported by ${from.name}); abandoning its join`);
       return this.memberGone(joiner.id);
     }
     log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
