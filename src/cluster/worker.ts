@@ -9,7 +9,6 @@ import type { AppSpec } from "../app/types.ts";
 import { assert } from "../assert.ts";
 import { systemClock, type Clock } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member, type Topology } from "../codec/control.ts";
-import { EXTERNAL_MSG, encodeShrinkQueryResponse } from "../codec/external.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Link, LinkHandlers, Server, Transport } from "../net/transport.ts";
@@ -18,8 +17,9 @@ import { startExternalServer } from "../runtime/external-server.ts";
 import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
+import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
-import { COORDINATOR_LIMITS, Coordinator } from "./coordinator.ts";
+import { Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
@@ -29,7 +29,7 @@ import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
 import { Peers } from "./peers.ts";
 import { HELD_LIMITS, Pressure } from "./pressure.ts";
-import { RELAY_LIMITS, Relays } from "./relays.ts";
+import { Relays } from "./relays.ts";
 import { RoutingTable } from "./routing-table.ts";
 
 export { HELD_LIMITS, INITIALIZER_NAME };
@@ -75,6 +75,7 @@ export class Worker implements Router {
   private readonly peers: Peers;
   private readonly pressure: Pressure;
   private readonly relays: Relays;
+  private readonly requests: AutoscaleRequests;
   private readonly failures: Failures;
   private readonly control: ControlLinks;
   private readonly keyCounts: ClusterKeyCounts;
@@ -140,6 +141,14 @@ export class Worker implements Router {
     );
     this.sink.onWritable = () => this.pressure.check();
     this.relays = new Relays(this.clock);
+    this.requests = new AutoscaleRequests({
+      peers: this.peers,
+      relays: this.relays,
+      coordinator: () => this.coordinator,
+      initializerId: () => this.initializerId,
+      isReady: () => this.ready,
+      committed: () => this.membershipState.committed,
+    });
     this.control = new ControlLinks(this.controlTable());
     this.failures = new Failures({
       membership: this.membershipState,
@@ -226,7 +235,7 @@ export class Worker implements Router {
   /** A shrink request as the external channel would make it, answered here (initializer only). */
   shrink(req: ShrinkAsk): { type: number; payload: string } {
     assert(this.coordinator !== undefined, "shrink requests are answered by the initializer");
-    return this.shrinkHere(req);
+    return this.requests.shrink(req);
   }
 
   // ------------------------------------------------------------------------------- start-up
@@ -287,7 +296,7 @@ export class Worker implements Router {
       clock: this.clock,
       self: () => this.membershipState.self,
       allocateId: () => this.coordinator!.allocateId(),
-      refuse: (link, reason) => this.refuseLink(link, reason),
+      refuse: refuseLink,
       form: (topology, links) => this.formAsInitializer(topology, links),
       start: (members) => {
         this.coordinator!.formed = true;
@@ -389,27 +398,22 @@ export class Worker implements Router {
         }
       },
       register: (link, b) => {
-        if (!this.formation) return this.refuseLink(link, "Only the initializer accepts registrations.");
+        if (!this.formation) return refuseLink(link, "Only the initializer accepts registrations.");
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
-        if (this.formation.onRegister(link, b, this.reachableHost(link, b.host))) this.control.identify(link, b.name);
+        if (this.formation.onRegister(link, b, reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
       topology: (_l, b) => this.adoptTopology(b),
       connected: (_l, b) => (this.formation?.formed ? this.coordinator?.onConnected(b.name) : this.formation?.onConnected(b.name)),
       start: (_l, b) => this.onStart(b.members),
-      join: (link, b) => this.onJoinRequest(link, b),
-      tryJoin: coordinatorOnly("tryJoin", (from, { reqId, ...req }) =>
-        this.coordinator!.onJoin(req, (ok, reason, topology) => this.peers.sendTo(from.id, "joinReply", { reqId, ok, reason, topology })),
-      ),
+      join: (link, b) => this.requests.join(link, b),
+      tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
       joinReply: (_l, b) => this.relays.settle(b.reqId, b),
       addWorkers: (_l, b) => void this.addMembers(b.members),
       plan: (_l, b) => this.migration.apply(b),
       slotsInstalled: coordinatorOnly("slotsInstalled", (_f, b) => this.coordinator!.onInstalled(b)),
       complete: (_l, b) => this.onComplete(b.members, b.leaving),
-      tryShrink: coordinatorOnly("tryShrink", (from, b) => {
-        const r = this.shrinkHere(b);
-        this.peers.sendTo(from.id, "shrinkReply", { reqId: b.reqId, type: r.type, payload: r.payload });
-      }),
+      tryShrink: coordinatorOnly("tryShrink", (from, b) => this.requests.relayedShrink(from, b)),
       shrinkReply: (_l, b) => this.relays.settle(b.reqId, b),
       keyCountReq: fromMember("keyCountReq", (from, b) =>
         this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: slotKeyCounts(this.dataflow, this.table.ownedSlots()) }),
@@ -423,16 +427,6 @@ export class Worker implements Router {
     };
   }
 
-  /** A member announced `0.0.0.0` or `::`: it is reachable where its connection came from. */
-  private reachableHost(link: Link, announced: string): string {
-    return announced === "0.0.0.0" || announced === "::" ? link.remote.replace(/:\d+$/, "") : announced;
-  }
-
-  private refuseLink(link: Link, reason: string): void {
-    link.write(encodeControl("refused", { reason }));
-    link.end();
-  }
-
   // ---------------------------------------------------------------------------------- peers
 
   private async addMembers(ms: readonly Member[]): Promise<void> {
@@ -440,27 +434,6 @@ export class Worker implements Router {
     await this.peers.dialAll(ms.filter((m) => m.id !== this.selfId));
     if (this.isInitializer) this.coordinator!.onConnected(this.name);
     else this.peers.sendTo(this.initializerId, "connected", { name: this.name });
-  }
-
-  // ---------------------------------------------------------------------------------- join
-
-  private onJoinRequest(link: Link, body: ControlBody<"join">): void {
-    const req = { ...body, host: this.reachableHost(link, body.host) };
-    const answer = (ok: boolean, reason: string | undefined, topology: Topology | undefined) => {
-      if (link.closed) return;
-      if (ok && topology) link.write(encodeControl("topology", topology));
-      else this.refuseLink(link, reason ?? "Join refused.");
-    };
-    if (!this.ready) return answer(false, "Contacted worker has not yet joined the cluster, cannot autoscale.", undefined);
-    if (this.coordinator) return this.coordinator.onJoin(req, answer);
-    // A multi-join is answered once all its joiners arrived: wait as long as the coordinator does.
-    const deadlineMs = COORDINATOR_LIMITS.joinersWaitMs + RELAY_LIMITS.deadlineMs;
-    void this.relays
-      .ask<ControlBody<"joinReply">>((reqId) => this.peers.sendTo(this.initializerId, "tryJoin", { ...req, reqId }), deadlineMs)
-      .then(
-        (r) => answer(r.ok, r.reason, r.topology),
-        (err: Error) => answer(false, err.message, undefined),
-      );
   }
 
   // -------------------------------------------------------------------------- autoscale end
@@ -494,19 +467,6 @@ export class Worker implements Router {
     log.info("leaving", "AUTOSCALE: Shutting down.");
     await this.closeEverything();
     this.exitResolve(0);
-  }
-
-  // -------------------------------------------------------------------------------- shrink
-
-  private shrinkHere(req: ShrinkAsk): { type: number; payload: string } {
-    const committed = this.membershipState.committed;
-    if (req.query) {
-      const names = committed.filter((m) => m.name !== INITIALIZER_NAME).map((m) => m.name);
-      return { type: EXTERNAL_MSG.ShrinkQueryResponse, payload: encodeShrinkQueryResponse({ node_names: names, node_count: names.length }) };
-    }
-    const r = this.coordinator!.onShrink(req, committed);
-    if (r.ok) log.info("shrink_accepted", `Cluster shrink: ${r.text}`);
-    return { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: r.text };
   }
 
   // ---------------------------------------------------------------------------------- data
@@ -549,9 +509,8 @@ export class Worker implements Router {
       committed: () => this.membershipState.committed,
       coordinates: () => this.coordinator !== undefined,
       ownedSlots: () => this.table.ownedSlots(),
-      shrinkHere: (r) => this.shrinkHere(r),
-      relayShrink: (r) =>
-        this.relays.ask((reqId) => this.peers.sendTo(this.initializerId, "tryShrink", { reqId, query: r.query, names: [...r.names], count: r.count })),
+      shrinkHere: (r) => this.requests.shrink(r),
+      relayShrink: (r) => this.requests.relayShrink(r),
       clusterKeyCounts: (reply) =>
         this.keyCounts.gather(
           this.name,

@@ -1,0 +1,99 @@
+// Join and shrink requests at any member: refused before the member is ready, answered by the
+// coordinator on the initializer, relayed by any other member with the coordinator's own wait as
+// deadline, and a shrink query answered anywhere from the committed membership.
+import { describe, expect, test } from "bun:test";
+import { AutoscaleRequests, reachableHost } from "../../../src/cluster/autoscale-requests.ts";
+import { COORDINATOR_LIMITS, type Coordinator } from "../../../src/cluster/coordinator.ts";
+import { INITIALIZER_NAME } from "../../../src/cluster/membership.ts";
+import type { Peers } from "../../../src/cluster/peers.ts";
+import { RELAY_LIMITS, Relays } from "../../../src/cluster/relays.ts";
+import { decodeControl, type ControlBody } from "../../../src/codec/control.ts";
+import { EXTERNAL_MSG } from "../../../src/codec/external.ts";
+import { ManualClock } from "../../sim/manual-clock.ts";
+import { FakeLink, logEvents, member } from "./support.ts";
+
+logEvents();
+
+const JOIN: ControlBody<"join"> = { name: "j1", count: 1, host: "0.0.0.0", controlPort: 5, dataPort: 6 };
+const topology = { members: [member(0, INITIALIZER_NAME)], epoch: 3, owners: [0] };
+
+function setup(opts: { ready?: boolean; coordinator?: Partial<Coordinator> } = {}) {
+  const clock = new ManualClock();
+  const sent: Array<{ id: number; type: string; body: unknown }> = [];
+  const peers = { sendTo: (id: number, type: string, body: unknown) => (sent.push({ id, type, body }), true) } as unknown as Peers;
+  const relays = new Relays(clock);
+  const r = new AutoscaleRequests({
+    peers,
+    relays,
+    coordinator: () => opts.coordinator as Coordinator | undefined,
+    initializerId: () => 0,
+    isReady: () => opts.ready ?? true,
+    committed: () => [member(0, INITIALIZER_NAME), member(1, "w1"), member(2, "w2")],
+  });
+  return { r, clock, sent, relays };
+}
+
+/** The one control message written on a link. */
+function written(link: FakeLink) {
+  const b = link.bytes();
+  const d = decodeControl(b, 4, b.length);
+  if (!d.ok) throw new Error(d.reason);
+  return d.msg;
+}
+
+describe("AutoscaleRequests", () => {
+  test("a join at a member that is not ready is refused on its link, which is closed", () => {
+    const t = setup({ ready: false });
+    const link = new FakeLink();
+    t.r.join(link, JOIN);
+    expect(written(link)).toEqual({ type: "refused", body: { reason: "Contacted worker has not yet joined the cluster, cannot autoscale." } });
+    expect(link.calls).toContain("end");
+  });
+
+  test("on the initializer the coordinator answers, with the joiner's host taken from its connection", () => {
+    const seen: unknown[] = [];
+    const t = setup({ coordinator: { onJoin: (req, reply) => (seen.push(req), reply(true, undefined, topology)) } });
+    const link = new FakeLink("10.1.2.3:4567");
+    t.r.join(link, JOIN);
+    expect(seen).toEqual([{ ...JOIN, host: "10.1.2.3" }]);
+    expect(written(link)).toEqual({ type: "topology", body: topology });
+  });
+
+  test("elsewhere the join is relayed; the answer comes back on the joiner's link", async () => {
+    const t = setup();
+    const link = new FakeLink("h:1");
+    t.r.join(link, JOIN);
+    expect(t.sent.map((x) => x.type)).toEqual(["tryJoin"]);
+    const reqId = (t.sent[0]!.body as { reqId: number }).reqId;
+    t.relays.settle(reqId, { reqId, ok: true, topology });
+    await Promise.resolve();
+    expect(written(link)).toEqual({ type: "topology", body: topology });
+  });
+
+  test("a relayed join waits as long as the coordinator waits for a multi-join, then is refused", async () => {
+    const t = setup();
+    const link = new FakeLink("h:1");
+    t.r.join(link, { ...JOIN, count: 2 });
+    t.clock.advance(COORDINATOR_LIMITS.joinersWaitMs);
+    await Promise.resolve();
+    expect(link.out.len).toBe(0);
+    t.clock.advance(RELAY_LIMITS.deadlineMs);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(written(link).type).toBe("refused");
+  });
+
+  test("a shrink query is answered anywhere from the committed membership, without the initializer", () => {
+    const t = setup();
+    const a = t.r.shrink({ query: true, names: [], count: 0 });
+    expect(a.type).toBe(EXTERNAL_MSG.ShrinkQueryResponse);
+    expect(JSON.parse(a.payload)).toEqual({ node_names: ["w1", "w2"], node_count: 2 });
+  });
+
+  test("reachableHost keeps a named host and replaces a wildcard by the connection's address", () => {
+    const link = new FakeLink("192.0.2.7:999");
+    expect(reachableHost(link, "w.example")).toBe("w.example");
+    expect(reachableHost(link, "0.0.0.0")).toBe("192.0.2.7");
+    expect(reachableHost(link, "::")).toBe("192.0.2.7");
+  });
+});
