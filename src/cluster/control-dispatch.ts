@@ -28,11 +28,21 @@ export class ControlLinks {
    * close must never count as the member's.
    */
   identify(link: Link, name: string): boolean {
+    const had = this.names.get(link);
+    if (had !== undefined && had !== name) return false; // one link, one member
     const bound = this.byName.get(name);
     if (bound && bound !== link && !bound.closed) return false;
     this.byName.set(name, link);
     this.names.set(link, name);
     return true;
+  }
+
+  /**
+   * The member `name` left or was removed: its link, still open while it finishes, speaks for
+   * nobody any more, so its late close is no one's and a new worker may take the name.
+   */
+  release(name: string): void {
+    this.byName.delete(name);
   }
 
   /** The open link that speaks for `name`, if any. */

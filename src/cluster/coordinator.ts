@@ -181,6 +181,20 @@ export class Coordinator {
     this.toIdle();
   }
 
+  /**
+   * Joiner `id` cannot complete its join (it died, or cannot reach the cluster): the whole join
+   * is abandoned before anything moved; the joiners are told `Join abandoned: <told>.`
+   */
+  abandonJoin(id: number, why: string, told: string): void {
+    const p = this.phase;
+    if (p.kind !== "connecting" || !p.joiners.some((j) => j.id === id)) return;
+    const names = p.joiners.map((j) => j.name);
+    this.clock.clearTimeout(p.timer);
+    log.error("joiner_lost", `AUTOSCALE: ${why}; join of ${names.join(",")} abandoned, nothing moved`);
+    this.host.dropJoiners(names, `Join abandoned: ${told}.`);
+    this.toIdle();
+  }
+
   /** True while `id` is a joiner of a grow that has not started moving slots. */
   isJoining(id: number): boolean {
     const p = this.phase;
@@ -434,14 +448,8 @@ export class Coordinator {
       this.maybeAdvance();
       return;
     }
-    if (p.kind === "connecting" && p.joiners.some((j) => j.id === id)) {
-      const names = p.joiners.map((j) => j.name);
-      this.clock.clearTimeout(p.timer);
-      log.error("joiner_lost", `AUTOSCALE: a joining worker died before migration started; join of ${names.join(",")} abandoned, nothing moved`);
-      this.host.dropJoiners(names, "Join abandoned: a co-joining worker died.");
-      this.toIdle();
-      return;
-    }
+    if (p.kind === "connecting" && p.joiners.some((j) => j.id === id)) return this.abandonJoin(id, "a joining worker died before migration started", "a co-joining worker died");
+
     const m = this.host.members().find((x) => x.id === id);
     if (!m) return;
     this.deadMembers.add(id);

@@ -3,6 +3,7 @@
 // ends; the coordinator (the initializer) alone decides which member is out, and makes it true by
 // cutting that member off, so a process still running cannot go on as a member the others have
 // removed. A worker that loses the initializer stops; any other loss is reported to it.
+import type { Clock } from "../clock.ts";
 import type { Member } from "../codec/control.ts";
 import { UnreachableError, type WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
@@ -15,7 +16,17 @@ import type { Migration } from "./migration.ts";
 import type { Peers } from "./peers.ts";
 import type { Pressure } from "./pressure.ts";
 
+/**
+ * A joiner whose report names an established member may only have seen that member die first:
+ * the coordinator waits this long (one dial) for the member's own links to tell before it
+ * blames the join.
+ */
+export const JOINER_REPORT_GRACE_MS = 2000;
+/** Links of a joiner told to stop close this long after, so it reads why before they close. */
+export const DROPPED_JOINER_LINGER_MS = 2000;
+
 export interface FailuresHost {
+  readonly clock: Clock;
   readonly membership: Membership;
   readonly peers: Peers;
   readonly pressure: Pressure;
@@ -31,7 +42,21 @@ export interface FailuresHost {
 }
 
 export class Failures {
+  /** name → id of members cut off, so a data link whose hello arrives late is refused too. */
+  private readonly cut = new Map<string, number>();
+
   constructor(private readonly host: FailuresHost) {}
+
+  /**
+   * True when `name` is a member this worker cut off (and not a new worker that joined under
+   * that name since): a data connection from it is closed unread.
+   */
+  refuses(name: string): boolean {
+    const id = this.cut.get(name);
+    if (id === undefined) return false;
+    const now = this.host.membership.byName(name);
+    return now === undefined || now.id === id;
+  }
 
   /**
    * A link to member `id` closed or could not be opened. The coordinator removes that member; a
@@ -58,10 +83,18 @@ export class Failures {
     // A joiner that cannot reach a member (or that a member cannot reach) costs its join, never
     // an established member.
     const c = h.coordinator()!;
-    const joiner = c.isJoining(from.id) ? from : c.isJoining(m.id) ? m : undefined;
-    if (joiner) {
+    const abandon = (joiner: Member) => {
       log.warn("worker_lost", `Lost connection to worker ${joiner.name} (the link between ${from.name} and ${m.name}, reported by ${from.name}); abandoning its join`);
-      return this.memberGone(joiner.id);
+      c.abandonJoin(joiner.id, `the link between ${from.name} and ${m.name} broke while ${joiner.name} joined`, `the connection between ${from.name} and ${m.name} broke`);
+    };
+    if (c.isJoining(m.id)) return abandon(m);
+    if (c.isJoining(from.id)) {
+      // The member may have died: then its own links tell within a dial, and the grow goes on
+      // without it; only a member still alive after that makes this joiner the suspect.
+      h.clock.setTimeout(() => {
+        if (c.isJoining(from.id) && h.peers.get(m.id)?.alive) abandon(from);
+      }, JOINER_REPORT_GRACE_MS);
+      return;
     }
     log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
     this.memberGone(m.id);
@@ -70,11 +103,14 @@ export class Failures {
   /** Coordinator: member `id` is out, by its own failure or by a report; the coordinator decides the rest. */
   private memberGone(id: number): void {
     const h = this.host;
+    const c = h.coordinator()!;
+    // A joiner is dropped by the coordinator, which first tells it why (over links still alive).
+    if (c.isJoining(id)) return c.onWorkerLost(id);
     h.peers.markDead(id);
     h.pressure.forget(id);
     const formation = h.formation()!;
     if (!formation.formed) return formation.memberLost(id);
-    h.coordinator()!.onWorkerLost(id);
+    c.onWorkerLost(id);
     this.fence(id);
   }
 
@@ -93,6 +129,8 @@ export class Failures {
    */
   private cutOff(id: number): void {
     const h = this.host;
+    const member = h.membership.byId(id);
+    if (member) this.cut.set(member.name, id);
     h.peers.drop(id);
     for (const inb of [...h.inbound]) if (inb.sender() === id) inb.link.destroy();
     const m = h.membership.byId(id);
@@ -107,12 +145,31 @@ export class Failures {
     this.forget(names);
   }
 
-  /** Members that never finished joining: cut off and forgotten. */
+  /**
+   * Joiners that will never join: forgotten. They hold no slot, so nothing they still send
+   * matters; their links close after a linger, so one told to stop reads why first.
+   */
   forget(names: readonly string[]): void {
     const h = this.host;
-    // Cut off while still known: the links are found by the member's name and id.
-    for (const m of h.membership.others().filter((x) => names.includes(x.name))) this.cutOff(m.id);
-    h.membership.remove((x) => names.includes(x.name));
+    for (const m of h.membership.remove((x) => names.includes(x.name))) this.letGo(m, DROPPED_JOINER_LINGER_MS);
+  }
+
+  /**
+   * A member that left (or never finished joining) speaks for nobody any more: its name is free
+   * for a new worker, its links' closes are no one's, and ours to it close after `lingerMs`.
+   */
+  letGo(m: Member, lingerMs: number): void {
+    const h = this.host;
+    const control = h.control.linkOf(m.name);
+    if (control) h.clock.setTimeout(() => control.end(), lingerMs);
+    h.control.release(m.name);
+    h.pressure.forget(m.id);
+    h.peers.drop(m.id, lingerMs);
+    for (const inb of h.inbound) {
+      if (inb.senderName !== m.name) continue;
+      inb.forgetSender();
+      h.clock.setTimeout(() => inb.link.end(), lingerMs);
+    }
   }
 
   /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
@@ -120,6 +177,7 @@ export class Failures {
     const h = this.host;
     this.cutOff(id);
     const [m] = h.membership.remove((x) => x.id === id);
+    if (m) h.control.release(m.name);
     h.pressure.forget(id);
     const { kept, lost } = h.migration.onLost(id);
     // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.

@@ -20,6 +20,8 @@ export interface InboundHost {
   afterChunk(): void;
   /** The connection closed: the peer that dialed it is lost. */
   lost(peerId: number): void;
+  /** The member this name stands for was cut off: nothing it sent may be applied any more. */
+  refused(name: string): boolean;
 }
 
 /** Scratch for peeking at a frame's head without disturbing the connection's own. */
@@ -35,6 +37,8 @@ export class InboundData {
    */
   private readonly blocked: Uint8Array[] = [];
   private peerId = -1;
+  /** Its sender was cut off: the rest of what it sent is dropped unread. */
+  private cutOff = false;
   private name = "";
   private seq = 0;
 
@@ -52,6 +56,14 @@ export class InboundData {
       hello: (name) => {
         this.name = name;
         this.peerId = -1;
+        if (host.refused(name)) {
+          // Its hello came late (a slow or partitioned link) from a member already declared
+          // dead: what follows was sent before it died and the cluster has moved on without it.
+          this.cutOff = true;
+          log.warn("data_from_removed", `Data connection from worker ${name}, which was removed, closed unread`);
+          this.link.destroy();
+          return;
+        }
         this.sender();
       },
     };
@@ -63,11 +75,25 @@ export class InboundData {
    * joiner from the coordinator, so the name is resolved when first needed.
    */
   sender(): number {
-    if (this.peerId < 0 && this.name) this.peerId = this.host.memberId(this.name);
+    if (this.peerId === -1 && this.name) this.peerId = this.host.memberId(this.name);
     return this.peerId;
   }
 
+  /** The name it said hello with (empty before). */
+  get senderName(): string {
+    return this.name;
+  }
+
+  /**
+   * Its sender left or was removed: the connection (open while the sender finishes) speaks for
+   * nobody any more, so its close is no one's, not a later member's of the same name.
+   */
+  forgetSender(): void {
+    this.peerId = -2;
+  }
+
   private readonly onFrame = (buf: Uint8Array, start: number, end: number): void => {
+    if (this.cutOff) return;
     if (this.blocked.length > 0 || this.ahead(buf, start, end)) {
       if (this.blocked.length === 0) this.link.pause();
       this.blocked.push(buf.slice(start, end));
@@ -86,6 +112,7 @@ export class InboundData {
   }
 
   onClose(): void {
+    if (this.cutOff) return;
     const id = this.sender();
     if (id >= 0) this.host.lost(id);
   }

@@ -151,6 +151,7 @@ export class Worker implements Router {
     });
     this.control = new ControlLinks(this.controlTable());
     this.failures = new Failures({
+      clock: this.clock,
       membership: this.membershipState,
       peers: this.peers,
       pressure: this.pressure,
@@ -334,7 +335,7 @@ export class Worker implements Router {
       // The registration link is the initializer's control link to this worker from now on.
       const link = this.entry.accepted(true);
       this.peers.ensure(this.membershipState.byId(this.initializerId)!).control = link;
-      if (link) this.control.identify(link, INITIALIZER_NAME);
+      if (link && !this.control.identify(link, INITIALIZER_NAME)) log.warn("control_duplicate", "Another control connection already claims to be the initializer");
     }
     log.info("phase_2", "|~~ INIT PHASE II: Application is initialized! ~~|");
     void this.peers.dialAll(this.membershipState.others()).then(() => {
@@ -400,6 +401,8 @@ export class Worker implements Router {
       register: (link, b) => {
         if (!this.formation) return refuseLink(link, "Only the initializer accepts registrations.");
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
+        const other = this.control.linkOf(b.name);
+        if (other && other !== link) return refuseLink(link, `Worker name ${b.name} is already registered with the cluster.`);
         if (this.formation.onRegister(link, b, reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
@@ -448,10 +451,7 @@ export class Worker implements Router {
     this.membershipState.commit(members);
     // Leavers close their connections once their sink is flushed; ours to them close a little
     // later so a leaver never mistakes our close for a failure while it is still leaving.
-    for (const m of this.membershipState.remove((x) => leaving.includes(x.name))) {
-      this.pressure.forget(m.id);
-      this.peers.drop(m.id, WORKER_LIMITS.leaverLingerMs);
-    }
+    for (const m of this.membershipState.remove((x) => leaving.includes(x.name))) this.failures.letGo(m, WORKER_LIMITS.leaverLingerMs);
     if (this.cfg.role === "joiner" && !this.ready) {
       this.ready = true;
       log.info("phase_4", "|~~ INIT PHASE IV: Cluster is ready to work! ~~|");
@@ -479,6 +479,7 @@ export class Worker implements Router {
       pausedForSink: () => this.pressure.inboundPausedForSink,
       afterChunk: () => this.pressure.check(),
       lost: (id) => this.failures.linkLost(id, "data connection closed"),
+      refused: (name) => this.failures.refuses(name),
     });
     this.inbound.add(inb);
     return {

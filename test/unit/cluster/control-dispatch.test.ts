@@ -157,9 +157,47 @@ describe("ControlLinks names", () => {
     s.control.identify(b, "w2");
     expect(s.control.nameOf(a)).toBe("w1");
     expect(s.control.nameOf(b)).toBe("w2");
-    s.control.identify(a, "w3");
-    expect(s.control.nameOf(a)).toBe("w3");
+    // One link speaks for one member: a second name is refused and the first kept.
+    expect(s.control.identify(a, "w3")).toBe(false);
+    expect(s.control.nameOf(a)).toBe("w1");
+    expect(s.control.linkOf("w3")).toBeUndefined();
     expect(s.control.nameOf(new FakeLink())).toBeUndefined();
+  });
+
+  test("while one open link is bound to a name, a second one claiming it is refused and speaks for nobody", () => {
+    const s = setup();
+    const real = s.open().link;
+    const other = s.open().link;
+    expect(s.control.identify(real, "w1")).toBe(true);
+    expect(s.control.identify(other, "w1")).toBe(false);
+    expect(s.control.nameOf(other)).toBeUndefined();
+    expect(s.control.isBound(real)).toBe(true);
+    expect(s.control.isBound(other)).toBe(false);
+    expect(s.control.linkOf("w1")).toBe(real);
+  });
+
+  test("once the bound link closes, a new link may take the name; the old one is no longer bound", () => {
+    const s = setup();
+    const old = s.open().link as FakeLink;
+    s.control.identify(old, "w1");
+    old.closed = true;
+    expect(s.control.linkOf("w1")).toBeUndefined();
+    const fresh = s.open().link;
+    expect(s.control.identify(fresh, "w1")).toBe(true);
+    expect(s.control.isBound(fresh)).toBe(true);
+    expect(s.control.isBound(old)).toBe(false);
+  });
+
+  test("a released name is free at once, and its still-open link speaks for nobody", () => {
+    const s = setup();
+    const leaver = s.open().link;
+    s.control.identify(leaver, "w2");
+    s.control.release("w2");
+    expect(s.control.isBound(leaver)).toBe(false);
+    expect(s.control.linkOf("w2")).toBeUndefined();
+    const fresh = s.open().link;
+    expect(s.control.identify(fresh, "w2")).toBe(true);
+    expect(s.control.isBound(leaver)).toBe(false);
   });
 });
 

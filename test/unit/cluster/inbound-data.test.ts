@@ -39,6 +39,7 @@ function setup(epoch = 1) {
     pausedForSink: () => false,
     afterChunk: () => {},
     lost: (id: number) => (lost = id),
+    refused: (name: string) => name === "gone",
   } as unknown as InboundHost;
   const inb = new InboundData(link, host);
   return { inb, seen, events, migration, lostId: () => lost };
@@ -78,6 +79,15 @@ describe("InboundData", () => {
 
   test("a connection that closes before its hello loses nobody", () => {
     const s = setup(1);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(-1);
+  });
+
+  test("a hello from a member that was cut off closes the connection; nothing after it is applied and its close loses nobody", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeHello(0, 1, "gone"), encodeMarker(1, 1, [3]), encodeStateEnd(2, 1, 9, 0)));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
     s.inb.onClose();
     expect(s.lostId()).toBe(-1);
   });
