@@ -103,14 +103,17 @@ describe("rounds of a grow", () => {
   });
 });
 
+/** A formed cluster of `n` members behind the fake host, on a virtual clock. */
+function formed(n: number): { clock: ManualClock; host: FakeHost; c: Coordinator } {
+  const clock = new ManualClock();
+  const host = new FakeHost(n);
+  const c = new Coordinator(host, clock);
+  c.formed = true;
+  return { clock, host, c };
+}
+
 describe("a stalled round", () => {
-  function started(): { clock: ManualClock; host: FakeHost; c: Coordinator } {
-    const clock = new ManualClock();
-    const host = new FakeHost(2);
-    const c = new Coordinator(host, clock);
-    c.formed = true;
-    return { clock, host, c };
-  }
+  const started = () => formed(2);
 
   /** Installs every round the coordinator plans from now on, as live workers would. */
   function installRest(host: FakeHost, c: Coordinator, from: number): void {
@@ -177,10 +180,7 @@ describe("a stalled round", () => {
 
 describe("repair after a death mid-round", () => {
   test("slots a leaver was shipping to a worker that died go back to the leaver, which kept their state, then on to the rest", () => {
-    const clock = new ManualClock();
-    const host = new FakeHost(3);
-    const c = new Coordinator(host, clock);
-    c.formed = true;
+    const { clock, host, c } = formed(3);
     expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
     clock.advance(0);
     // Install rounds until one moves slots from w1 to w2, then w2 dies with it in flight.
@@ -210,10 +210,7 @@ describe("repair after a death mid-round", () => {
 });
 
 test("a death noticed before a shrink's first round starts one round, not two", () => {
-  const clock = new ManualClock();
-  const host = new FakeHost(4);
-  const c = new Coordinator(host, clock);
-  c.formed = true;
+  const { clock, host, c } = formed(4);
   expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
   c.onWorkerLost(3);
   expect(host.plans.length).toBe(0);
