@@ -83,3 +83,21 @@ export function intArg(name: string, value: string | undefined, min = 0): number
   if (n < min) throw new UsageError(`--${name} must be at least ${min}, not ${value}.`);
   return n;
 }
+
+const DURATION_UNITS_MS = { ns: 1e-6, us: 1e-3, ms: 1, s: 1000, m: 60_000 } as const;
+type DurationUnit = keyof typeof DURATION_UNITS_MS;
+
+/**
+ * A duration flag in milliseconds: `250ms`, `1s`, `1.5s`, `500us`, `2m`, or a bare whole number in
+ * `bareUnit` (the original took nanoseconds for --time-between-checkpoints). Bounded by
+ * [minMs, maxMs]; anything else is a usage error naming the flag.
+ */
+export function durationArg(name: string, value: string | undefined, bareUnit: DurationUnit, minMs: number, maxMs: number): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const m = /^(\d+(?:\.\d+)?)(ns|us|ms|s|m)?$/.exec(value.trim());
+  if (!m || (m[2] === undefined && m[1]!.includes(".")))
+    throw new UsageError(`--${name} must be a duration like 250ms, 1s or 2m (or a whole number of ${bareUnit}), not "${value}".`);
+  const ms = Number(m[1]) * DURATION_UNITS_MS[(m[2] ?? bareUnit) as DurationUnit];
+  if (!(ms >= minMs && ms <= maxMs)) throw new UsageError(`--${name} must be between ${minMs} ms and ${maxMs} ms, not "${value}".`);
+  return ms;
+}

@@ -10,7 +10,7 @@ import { UsageError, WallarooError } from "../../src/errors.ts";
 import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
 import { tcpTransport } from "../../src/net/tcp.ts";
-import { applyLogArgs, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
+import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
 
 const args = {
   "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
@@ -25,6 +25,7 @@ const args = {
   name: { type: "string", alias: "n", description: "worker name (the initializer is always named initializer)", valueHint: "name" },
   "cluster-initializer": { type: "boolean", alias: "t", description: "this worker forms the cluster and coordinates it" },
   join: { type: "string", alias: "j", description: "join a running cluster through any member's control address", valueHint: "host:port" },
+  "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s; give every member the same)", valueHint: "250ms|1s" },
   ...logArgs,
 } as const;
 
@@ -79,6 +80,7 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     external: str("external") ? parseHostPort(str("external")!, "--external") : undefined,
     sources,
     out,
+    failureTimeoutMs: durationArg("failure-timeout", str("failure-timeout"), "ms", 100, 600_000),
   };
 }
 

@@ -15,8 +15,18 @@ export class ControlLinks {
   private readonly names = new WeakMap<Link, string>();
   /** The one open link that speaks for each name. */
   private readonly byName = new Map<string, Link>();
+  /** name → when a frame from it last arrived (for the failure timeout). */
+  private readonly heard = new Map<string, number>();
 
-  constructor(private readonly table: ControlTable) {}
+  constructor(
+    private readonly table: ControlTable,
+    private readonly now: () => number = () => 0,
+  ) {}
+
+  /** When a control frame from `name` last arrived, on any link that speaks for it. */
+  lastHeard(name: string): number | undefined {
+    return this.heard.get(name);
+  }
 
   nameOf(link: Link): string | undefined {
     return this.names.get(link);
@@ -43,6 +53,7 @@ export class ControlLinks {
    */
   release(name: string): void {
     this.byName.delete(name);
+    this.heard.delete(name);
   }
 
   /** The open link that speaks for `name`, if any. */
@@ -70,6 +81,8 @@ export class ControlLinks {
         return;
       }
       (this.table[d.msg.type] as ControlHandler<ControlName>)(current, d.msg.body);
+      const name = this.names.get(current);
+      if (name !== undefined) this.heard.set(name, this.now());
     };
     return {
       data: (link, chunk) => {

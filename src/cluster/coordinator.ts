@@ -25,6 +25,10 @@ export interface CoordinatorHost {
   lost(id: number): void;
   /** Closes every link to member `id`, so that it stops if it is still running. */
   fence(id: number): void;
+  /** The members that are down changed (dead, and still members until an event removes them). */
+  downChanged(ids: readonly number[]): void;
+  /** Keys member `id` held when last heard from, if known. */
+  keysOf(id: number): number | undefined;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -108,6 +112,12 @@ export class Coordinator {
 
   get busy(): boolean {
     return this.phase.kind !== "idle";
+  }
+
+  /** Members that are dead but still members: the next grow or shrink removes them. */
+  get down(): number[] {
+    const p = this.phase;
+    return [...this.deadMembers, ...(p.kind === "migrating" ? p.dead : [])];
   }
 
   allocateId(): number {
@@ -290,7 +300,9 @@ export class Coordinator {
     const p = this.phase;
     for (const m of this.host.members()) {
       if (!this.deadMembers.has(m.id)) continue;
-      log.warn("dead_member", `AUTOSCALE: worker ${m.name} is dead; this ${what} removes it and gives its slots to live workers`);
+      const keys = this.host.keysOf(m.id);
+      const lost = keys === undefined ? "its keys" : `its ${keys} keys (as of its last heartbeat)`;
+      log.warn("dead_member", `AUTOSCALE: worker ${m.name} is dead; this ${what} removes it and gives its slots to live workers, starting empty: ${lost} are lost`);
       p.dead.add(m.id);
       this.host.lost(m.id);
     }
@@ -438,6 +450,7 @@ export class Coordinator {
       const name = this.host.members().find((m) => m.id === id)?.name ?? String(id);
       log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; completing it without ${name} (state it held is lost)`);
       p.dead.add(id);
+      this.host.downChanged(this.down);
       // Slots of the round in flight that were going to it go back in the repair round.
       for (const [slot, [from, to]] of [...p.inFlight]) {
         if (to !== id) continue;
@@ -453,6 +466,11 @@ export class Coordinator {
     const m = this.host.members().find((x) => x.id === id);
     if (!m) return;
     this.deadMembers.add(id);
+    log.warn(
+      "member_down",
+      `Worker ${m.name} is down: the sources are paused until it is removed (\`wallaroo shrink --workers ${m.name}\`; its state is lost) or a grow removes it.`,
+    );
+    this.host.downChanged(this.down);
     // A member that dies while joiners connect will never say it connected: stop waiting for it.
     if (p.kind === "connecting" && p.waiting.has(m.name)) this.onConnected(m.name);
   }
@@ -461,7 +479,9 @@ export class Coordinator {
     const p = this.phase;
     if (p.kind === "waitingForJoiners" || p.kind === "connecting") this.clock.clearTimeout(p.timer);
     if (p.kind === "migrating" && p.timer) this.clock.clearTimeout(p.timer);
+    const wasMigrating = p.kind === "migrating";
     this.phase = { kind: "idle" };
+    if (wasMigrating) this.host.downChanged(this.down);
     log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
   }
 }

@@ -18,6 +18,8 @@ export interface ExternalHost {
   sourceNames(): readonly string[];
   isReady(): boolean;
   isStopping(): boolean;
+  /** Members the coordinator says are down. */
+  down(): readonly string[];
   /** The committed membership, in cluster order. */
   committed(): readonly Member[];
   /** This worker coordinates (it is the initializer). */
@@ -38,7 +40,12 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
       const committed = h.committed();
       return reply(
         EXTERNAL_MSG.ClusterStatusQueryResponse,
-        encodeClusterStatus({ worker_count: committed.length, worker_names: committed.map((m) => m.name), processing_messages: !h.isStopping() }),
+        encodeClusterStatus({
+          worker_count: committed.length,
+          worker_names: committed.map((m) => m.name),
+          processing_messages: !h.isStopping() && h.down().length === 0,
+          down_workers: [...h.down()],
+        }),
       );
     }
     case EXTERNAL_MSG.ShrinkRequest: {

@@ -3,7 +3,8 @@
 // sources (which only the initializer has). Messages that wait for a slot in transit are bounded
 // this way: above `high` of them a worker tells the initializer, which pauses the sources until
 // every member is back below `low`. The state that releases them travels on data connections,
-// which this never pauses for held messages.
+// which this never pauses for held messages. While a member is down the sources stay paused too:
+// what would be routed to it has nowhere to go (docs/operators.md, "When a worker dies").
 import { assert } from "../assert.ts";
 import { log } from "../log.ts";
 
@@ -29,6 +30,8 @@ export class Pressure {
   private heldHigh = false;
   /** Initializer: members whose held queue is high; the sources stay paused while any is. */
   private readonly highAt = new Set<number>();
+  /** Initializer: members that are down; the sources stay paused while any is. */
+  private readonly downAt = new Set<number>();
   private inboundPaused = false;
   /** Times the sources paused for a held queue, for tests and counters. */
   heldPauses = 0;
@@ -52,6 +55,17 @@ export class Pressure {
     this.check();
   }
 
+  /** The members that are down now (the coordinator's word): the sources pause while any is. */
+  setDown(ids: Iterable<number>): void {
+    this.downAt.clear();
+    for (const id of ids) this.downAt.add(id);
+    this.check();
+  }
+
+  get anyDown(): boolean {
+    return this.downAt.size > 0;
+  }
+
   /** A member that left or died holds nothing back any more. */
   forget(id: number): void {
     if (this.highAt.delete(id)) this.check();
@@ -66,7 +80,7 @@ export class Pressure {
     const heldFull = this.heldHigh || this.highAt.size > 0;
     const sources = h.sources();
     if (sources.length > 0) {
-      const stop = sinkFull || heldFull || h.peersCongested();
+      const stop = sinkFull || heldFull || this.downAt.size > 0 || h.peersCongested();
       for (const s of sources) {
         if (heldFull && !s.isPaused) this.heldPauses++;
         if (stop) s.pause();

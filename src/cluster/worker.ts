@@ -24,6 +24,7 @@ import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
+import { DEFAULT_FAILURE_TIMEOUT_MS, Heartbeats } from "./heartbeats.ts";
 import { InboundData } from "./inbound-data.ts";
 import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
@@ -55,6 +56,8 @@ export interface WorkerConfig {
   clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
   heldLimits?: { high: number; low: number };
+  /** `--failure-timeout`: a member silent this long is lost (DEFAULT_FAILURE_TIMEOUT_MS). */
+  failureTimeoutMs?: number;
 }
 
 export const WORKER_LIMITS = {
@@ -79,6 +82,11 @@ export class Worker implements Router {
   private readonly failures: Failures;
   private readonly control: ControlLinks;
   private readonly keyCounts: ClusterKeyCounts;
+  private readonly heartbeats: Heartbeats;
+  /** member id → keys it held at its last heartbeat (initializer). */
+  private readonly keysAt = new Map<number, number>();
+  /** Members the coordinator says are down (every member hears it). */
+  private downNames: string[] = [];
   private readonly sources: Source[] = [];
   private readonly servers: Server[] = [];
   private readonly inbound = new Set<InboundData>();
@@ -149,7 +157,30 @@ export class Worker implements Router {
       isReady: () => this.ready,
       committed: () => this.membershipState.committed,
     });
-    this.control = new ControlLinks(this.controlTable());
+    this.control = new ControlLinks(this.controlTable(), () => this.clock.now());
+    this.heartbeats = new Heartbeats(
+      {
+        clock: this.clock,
+        pinged: () => {
+          if (this.stopping) return [];
+          if (this.isInitializer) return [...this.peers.live()].map((p) => p.id);
+          return this.initializerId >= 0 && this.peers.get(this.initializerId)?.alive ? [this.initializerId] : [];
+        },
+        watched: () => {
+          if (this.stopping) return [];
+          // The initializer watches the committed members; the others watch the initializer.
+          if (this.isInitializer) return this.membershipState.committed.filter((m) => m.id !== this.selfId && this.peers.get(m.id)?.alive).map((m) => m.id);
+          return this.initializerId >= 0 && this.peers.get(this.initializerId)?.alive ? [this.initializerId] : [];
+        },
+        lastHeard: (id) => {
+          const m = this.membershipState.byId(id);
+          return m ? this.control.lastHeard(id === this.initializerId ? INITIALIZER_NAME : m.name) : undefined;
+        },
+        send: (id) => this.peers.sendTo(id, "heartbeat", { keys: this.dataflow.state.totalKeys() }),
+        silent: (id, ms) => this.failures.linkLost(id, `nothing heard from it for ${ms} ms`),
+      },
+      cfg.failureTimeoutMs ?? DEFAULT_FAILURE_TIMEOUT_MS,
+    );
     this.failures = new Failures({
       clock: this.clock,
       membership: this.membershipState,
@@ -289,6 +320,8 @@ export class Worker implements Router {
           this.failures.lost(id);
         },
         fence: (id) => this.failures.fence(id),
+        downChanged: (ids) => this.downChanged(ids),
+        keysOf: (id) => this.keysAt.get(id),
       },
       this.clock,
     );
@@ -303,6 +336,7 @@ export class Worker implements Router {
         this.coordinator!.formed = true;
         for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "start", { members: [...members] });
         this.onStart(members);
+        this.heartbeats.start();
         log.info("initialized", "Application has successfully initialized.");
         log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
       },
@@ -338,6 +372,7 @@ export class Worker implements Router {
       if (link && !this.control.identify(link, INITIALIZER_NAME)) log.warn("control_duplicate", "Another control connection already claims to be the initializer");
     }
     log.info("phase_2", "|~~ INIT PHASE II: Application is initialized! ~~|");
+    this.heartbeats.start();
     void this.peers.dialAll(this.membershipState.others()).then(() => {
       this.peers.sendTo(this.initializerId, "connected", { name: this.name });
       if (this.cfg.role === "worker") log.info("phase_3", "|~~ INIT PHASE III: Application is ready to work! ~~|");
@@ -427,7 +462,28 @@ export class Worker implements Router {
       lost: (_l, b) => this.failures.lost(b.id),
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
       linkLost: coordinatorOnly("linkLost", (from, b) => this.failures.reported(from, b.id)),
+      heartbeat: fromMember("heartbeat", (from, b) => {
+        if (this.isInitializer) this.keysAt.set(from.id, b.keys);
+      }),
+      down: (_l, b) => {
+        this.downNames = [...b.names];
+      },
     };
+  }
+
+  /** Coordinator: the members that are down changed; the sources pause while any is, and everyone is told. */
+  private downChanged(ids: readonly number[]): void {
+    this.pressure.setDown(ids);
+    const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
+    if (names.join() === this.downNames.join()) return;
+    this.downNames = names;
+    for (const p of this.peers.live()) p.sendControl("down", { names });
+    if (names.length === 0) log.info("members_up", "No member is down: the sources resume.");
+  }
+
+  /** Members the coordinator says are down. */
+  get down(): readonly string[] {
+    return this.downNames;
   }
 
   // ---------------------------------------------------------------------------------- peers
@@ -507,6 +563,7 @@ export class Worker implements Router {
       sourceNames: () => this.sources.map((s) => s.name),
       isReady: () => this.ready,
       isStopping: () => this.stopping,
+      down: () => this.downNames,
       committed: () => this.membershipState.committed,
       coordinates: () => this.coordinator !== undefined,
       ownedSlots: () => this.table.ownedSlots(),
@@ -538,6 +595,7 @@ export class Worker implements Router {
 
   private async closeEverything(): Promise<void> {
     this.entry.stop();
+    this.heartbeats.stop();
     this.relays.failAll("This worker is stopping.");
     for (const s of this.sources) s.stop();
     this.peers.flushAll();

@@ -94,7 +94,7 @@ const Names = v.array(v.string());
 
 const ShrinkRequestSchema = v.object({ query: v.boolean(), node_names: Names, node_count: Count });
 const ShrinkQueryResponseSchema = v.object({ node_names: Names, node_count: Count });
-const ClusterStatusSchema = v.object({ worker_count: Count, worker_names: Names, processing_messages: v.boolean() });
+const ClusterStatusSchema = v.object({ worker_count: Count, worker_names: Names, processing_messages: v.boolean(), down_workers: v.optional(Names) });
 
 export type ShrinkRequest = v.InferOutput<typeof ShrinkRequestSchema>;
 export type ShrinkQueryResponse = v.InferOutput<typeof ShrinkQueryResponseSchema>;
@@ -142,7 +142,9 @@ export function encodeShrinkQueryResponse(r: ShrinkQueryResponse): string {
 
 export function encodeClusterStatus(s: ClusterStatus): string {
   assertCount(s.worker_count, "worker_count");
-  return JSON.stringify({ worker_count: s.worker_count, worker_names: s.worker_names, processing_messages: s.processing_messages });
+  // The original's three keys, in its order; members that are down only when there are some.
+  const down = s.down_workers && s.down_workers.length > 0 ? { down_workers: s.down_workers } : {};
+  return JSON.stringify({ worker_count: s.worker_count, worker_names: s.worker_names, processing_messages: s.processing_messages, ...down });
 }
 
 // ---- Human renderings (load-bearing: scripts cut them with sed) ----------------------------------
@@ -158,5 +160,6 @@ export function formatEligible(names: readonly string[], count: number = names.l
 }
 
 export function formatClusterStatus(s: ClusterStatus): string {
-  return `Processing messages: ${s.processing_messages}, Worker count: ${s.worker_count}, Workers: ${pipeList(s.worker_names)}`;
+  const down = s.down_workers && s.down_workers.length > 0 ? `, Down: ${pipeList(s.down_workers)}` : "";
+  return `Processing messages: ${s.processing_messages}, Worker count: ${s.worker_count}, Workers: ${pipeList(s.worker_names)}${down}`;
 }

@@ -95,6 +95,13 @@ export class KeyedState {
     return out;
   }
 
+  /** Keys held here, across stages. */
+  totalKeys(): number {
+    let n = 0;
+    for (const stage of this.statefulStages) for (const m of this.maps[stage]!) if (m) n += m.size;
+    return n;
+  }
+
   /** Keys held in `slot`, across stages (0 for a slot this worker never saw). */
   slotKeyCount(slot: number): number {
     let n = 0;

@@ -7,6 +7,7 @@ import { HOST, run } from "../support/process.ts";
 import { CountLines, KeepLines } from "../support/receiver.ts";
 import { AlphabetValidator, SequenceValidator } from "../support/validate.ts";
 import { cleanUpAfterEach, receiver, sendAll, sender } from "./fixtures.ts";
+import { poll } from "../support/wait.ts";
 
 cleanUpAfterEach();
 
@@ -111,25 +112,35 @@ describe("formation", () => {
     expect(rx.handler.verify(wl, 5000)).toEqual([]);
   }, 60_000);
 
-  test("a worker killed with SIGKILL does not take the others down", async () => {
+  test("a worker killed with SIGKILL: the others stay up, the sources pause (status says so) until the operator shrinks it away", async () => {
     const rx = receiver(new KeepLines());
     const c = await new Cluster("alphabet", rx.port).start(3);
     const s = await sender(c.sourcePort, new AlphabetWorkload(5, 1, "abcdefghijklm"));
     void s.atRate(20_000);
     await rx.waitLines(2001, 10_000, "some outputs");
     c.members.get("w2")!.child.kill("SIGKILL");
-    await c.initializer.child.waitForLog("Lost connection to worker w2");
+    await c.initializer.child.waitForLog("Worker w2 is down: the sources are paused");
     await s.stop();
     s.close();
     for (const name of ["initializer", "w1"]) {
       const w = c.members.get(name)!;
       expect(w.child.exitCode).toBeNull();
-      expect((await c.status(w))?.processing_messages).toBe(true);
+      const st = await poll(`${name} to report w2 down`, 5000, async () => {
+        const x = await c.status(w);
+        return x?.down_workers?.includes("w2") ? x : undefined;
+      });
+      expect(st.processing_messages).toBe(false);
+      expect(st.worker_names).toContain("w2");
     }
-    // Keys owned by the dead worker are lost (no recovery yet); the survivors' keys keep flowing.
+    // No recovery without resilience: the operator removes it, its keys start empty elsewhere.
+    const r = await c.run(["shrink", "--external", `${HOST}:${c.initializer.external}`, "--workers", "w2"]);
+    expect(r.code).toBe(0);
+    await c.initializer.child.waitForLog(/worker w2 is dead; this shrink removes it .* its \d+ keys \(as of its last heartbeat\) are lost/);
+    c.members.delete("w2");
+    await c.waitMembership(["initializer", "w1"], 30_000);
     // Letters the first load never used: an output for one of them can only come from new work.
     const fresh = "nopqrstuvwxyz";
     await sendAll(c.sourcePort, new AlphabetWorkload(6, 1, fresh), 500, 5000);
-    await rx.until(() => rx.handler.all().some((l) => fresh.includes(l[0]!)), 10_000, "an output of the new load from a survivor");
+    await rx.until(() => fresh.split("").every((l) => rx.handler.all().some((x) => x[0] === l)), 10_000, "outputs of the new load for every letter");
   }, 60_000);
 });

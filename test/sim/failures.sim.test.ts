@@ -8,7 +8,7 @@ import { COORDINATOR_LIMITS } from "../../src/cluster/coordinator.ts";
 import { Worker } from "../../src/cluster/worker.ts";
 import { buildSequenceWindow } from "./app.ts";
 import { quiescent } from "./checks.ts";
-import { H, INIT, PORTS, SimCluster } from "./sim-cluster.ts";
+import { H, INIT, PORTS, SIM_FAILURE_TIMEOUT_MS, SimCluster } from "./sim-cluster.ts";
 
 let current: SimCluster | undefined;
 afterEach(() => current?.dispose());
@@ -82,6 +82,7 @@ describe("simulation: one fault, one casualty", () => {
       app: buildSequenceWindow(),
       transport: c.net.transport(proc),
       clock: c.sched.clockFor(p),
+      failureTimeoutMs: SIM_FAILURE_TIMEOUT_MS,
     });
     const st: { code: number | undefined } = { code: undefined };
     void w.exited.then((x) => (st.code = x));

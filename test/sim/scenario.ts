@@ -147,19 +147,38 @@ class Scenario {
     }
   }
 
-  /** Waits until the cluster is at rest with every live worker a ready member, then checks it. */
+  /**
+   * Waits until the cluster is at rest with every live worker a ready member, then checks it.
+   * A member that is down keeps the sources paused until an operator removes it: the scenario
+   * does what the initializer's log tells the operator to (shrink it away by name).
+   */
   private async settle(what: string): Promise<void> {
     const c = this.c;
-    await c.runUntil(`the cluster to settle after ${what}`, () => this.settled(), SETTLE_MS);
+    for (let i = 0; i < 10; i++) {
+      await c.runUntil(`the cluster to settle after ${what}`, () => this.settled() || this.downIdle(), SETTLE_MS);
+      if (!this.downIdle()) break;
+      const names = [...c.initializer!.down];
+      this.say(`operator: shrink ${names.join(",")}, which are down`);
+      this.count("shrink-down");
+      const req = c.shrink(names, 0);
+      await c.runUntil("the initializer to answer the shrink of down members", () => req.answer !== undefined || c.initializerDied, SETTLE_MS);
+      if (c.initializerDied) return;
+    }
     const p = checkQuiescent(c);
     if (p) throw new SimError(this.seed, `after ${what}: ${p}`);
+  }
+
+  /** A member is down and the coordinator idle: only an operator can get the sources going again. */
+  private downIdle(): boolean {
+    const init = this.c.initializer;
+    return init !== undefined && this.c.isAlive(INIT) && init.down.length > 0 && !init.autoscaling;
   }
 
   /** At rest, and every live worker a ready member (joiners admitted or gone, leavers gone). */
   private settled(): boolean {
     const c = this.c;
     const init = c.initializer;
-    return init !== undefined && quiescent(c) && c.live().every((w) => w.isReady && !w.isStopping && init.membership.includes(w.name));
+    return init !== undefined && quiescent(c) && init.down.length === 0 && c.live().every((w) => w.isReady && !w.isStopping && init.membership.includes(w.name));
   }
 
   private members(): string[] {
@@ -355,11 +374,8 @@ class Scenario {
       c.restart(v);
     }
     // Formed before the kill, formed with the restarted worker, or stopped.
-    await c.runUntil("formation to complete or stop", () => c.live().length === 0 || this.settled(), SETTLE_MS);
-    if (c.live().length > 0) {
-      const p = checkQuiescent(c);
-      if (p) throw new SimError(this.seed, `after formation: ${p}`);
-    }
+    await c.runUntil("formation to complete or stop", () => c.live().length === 0 || this.settled() || this.downIdle(), SETTLE_MS);
+    if (c.live().length > 0) await this.settle("formation");
     return this.result();
   }
 

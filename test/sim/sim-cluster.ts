@@ -49,6 +49,8 @@ export class SimError extends Error {
 }
 
 
+export const SIM_FAILURE_TIMEOUT_MS = 4000;
+
 export class SimCluster {
   readonly sched: Scheduler;
   readonly net: MemoryNetwork;
@@ -160,6 +162,9 @@ export class SimCluster {
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
       heldLimits: this.opts.heldLimits,
+      // Longer than the default faults' pauses and partitions (at most 3 s), which the cluster
+      // must ride out; the long ones of --faults all get a member declared lost, as they should.
+      failureTimeoutMs: SIM_FAILURE_TIMEOUT_MS,
       clock: this.sched.clockFor(proc),
     });
     this.workers.set(name, w);

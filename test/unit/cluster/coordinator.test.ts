@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ControlBody, Member } from "../../../src/codec/control.ts";
 import { Coordinator, COORDINATOR_LIMITS, type CoordinatorHost } from "../../../src/cluster/coordinator.ts";
 import { initialOwners, ROUND_SLOTS, slotCounts } from "../../../src/cluster/slots.ts";
-import { configureLog } from "../../../src/log.ts";
+import { configureLog, tapLog } from "../../../src/log.ts";
 import { ManualClock } from "../../sim/manual-clock.ts";
 
 beforeAll(() => configureLog({ level: "silent" }));
@@ -47,6 +47,12 @@ class FakeHost implements CoordinatorHost {
   }
   dropJoiners() {}
   lost() {}
+  /** Every downChanged call, in order. */
+  readonly downs: number[][] = [];
+  downChanged(ids: readonly number[]) {
+    this.downs.push([...ids]);
+  }
+  keysOf = (id: number) => (id === 1 ? 7 : undefined);
 }
 
 /** Grows a 2-worker cluster by one; each round is installed `roundMs(i)` after its plan. */
@@ -219,4 +225,32 @@ test("a death noticed before a shrink's first round starts one round, not two", 
   // The first round is the repair of the dead w3's slots, and it is the only one in flight.
   expect(host.plans[0]!.dead).toEqual([3]);
   expect(host.plans[0]!.moves.every(([, from]) => from === 3)).toBe(true);
+});
+
+describe("a member that dies while the cluster is idle", () => {
+  test("is down (the host is told, so the sources pause) until a shrink of it completes; the log counts its keys lost", () => {
+    const { clock, host, c } = formed(3);
+    const lines: string[] = [];
+    tapLog((_lvl, _ev, msg) => void lines.push(msg));
+    try {
+      c.onWorkerLost(1);
+      expect(host.downs).toEqual([[1]]);
+      expect(c.down).toEqual([1]);
+      expect(lines.some((l) => l.includes("Worker w1 is down: the sources are paused"))).toBe(true);
+      expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+      clock.advance(0);
+      // Still down while its slots move: nothing may be routed to it yet.
+      expect(c.down).toEqual([1]);
+      for (let i = 0; i < host.plans.length && c.busy; i++) {
+        const plan = host.plans[i]!;
+        c.onInstalled({ epoch: plan.epoch, slots: plan.moves.map((m) => m[0]), keys: 0, bytes: 0 });
+      }
+      expect(c.busy).toBe(false);
+      expect(host.downs.at(-1)).toEqual([]);
+      expect(host.completed).toEqual(["initializer", "w2"]);
+      expect(lines.some((l) => l.includes("its 7 keys (as of its last heartbeat) are lost"))).toBe(true);
+    } finally {
+      tapLog(undefined);
+    }
+  });
 });

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { type ArgsDef, parseArgs } from "citty";
 import { DEFAULT_SOURCE_MAX_FRAME, MAX_SOURCE_MAX_FRAME, parseHostPort, parseSourceAddress } from "../../../src/address.ts";
 import { UsageError } from "../../../src/errors.ts";
-import { intArg, rejectUnknownFlags, repeatedValues } from "../../../cmd/commands/_args.ts";
+import { durationArg, intArg, rejectUnknownFlags, repeatedValues } from "../../../cmd/commands/_args.ts";
 import workerCommand, { workerConfig } from "../../../cmd/commands/worker.ts";
 
 /** Runs `fn`, expecting a UsageError with exactly `message`. */
@@ -120,6 +120,24 @@ describe("intArg", () => {
   });
 });
 
+describe("durationArg", () => {
+  test("units, and a bare number in the flag's own unit (the original's nanoseconds)", () => {
+    expect(durationArg("t", "250ms", "ns", 1, 1e9)).toBe(250);
+    expect(durationArg("t", "1s", "ns", 1, 1e9)).toBe(1000);
+    expect(durationArg("t", "1.5s", "ns", 1, 1e9)).toBe(1500);
+    expect(durationArg("t", "2m", "ns", 1, 1e9)).toBe(120_000);
+    expect(durationArg("t", "500000us", "ns", 1, 1e9)).toBe(500);
+    expect(durationArg("t", "1000000000", "ns", 1, 1e9)).toBe(1000);
+    expect(durationArg("t", "750", "ms", 1, 1e9)).toBe(750);
+    expect(durationArg("t", undefined, "ms", 1, 1e9)).toBeUndefined();
+  });
+
+  test("anything else, or out of bounds, is a usage error naming the flag", () => {
+    for (const bad of ["1h", "-1s", "1.5", "s", "1 s x", "NaN"]) expect(() => durationArg("failure-timeout", bad, "ms", 1, 1e9)).toThrow(/--failure-timeout must be a duration/);
+    expect(() => durationArg("failure-timeout", "10ms", "ms", 100, 1000)).toThrow("--failure-timeout must be between 100 ms and 1000 ms, not \"10ms\".");
+  });
+});
+
 describe("parseHostPort", () => {
   test("valid forms", () => {
     expect(parseHostPort("127.0.0.1:7000", "--out")).toEqual({ host: "127.0.0.1", port: 7000 });
@@ -197,6 +215,7 @@ describe("workerConfig", () => {
       myData: { host: "127.0.0.1", port: 0 },
       join: undefined,
       external: undefined,
+      failureTimeoutMs: undefined,
       sources: [{ name: undefined, host: "127.0.0.1", port: 7010, maxFrame: DEFAULT_SOURCE_MAX_FRAME }],
       out: { host: "127.0.0.1", port: 7020 },
     });

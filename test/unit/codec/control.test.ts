@@ -33,6 +33,8 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   lost: { id: 3 },
   pressure: { high: true },
   linkLost: { id: 0xfffe },
+  heartbeat: { keys: 100_000 },
+  down: { names: ["w2"] },
 };
 
 /** A frame body (after the u32 length) for a type id and raw JSON text. */
