@@ -6,6 +6,7 @@ import { InvariantError } from "../../src/assert.ts";
 import { parseHostPort, parseSourceAddress, type HostPort } from "../../src/address.ts";
 import { loadApplication } from "../../src/app/load.ts";
 import { INITIALIZER_NAME, Worker, type WorkerConfig } from "../../src/cluster/worker.ts";
+import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RESILIENCE_DIR } from "../../src/cluster/resilience.ts";
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
@@ -25,6 +26,10 @@ const args = {
   name: { type: "string", alias: "n", description: "worker name (the initializer is always named initializer)", valueHint: "name" },
   "cluster-initializer": { type: "boolean", alias: "t", description: "this worker forms the cluster and coordinates it" },
   join: { type: "string", alias: "j", description: "join a running cluster through any member's control address", valueHint: "host:port" },
+  "resilience-dir": { type: "string", description: "keep checkpoints (and, on the initializer, the input log) here: a crashed worker started again recovers", valueHint: "dir" },
+  "run-with-resilience": { type: "boolean", description: `resilience in the default directory (${DEFAULT_RESILIENCE_DIR}) unless --resilience-dir names one` },
+  "time-between-checkpoints": { type: "string", description: "checkpoint interval (default 1s; a bare number is nanoseconds, as in the original)", valueHint: "1s|250ms|ns" },
+  "resilience-fsync": { type: "boolean", description: "sync every checkpoint and input-log write to disk, so a machine crash loses nothing either (slower)" },
   "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s; give every member the same)", valueHint: "250ms|1s" },
   ...logArgs,
 } as const;
@@ -81,6 +86,22 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     sources,
     out,
     failureTimeoutMs: durationArg("failure-timeout", str("failure-timeout"), "ms", 100, 600_000),
+    resilience: resilienceConfig(a, str),
+  };
+}
+
+/** `--resilience-dir`, `--run-with-resilience`, `--time-between-checkpoints`, `--resilience-fsync`. */
+function resilienceConfig(a: Parsed, str: (k: string) => string | undefined): WorkerConfig["resilience"] {
+  const dir = str("resilience-dir") ?? (a["run-with-resilience"] === true ? DEFAULT_RESILIENCE_DIR : undefined);
+  const interval = str("time-between-checkpoints");
+  if (!dir) {
+    if (interval !== undefined || a["resilience-fsync"] === true) throw new UsageError("--time-between-checkpoints and --resilience-fsync need --resilience-dir (or --run-with-resilience).");
+    return undefined;
+  }
+  return {
+    dir,
+    intervalMs: durationArg("time-between-checkpoints", interval, "ns", 10, 3_600_000) ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
+    fsync: a["resilience-fsync"] === true,
   };
 }
 

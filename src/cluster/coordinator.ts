@@ -9,6 +9,8 @@ import { ROUND_SLOTS, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
   readonly self: Member;
+  /** A resilient cluster's id, sent with every topology (undefined: no resilience). */
+  readonly cluster?: string;
   readonly owners: Int32Array;
   epoch(): number;
   /** Members in cluster order, including joiners once announced. */
@@ -29,6 +31,8 @@ export interface CoordinatorHost {
   downChanged(ids: readonly number[]): void;
   /** Keys member `id` held when last heard from, if known. */
   keysOf(id: number): number | undefined;
+  /** A grow or shrink starts moving slots: no checkpoint may straddle it. */
+  migrationStarts(): void;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -114,10 +118,37 @@ export class Coordinator {
     return this.phase.kind !== "idle";
   }
 
+  private downRefusal(): string {
+    const down = this.host.members().filter((m) => this.deadMembers.has(m.id)).map((m) => m.name);
+    return `Worker ${down.join(",")} is down: start it again (it recovers from its checkpoint) or shrink it away by name (its state is lost) first.`;
+  }
+
+  /** A restarted initializer: every other member is down until it reconnects. */
+  markDown(ids: readonly number[]): void {
+    for (const id of ids) this.deadMembers.add(id);
+    this.host.downChanged(this.down);
+  }
+
+  /** A recovery brought these members back. */
+  recovered(ids: readonly number[]): void {
+    for (const id of ids) this.deadMembers.delete(id);
+    this.host.downChanged(this.down);
+  }
+
   /** Members that are dead but still members: the next grow or shrink removes them. */
   get down(): number[] {
     const p = this.phase;
     return [...this.deadMembers, ...(p.kind === "migrating" ? p.dead : [])];
+  }
+
+  /** The next member id (recorded with each checkpoint, so ids are never reused after a restart). */
+  get nextIdValue(): number {
+    return this.nextId;
+  }
+
+  /** A restarted initializer: ids below `next` were given out before. */
+  reserveIds(next: number): void {
+    this.nextId = Math.max(this.nextId, next);
   }
 
   allocateId(): number {
@@ -127,13 +158,17 @@ export class Coordinator {
 
   // ---------------------------------------------------------------------------------- grow
 
-  onJoin(req: { name: string; count: number; host: string; controlPort: number; dataPort: number }, reply: JoinReply): void {
+  onJoin(req: { name: string; count: number; host: string; controlPort: number; dataPort: number; resilient?: boolean }, reply: JoinReply): void {
     const refuse = (reason: string) => {
       log.warn("join_refused", `Join of ${req.name} refused: ${reason}`);
       reply(false, reason, undefined);
     };
     if (!this.formed) return refuse("Contacted worker has not yet joined the cluster, cannot autoscale.");
     if (req.count < 1) return refuse("Joining worker must supply a worker count greater than 0.");
+    const resilient = this.host.cluster !== undefined;
+    if (resilient && !req.resilient) return refuse("This cluster runs with resilience: start the joining worker with --resilience-dir (or --run-with-resilience) too.");
+    if (!resilient && req.resilient) return refuse("This cluster runs without resilience: start the joining worker without --resilience-dir.");
+    if (resilient && this.deadMembers.size > 0) return refuse(this.downRefusal());
     const p = this.phase;
     if (p.kind !== "idle" && p.kind !== "waitingForJoiners") return refuse(UNDERWAY_JOIN);
     if (p.kind === "waitingForJoiners" && p.count !== req.count)
@@ -166,7 +201,7 @@ export class Coordinator {
   private admit(pending: PendingJoin[]): void {
     const joiners: Member[] = pending.map((j) => ({ id: this.allocateId(), name: j.name, host: j.host, controlPort: j.controlPort, dataPort: j.dataPort }));
     const all = [...this.host.members(), ...joiners];
-    const topology = { members: all, epoch: this.host.epoch(), owners: Array.from(this.host.owners) };
+    const topology = { members: all, epoch: this.host.epoch(), owners: Array.from(this.host.owners), ...(this.host.cluster ? { cluster: this.host.cluster } : {}) };
     joiners.forEach((j, i) => {
       pending[i]!.reply(true, undefined, topology);
       log.info("worker_informed", `***Worker ${j.name} attempting to join the cluster. Sent necessary information.***`);
@@ -235,6 +270,12 @@ export class Coordinator {
   onShrink(req: { names: readonly string[]; count: number }, committed: readonly Member[]): { ok: boolean; text: string } {
     if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
     if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
+    // With resilience a down member comes back with its state: only a shrink that gives it up
+    // (names it) may go on without it.
+    if (this.host.cluster !== undefined && this.deadMembers.size > 0) {
+      const down = this.host.members().filter((m) => this.deadMembers.has(m.id)).map((m) => m.name);
+      if (!down.every((n) => req.names.includes(n))) return { ok: false, text: this.downRefusal() };
+    }
     const eligible = this.eligible(committed);
     let leaving: string[];
     if (req.names.length > 0) {
@@ -276,6 +317,7 @@ export class Coordinator {
 
   /** Sets up the event (the caller starts its first round); returns the slots it will move. */
   private startMigration(what: "grow" | "shrink", joiners: Member[], leaving: Member[]): number {
+    this.host.migrationStarts();
     this.phase = {
       kind: "migrating",
       what,
@@ -468,7 +510,9 @@ export class Coordinator {
     this.deadMembers.add(id);
     log.warn(
       "member_down",
-      `Worker ${m.name} is down: the sources are paused until it is removed (\`wallaroo shrink --workers ${m.name}\`; its state is lost) or a grow removes it.`,
+      this.host.cluster !== undefined
+        ? `Worker ${m.name} is down: the sources are paused until it is started again with its command line (it recovers from its checkpoint), or removed (\`wallaroo shrink --workers ${m.name}\`; its state is lost).`
+        : `Worker ${m.name} is down: the sources are paused until it is removed (\`wallaroo shrink --workers ${m.name}\`; its state is lost) or a grow removes it.`,
     );
     this.host.downChanged(this.down);
     // A member that dies while joiners connect will never say it connected: stop waiting for it.

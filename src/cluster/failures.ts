@@ -39,6 +39,8 @@ export interface FailuresHost {
   initializerId(): number;
   stopping(): boolean;
   fatal(err: WallarooError): void;
+  /** With resilience a member outlives the initializer: it waits for it to come back. Returns false without. */
+  initializerLost(why: string): boolean;
 }
 
 export class Failures {
@@ -58,6 +60,11 @@ export class Failures {
     return now === undefined || now.id === id;
   }
 
+  /** Member `name` is back after a crash (a recovery admits it): its new links are its own. */
+  readmit(name: string): void {
+    this.cut.delete(name);
+  }
+
   /**
    * A link to member `id` closed or could not be opened. The coordinator removes that member; a
    * worker that lost the initializer stops; any other worker reports the loss to the coordinator.
@@ -70,6 +77,7 @@ export class Failures {
     if (h.stopping() || h.membership.hasDeparted(p.name)) return;
     log.warn("worker_lost", `Lost connection to worker ${p.name} (${why})`);
     if (h.coordinator()) return this.memberGone(id);
+    if (id === h.initializerId() && h.initializerLost(why)) return;
     if (id === h.initializerId())
       return h.fatal(new UnreachableError(`Lost the connection to the initializer (${why}); without it this worker cannot go on, so it stops.`));
     h.peers.sendTo(h.initializerId(), "linkLost", { id });
@@ -108,8 +116,9 @@ export class Failures {
     if (c.isJoining(id)) return c.onWorkerLost(id);
     h.peers.markDead(id);
     h.pressure.forget(id);
-    const formation = h.formation()!;
-    if (!formation.formed) return formation.memberLost(id);
+    // A restarted initializer has no formation: its cluster formed long ago.
+    const formation = h.formation();
+    if (formation && !formation.formed) return formation.memberLost(id);
     c.onWorkerLost(id);
     this.fence(id);
   }

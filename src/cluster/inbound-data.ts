@@ -22,6 +22,10 @@ export interface InboundHost {
   lost(peerId: number): void;
   /** The member this name stands for was cut off: nothing it sent may be applied any more. */
   refused(name: string): boolean;
+  /** A checkpoint's barrier from member `from`. */
+  barrier(from: number, checkpoint: number, round: number): void;
+  /** Frames of an epoch below this were in flight before a rollback: discarded. */
+  floor(): number;
 }
 
 /** Scratch for peeking at a frame's head without disturbing the connection's own. */
@@ -53,6 +57,7 @@ export class InboundData {
       marker: (slots) => mig.onMarker(this.sender(), this.head.epoch, slots),
       state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
+      barrier: (k, round) => host.barrier(this.sender(), k, round),
       hello: (name) => {
         this.name = name;
         this.peerId = -1;
@@ -132,6 +137,9 @@ export class InboundData {
       return;
     }
     this.seq = (this.seq + 1) >>> 0;
+    // Sent before a rollback: the checkpoint it rolled back to does not include it, and the
+    // replay produces it again.
+    if (h.epoch < this.host.floor() && h.kind !== DATA_KIND.hello) return;
     const verr = visitBody(buf, start, end, h.kind, this.visitor);
     if (verr) {
       log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${verr}. Closed connection.`);

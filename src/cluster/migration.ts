@@ -152,6 +152,8 @@ export class Migration {
     this.incomingFrom.delete(slot);
     const t = this.host.table;
     if (t.status[slot] !== SLOT_STATUS.owned) t.setStatus(slot, SLOT_STATUS.owned);
+    // The slot is this worker's now: its next checkpoint writes it whole.
+    this.host.dataflow.state.touch(slot);
     this.host.dataflow.release(slot);
     this.stats.slotsIn++;
     this.stats.keysIn += keys;
@@ -169,6 +171,18 @@ export class Migration {
         this.installedBytes = 0;
       });
     }
+  }
+
+  /** A rollback: every move in transit is forgotten (the table and the state come from a checkpoint). */
+  reset(): void {
+    this.awaiting.clear();
+    this.destination.clear();
+    this.incomingEpoch.clear();
+    this.incomingFrom.clear();
+    this.aborted.clear();
+    this.installed = [];
+    this.installedKeys = 0;
+    this.installedBytes = 0;
   }
 
   /**

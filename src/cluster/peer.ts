@@ -9,6 +9,7 @@ import {
   DATA_KIND,
   RECORD_FLAG,
   beginFrame,
+  encodeBarrier,
   encodeHello,
   encodeMarker,
   encodeState,
@@ -125,6 +126,12 @@ export class Peer {
   marker(epoch: number, slots: readonly number[]): void {
     this.flushBatch();
     this.data?.write(encodeMarker(this.seq++, epoch, slots));
+  }
+
+  /** A checkpoint's barrier: after every record this worker sent to this peer so far. */
+  barrier(checkpoint: number, round: number): void {
+    this.flushBatch();
+    this.data?.write(encodeBarrier(this.seq++, this.epochNow(), checkpoint, round));
   }
 
   /** Streams a slot's state in frames of bounded size, then STATE_END. Returns bytes sent. */

@@ -56,6 +56,17 @@ export class Peers {
     return p;
   }
 
+  /** A fresh peer for `m` (it came back at new addresses, or its links died): the old one's links close. */
+  replace(m: Member): Peer {
+    const old = this.byId.get(m.id);
+    if (old) {
+      this.byId.delete(m.id);
+      old.alive = false;
+      old.close();
+    }
+    return this.ensure(m);
+  }
+
   /** Dials control and data to every member given that is not yet connected. */
   async dialAll(members: readonly Member[]): Promise<void> {
     await Promise.all(members.map((m) => this.dial(m)));

@@ -27,11 +27,13 @@ export interface PressureHost {
 }
 
 export class Pressure {
-  private heldHigh = false;
+  private heldHighHere = false;
   /** Initializer: members whose held queue is high; the sources stay paused while any is. */
   private readonly highAt = new Set<number>();
   /** Initializer: members that are down; the sources stay paused while any is. */
   private readonly downAt = new Set<number>();
+  /** Initializer: other reasons the sources stay paused (a checkpoint's barrier rounds, a recovery). */
+  private readonly holds = new Set<string>();
   private inboundPaused = false;
   /** Times the sources paused for a held queue, for tests and counters. */
   heldPauses = 0;
@@ -66,6 +68,18 @@ export class Pressure {
     return this.downAt.size > 0;
   }
 
+  /** Pauses (on) or releases the sources for `reason`. */
+  hold(reason: string, on: boolean): void {
+    if (on) this.holds.add(reason);
+    else this.holds.delete(reason);
+    this.check();
+  }
+
+  /** A held queue is above its mark somewhere: replaying more would only be held. */
+  get heldHigh(): boolean {
+    return this.heldHighHere || this.highAt.size > 0;
+  }
+
   /** A member that left or died holds nothing back any more. */
   forget(id: number): void {
     if (this.highAt.delete(id)) this.check();
@@ -75,12 +89,12 @@ export class Pressure {
     const h = this.host;
     const sinkFull = h.sinkCongested();
     const held = h.heldCount();
-    if (!this.heldHigh && held > this.limits.high) this.setHeldHigh(true, held);
-    else if (this.heldHigh && held < this.limits.low) this.setHeldHigh(false, held);
-    const heldFull = this.heldHigh || this.highAt.size > 0;
+    if (!this.heldHighHere && held > this.limits.high) this.setHeldHigh(true, held);
+    else if (this.heldHighHere && held < this.limits.low) this.setHeldHigh(false, held);
+    const heldFull = this.heldHighHere || this.highAt.size > 0;
     const sources = h.sources();
     if (sources.length > 0) {
-      const stop = sinkFull || heldFull || this.downAt.size > 0 || h.peersCongested();
+      const stop = sinkFull || heldFull || this.downAt.size > 0 || this.holds.size > 0 || h.peersCongested();
       for (const s of sources) {
         if (heldFull && !s.isPaused) this.heldPauses++;
         if (stop) s.pause();
@@ -94,7 +108,7 @@ export class Pressure {
   }
 
   private setHeldHigh(high: boolean, held: number): void {
-    this.heldHigh = high;
+    this.heldHighHere = high;
     log.debug("held_pressure", `${held} messages wait for incoming slots: ${high ? "asking the sources to pause" : "sources may resume"}`);
     this.host.reportHeld(high);
   }

@@ -20,7 +20,7 @@ import { Source } from "../runtime/source.ts";
 import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
-import { Entry } from "./entry.ts";
+import { Entry, ENTRY_LIMITS } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
@@ -30,7 +30,10 @@ import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
 import { Peers } from "./peers.ts";
 import { HELD_LIMITS, Pressure } from "./pressure.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { Recovery } from "./recovery.ts";
 import { Relays } from "./relays.ts";
+import { Resilience, type CommitBody, type ResilienceConfig } from "./resilience.ts";
 import { RoutingTable } from "./routing-table.ts";
 
 export { HELD_LIMITS, INITIALIZER_NAME };
@@ -58,6 +61,10 @@ export interface WorkerConfig {
   heldLimits?: { high: number; low: number };
   /** `--failure-timeout`: a member silent this long is lost (DEFAULT_FAILURE_TIMEOUT_MS). */
   failureTimeoutMs?: number;
+  /** `--resilience-dir` and friends: checkpoints, the input log, recovery after a crash. */
+  resilience?: ResilienceConfig;
+  /** The simulation's: a deterministic cluster id for a resilient initializer (default: random). */
+  clusterId?: string;
 }
 
 export const WORKER_LIMITS = {
@@ -87,6 +94,17 @@ export class Worker implements Router {
   private readonly keysAt = new Map<number, number>();
   /** Members the coordinator says are down (every member hears it). */
   private downNames: string[] = [];
+  private downIds = new Set<number>();
+  /** A resilient cluster's id (initializer), sent with the topology so members record it. */
+  private clusterId: string | undefined;
+  readonly resilience: Resilience | undefined;
+  private readonly recovery: Recovery | undefined;
+  /** Data frames of an epoch below this were sent before a rollback: discarded on arrival. */
+  private floorEpoch = 0;
+  /** A resilient member whose initializer died (or that restarted): it waits for a rollback. */
+  private awaitingInitializer = false;
+  /** member id → the link it rejoined on (coordinator), or the initializer's (member): their control links after a rollback. */
+  private readonly rejoinLinks = new Map<number, Link>();
   private readonly sources: Source[] = [];
   private readonly servers: Server[] = [];
   private readonly inbound = new Set<InboundData>();
@@ -99,6 +117,9 @@ export class Worker implements Router {
   /** Cached: the dataflow reads it per message. */
   initializerId = 0;
   private exitResolve!: (code: number) => void;
+  private startedResolve!: () => void;
+  /** The initializer has read its files and taken its role. */
+  private readonly started = new Promise<void>((r) => (this.startedResolve = r));
   readonly exited = new Promise<number>((r) => (this.exitResolve = r));
 
   constructor(private readonly cfg: WorkerConfig) {
@@ -194,6 +215,7 @@ export class Worker implements Router {
       initializerId: () => this.initializerId,
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
+      initializerLost: (why) => this.initializerLost(why),
     });
     this.entry = new Entry({
       name: cfg.name,
@@ -204,7 +226,63 @@ export class Worker implements Router {
       fatal: (err) => this.fatal(err),
       lostAfterAnswer: () => this.failures.linkLost(this.initializerId, "control connection closed"),
       stopping: () => this.stopping,
+      resilient: cfg.resilience !== undefined,
     });
+    if (cfg.resilience) {
+      this.resilience = new Resilience(
+        {
+          clock: this.clock,
+          name: cfg.name,
+          app: cfg.app.name,
+          dataflow: this.dataflow,
+          selfId: () => this.selfId,
+          initializerId: () => this.initializerId,
+          others: () => this.membershipState.committed.filter((m) => m.id !== this.selfId).map((m) => m.id),
+          owns: (slot) => this.table.owners[slot] === this.selfId,
+          relayBarrier: (k, round) => {
+            for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.get(m.id)?.barrier(k, round);
+          },
+          roundDone: (k, round) => {
+            if (this.isInitializer) this.resilience!.checkpointer?.onRoundDone(this.selfId, k, round);
+            else this.peers.sendTo(this.initializerId, "barrierDone", { k, round });
+          },
+          written: (k, slots, bytes) => {
+            if (this.isInitializer) this.resilience!.checkpointer?.onWritten(this.selfId, k, slots, bytes);
+            else this.peers.sendTo(this.initializerId, "snapshotWritten", { k, slots, bytes });
+          },
+          sinkQueuedBytes: () => (cfg.out ? this.sink.queuedBytes : 0),
+        },
+        cfg.resilience,
+        this.isInitializer,
+      );
+      this.recovery = new Recovery({
+        clock: this.clock,
+        name: cfg.name,
+        resilience: this.resilience,
+        membership: this.membershipState,
+        table: this.table,
+        migration: this.migration,
+        dataflow: this.dataflow,
+        peers: this.peers,
+        failures: this.failures,
+        coordinator: () => this.coordinator,
+        inbound: () => this.inbound,
+        setFloor: (epoch) => (this.floorEpoch = epoch),
+        adopted: (members) => {
+          this.membershipState.adopt(members);
+          this.membershipState.commit(members);
+          this.initializerId = this.membershipState.initializerId;
+        },
+        send: (id, type, body) => this.peers.sendTo(id, type, body),
+        controlLinkFor: (id) => this.rejoinLinks.get(id),
+        recovered: (ids) => {
+          this.rejoinLinks.clear();
+          this.coordinator!.recovered(ids);
+        },
+        congested: () => this.sink.congested || this.peers.anyCongested() || this.pressure.heldHigh,
+        stopping: () => this.stopping,
+      });
+    }
   }
 
   // ------------------------------------------------------------------------ what others see
@@ -287,7 +365,15 @@ export class Worker implements Router {
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
-        const src = new Source(s.name ?? this.cfg.app.source.name, s, t, (b, st, e) => this.dataflow.ingest(b, st, e), () => this.pressure.check());
+        const input = this.resilience?.inputLog;
+        const src = new Source(
+          s.name ?? this.cfg.app.source.name,
+          s,
+          t,
+          (b, st, e) => this.dataflow.ingest(b, st, e),
+          () => this.pressure.check(),
+          input ? (framed, n) => input.append(framed, n) : undefined,
+        );
         await src.listen();
         this.sources.push(src);
       }
@@ -297,16 +383,28 @@ export class Worker implements Router {
     const ctl = formatHostPort({ host: controlAddr.host, port: controlServer.port });
     const dat = formatHostPort({ host: dataAddr.host, port: dataServer.port });
     log.info("listening", `${this.name} control: listening on ${ctl}; data: listening on ${dat}`, { control: ctl, data: dat });
-    if (this.isInitializer) this.startAsInitializer();
+    if (this.isInitializer) {
+      this.startAsInitializer();
+      this.startedResolve();
+    } else if (this.resilience?.memberId !== undefined) await this.rejoinAfterCrash();
     else if (this.cfg.role === "worker") await this.entry.register(this.cfg.control!);
     else await this.entry.join(this.cfg.join!, this.cfg.workerCount);
   }
 
   private startAsInitializer(): void {
     this.initializerId = 0;
+    const r = this.resilience;
+    const commit = r?.lastCommit();
+    let cluster: string | undefined;
+    if (r) {
+      cluster = r.clusterId ?? this.cfg.clusterId ?? crypto.randomUUID();
+      r.remember(cluster, 0, this.membershipState.self);
+      this.clusterId = cluster;
+    }
     this.coordinator = new Coordinator(
       {
         self: this.membershipState.self,
+        cluster,
         owners: this.table.owners,
         epoch: () => this.table.epoch,
         members: () => this.membershipState.members,
@@ -322,9 +420,12 @@ export class Worker implements Router {
         fence: (id) => this.failures.fence(id),
         downChanged: (ids) => this.downChanged(ids),
         keysOf: (id) => this.keysAt.get(id),
+        migrationStarts: () => this.resilience?.checkpointer?.abandon("a grow or shrink starts"),
       },
       this.clock,
     );
+    if (r) r.checkpointer = this.makeCheckpointer(r, cluster!, commit?.k ?? 0);
+    if (commit) return this.recoverAsInitializer(commit);
     this.formation = new Formation({
       workerCount: this.cfg.workerCount,
       clock: this.clock,
@@ -337,6 +438,9 @@ export class Worker implements Router {
         for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "start", { members: [...members] });
         this.onStart(members);
         this.heartbeats.start();
+        // The first checkpoint records the cluster as formed: a restarted initializer recovers from it.
+        this.resilience?.checkpointer?.start();
+        this.resilience?.checkpointer?.now();
         log.info("initialized", "Application has successfully initialized.");
         log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
       },
@@ -345,7 +449,144 @@ export class Worker implements Router {
     this.formation.begin();
   }
 
-  private formAsInitializer(topology: Topology, links: ReadonlyMap<number, Link>): void {
+  /** The initializer's checkpoints: barrier rounds over the data links, commits in its store. */
+  private makeCheckpointer(r: Resilience, cluster: string, lastCommitted: number): Checkpointer {
+    // A message can cross to another worker at each stateful step and each step that must run on
+    // the initializer: one barrier round per such crossing moves everything in flight home.
+    const crossings = this.cfg.app.stages.filter((st) => st.kind === "stateful" || (st.kind === "map" && !st.parallel)).length;
+    const input = r.inputLog!;
+    return new Checkpointer(
+      {
+        clock: this.clock,
+        selfId: 0,
+        participants: () => this.membershipState.committed.map((m) => m.id),
+        canStart: () => this.ready && !this.stopping && !this.coordinator!.busy && this.coordinator!.down.length === 0 && !this.recovery!.active,
+        hold: (on) => this.pressure.hold("checkpoint", on),
+        position: () => input.end,
+        beginRound: (k, round) => r.barriers.begin(k, round),
+        snapshot: (k) => {
+          for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.sendTo(m.id, "snapshot", { k });
+          void r.snapshot(k);
+        },
+        commit: (k, position) => {
+          const body: CommitBody = {
+            k,
+            position,
+            epoch: this.table.epoch,
+            owners: Array.from(this.table.owners),
+            members: [...this.membershipState.committed],
+            nextId: this.coordinator!.nextIdValue,
+            cluster,
+          };
+          r.store.commit(k, JSON.stringify(body));
+          for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.sendTo(m.id, "committed", { k });
+          r.committed(k, position);
+        },
+      },
+      r.cfg.intervalMs,
+      Math.max(1, crossings),
+      lastCommitted,
+    );
+  }
+
+  /**
+   * The initializer started again with its files: the membership, the table and the input log
+   * come from its last committed checkpoint, every other member is down until it reconnects, and
+   * the recovery rolls everyone back to that checkpoint.
+   */
+  private recoverAsInitializer(commit: CommitBody): void {
+    const self = this.membershipState.self;
+    const members = commit.members.map((m) => (m.id === 0 ? { ...m, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort } : m));
+    this.membershipState.adopt(members);
+    this.membershipState.commit(members);
+    this.table.adopt(0, commit.epoch, commit.owners);
+    const c = this.coordinator!;
+    c.formed = true;
+    c.reserveIds(commit.nextId);
+    const others = members.filter((m) => m.id !== 0);
+    log.warn(
+      "recovering",
+      `Recovering from checkpoint ${commit.k}: waiting for ${others.map((m) => m.name).join(",") || "no other worker"} to reconnect; the sources stay paused until then`,
+      { k: commit.k },
+    );
+    this.ready = true;
+    for (const s of this.sources) s.unmute();
+    this.heartbeats.start();
+    this.resilience!.checkpointer!.start();
+    if (others.length > 0) c.markDown(others.map((m) => m.id));
+    else void this.recovery!.apply({ k: commit.k, epoch: commit.epoch + 1, members, owners: commit.owners });
+  }
+
+  /** A member started again with its files: it asks the initializer to take it back. */
+  private async rejoinAfterCrash(): Promise<void> {
+    const r = this.resilience!;
+    const init = this.cfg.role === "worker" ? this.cfg.control! : r.initializerAddress;
+    if (!init) throw new WallarooError(`The resilience files of ${this.name} do not say where the initializer is; remove them to start anew.`);
+    this.awaitingInitializer = true;
+    log.warn("rejoin_after_crash", `${this.name} has resilience files of cluster ${r.clusterId}: rejoining it as the same member`);
+    await this.entry.rejoin(init, { cluster: r.clusterId ?? "", epoch: this.table.epoch });
+  }
+
+  /** A resilient member lost the initializer: it waits for it to come back instead of stopping. */
+  private initializerLost(why: string): boolean {
+    const r = this.resilience;
+    if (!r || this.isInitializer || this.stopping) return false;
+    if (this.awaitingInitializer) return true;
+    const init = this.membershipState.byId(this.initializerId);
+    const addr = this.cfg.role === "worker" ? this.cfg.control! : init ? { host: init.host, port: init.controlPort } : r.initializerAddress;
+    if (!addr) return false;
+    this.awaitingInitializer = true;
+    log.warn("initializer_lost", `Lost the initializer (${why}): waiting for it to be started again (up to ${ENTRY_LIMITS.rejoinDeadlineMs / 1000} s)`);
+    this.entry.rejoin(addr, { cluster: r.clusterId ?? "", epoch: this.table.epoch }).catch((err: unknown) => this.fatal(err instanceof WallarooError ? err : new UnreachableError(String(err))));
+    return true;
+  }
+
+  /** Coordinator: a member is back after a crash. */
+  private onRejoin(link: Link, b: ControlBody<"rejoin">): void {
+    // A restarted initializer listens before it has read its files: a member may be quicker.
+    if (this.isInitializer && this.recovery && !this.coordinator) return void this.started.then(() => this.onRejoin(link, b));
+    if (!this.coordinator || !this.recovery) return refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.");
+    const m = this.membershipState.byName(b.name);
+    log.debug("rejoin_received", `rejoin from ${b.name} on link ${link.id} (${link.remote}); bound: ${this.control.linkOf(b.name)?.id}`);
+    // Back before its old connections were seen to close: it died all the same.
+    if (m && this.peers.get(m.id)?.alive && !this.coordinator.down.includes(m.id)) this.failures.linkLost(m.id, "it started again");
+    if (m) {
+      // Its control link from now on: the rollback goes out on it.
+      if (!this.control.identify(link, b.name)) return refuseLink(link, `Another connection speaks for ${b.name}.`);
+      this.rejoinLinks.set(m.id, link);
+    }
+    const refusal = this.recovery.onRejoin(b);
+    if (refusal) {
+      if (m) this.rejoinLinks.delete(m.id);
+      return refuseLink(link, refusal);
+    }
+  }
+
+  /** A member: the coordinator rolls the cluster back to a checkpoint. */
+  private onRollback(b: ControlBody<"rollback">): void {
+    if (this.isInitializer || !this.recovery) return;
+    if (this.awaitingInitializer) {
+      const link = this.entry.accepted(true);
+      if (link) {
+        this.rejoinLinks.set(0, link);
+        this.control.identify(link, INITIALIZER_NAME);
+      }
+      this.awaitingInitializer = false;
+    }
+    void this.recovery.apply(b).then(() => {
+      this.rejoinLinks.clear();
+      this.resilience!.remember(this.resilience!.clusterId ?? "", this.selfId, this.membershipState.byId(this.initializerId)!);
+      this.peers.sendTo(this.initializerId, "rolledBack", { k: b.k, epoch: b.epoch });
+      this.heartbeats.start();
+      if (!this.ready) {
+        this.ready = true;
+        log.info("phase_4", "|~~ INIT PHASE IV: Cluster is ready to work! ~~|");
+      }
+    });
+  }
+
+  private formAsInitializer(formed: Topology, links: ReadonlyMap<number, Link>): void {
+    const topology = this.clusterId ? { ...formed, cluster: this.clusterId } : formed;
     this.membershipState.adopt(topology.members);
     this.table.adopt(0, topology.epoch, topology.owners);
     for (const m of this.membershipState.others()) {
@@ -361,6 +602,7 @@ export class Worker implements Router {
     this.membershipState.adopt(t.members);
     this.initializerId = this.membershipState.initializerId;
     this.table.adopt(this.membershipState.selfId, t.epoch, t.owners);
+    if (this.resilience && t.cluster) this.resilience.remember(t.cluster, this.membershipState.selfId, this.membershipState.byId(this.initializerId)!);
     if (this.cfg.role === "joiner") {
       log.info("join_received", "***Received cluster information!***");
       log.info("join_joining", "AUTOSCALE: Joining Worker");
@@ -435,6 +677,11 @@ export class Worker implements Router {
       },
       register: (link, b) => {
         if (!this.formation) return refuseLink(link, "Only the initializer accepts registrations.");
+        if ((b.resilient ?? false) !== (this.resilience !== undefined))
+          return refuseLink(
+            link,
+            this.resilience ? "This cluster runs with resilience: start every worker with --resilience-dir (or --run-with-resilience) too." : "This cluster runs without resilience: start the worker without --resilience-dir.",
+          );
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
         const other = this.control.linkOf(b.name);
         if (other && other !== link) return refuseLink(link, `Worker name ${b.name} is already registered with the cluster.`);
@@ -468,12 +715,22 @@ export class Worker implements Router {
       down: (_l, b) => {
         this.downNames = [...b.names];
       },
+      barrierDone: coordinatorOnly("barrierDone", (from, b) => this.resilience?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
+      snapshot: (_l, b) => void this.resilience?.snapshot(b.k),
+      snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.resilience?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes)),
+      committed: (_l, b) => this.resilience?.committed(b.k),
+      rollback: (_l, b) => this.onRollback(b),
+      rolledBack: coordinatorOnly("rolledBack", (from, b) => this.recovery?.onRolledBack(from.id, b.k, b.epoch)),
+      rejoin: (link, b) => this.onRejoin(link, b),
     };
   }
 
   /** Coordinator: the members that are down changed; the sources pause while any is, and everyone is told. */
   private downChanged(ids: readonly number[]): void {
     this.pressure.setDown(ids);
+    if (ids.length > 0) this.resilience?.checkpointer?.abandon("a member is down");
+    for (const id of ids) if (!this.downIds.has(id)) this.recovery?.onDown(id);
+    this.downIds = new Set(ids);
     const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
     if (names.join() === this.downNames.join()) return;
     this.downNames = names;
@@ -522,6 +779,8 @@ export class Worker implements Router {
     assert(this.table.ownedSlots().length === 0, "a leaving worker must own no slot");
     log.info("leaving", "AUTOSCALE: Shutting down.");
     await this.closeEverything();
+    // No longer a member: nothing to recover.
+    this.resilience?.destroy();
     this.exitResolve(0);
   }
 
@@ -536,6 +795,8 @@ export class Worker implements Router {
       afterChunk: () => this.pressure.check(),
       lost: (id) => this.failures.linkLost(id, "data connection closed"),
       refused: (name) => this.failures.refuses(name),
+      barrier: (from, k, round) => this.resilience?.barriers.onBarrier(from, k, round),
+      floor: () => this.floorEpoch,
     });
     this.inbound.add(inb);
     return {
@@ -590,6 +851,8 @@ export class Worker implements Router {
     if (reason && !initiate) log.info("shutdown", `Shutting down: ${reason}`);
     else log.info("shutdown", "Shutting down cleanly");
     await this.closeEverything();
+    // A clean shutdown leaves nothing to recover (as the original): only a crash keeps the files.
+    this.resilience?.destroy();
     this.exitResolve(this.cfg.role === "joiner" && !this.ready && reason ? 1 : 0);
   }
 
@@ -613,6 +876,9 @@ export class Worker implements Router {
     log.error("fatal", err.message);
     // A worker that cannot go on applies nothing more: the cluster has moved, or will move, on without it.
     for (const inb of [...this.inbound]) inb.link.destroy();
-    void this.closeEverything().finally(() => this.exitResolve(err.exitCode));
+    void this.closeEverything().finally(() => {
+      this.resilience?.close();
+      this.exitResolve(err.exitCode);
+    });
   }
 }

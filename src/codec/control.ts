@@ -26,19 +26,21 @@ const TopologySchema = v.object({
   epoch,
   /** slot → member id */
   owners: v.array(id),
+  /** A resilient cluster's id: a member records it, and a restart with another's files is refused. */
+  cluster: v.optional(v.string()),
 });
 export type Topology = v.InferOutput<typeof TopologySchema>;
 
 /** Every control message: type id and body schema. */
 export const CONTROL = {
   hello: { id: 1, schema: v.object({ name }) },
-  register: { id: 2, schema: v.object({ name, host: v.string(), controlPort: port, dataPort: port }) },
+  register: { id: 2, schema: v.object({ name, host: v.string(), controlPort: port, dataPort: port, resilient: v.optional(v.boolean()) }) },
   refused: { id: 3, schema: v.object({ reason: v.string() }) },
   topology: { id: 4, schema: TopologySchema },
   connected: { id: 5, schema: v.object({ name }) },
   start: { id: 6, schema: v.object({ members: v.array(MemberSchema) }) },
-  join: { id: 7, schema: v.object({ name, count, host: v.string(), controlPort: port, dataPort: port }) },
-  tryJoin: { id: 8, schema: v.object({ reqId: count, name, count, host: v.string(), controlPort: port, dataPort: port }) },
+  join: { id: 7, schema: v.object({ name, count, host: v.string(), controlPort: port, dataPort: port, resilient: v.optional(v.boolean()) }) },
+  tryJoin: { id: 8, schema: v.object({ reqId: count, name, count, host: v.string(), controlPort: port, dataPort: port, resilient: v.optional(v.boolean()) }) },
   joinReply: { id: 9, schema: v.object({ reqId: count, ok: v.boolean(), reason: v.optional(v.string()), topology: v.optional(TopologySchema) }) },
   addWorkers: { id: 10, schema: v.object({ members: v.array(MemberSchema) }) },
   plan: {
@@ -71,6 +73,20 @@ export const CONTROL = {
   heartbeat: { id: 25, schema: v.object({ keys: count }) },
   /** From the coordinator: the members that are down now (empty when none); the sources are paused while any is. */
   down: { id: 26, schema: v.object({ names: v.array(name) }) },
+  /** To the coordinator: this member has round `round` of checkpoint `k`'s barrier from every other member. */
+  barrierDone: { id: 27, schema: v.object({ k: count, round: count }) },
+  /** From the coordinator: every barrier round is done; write checkpoint `k` (what changed since the last one). */
+  snapshot: { id: 28, schema: v.object({ k: count }) },
+  /** To the coordinator: checkpoint `k` is written here (and this member's sink flushed). */
+  snapshotWritten: { id: 29, schema: v.object({ k: count, slots: count, bytes: count }) },
+  /** From the coordinator: checkpoint `k` is committed; older ones may go. */
+  committed: { id: 30, schema: v.object({ k: count }) },
+  /** From the coordinator: roll back to checkpoint `k` under table `owners` at `epoch` (a new one), with these members. */
+  rollback: { id: 31, schema: v.object({ k: count, epoch, members: v.array(MemberSchema), owners: v.array(id) }) },
+  /** To the coordinator: rolled back, and connected to every member. */
+  rolledBack: { id: 32, schema: v.object({ k: count, epoch }) },
+  /** A member back after a crash (its own, or the initializer's), at its new addresses. */
+  rejoin: { id: 33, schema: v.object({ name, cluster: v.string(), host: v.string(), controlPort: port, dataPort: port, epoch }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

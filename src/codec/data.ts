@@ -14,6 +14,8 @@
 //           entry      = stage:u8 keyLen:u16be key:utf8 stateLen:u32be state
 //   kind 4  STATE_END  rest = slot:u16be keys:u32be   ; the slot's state is complete
 //   kind 5  HELLO      rest = nameLen:u16be name:utf8 ; first frame on a connection: who sends
+//   kind 6  BARRIER    rest = checkpoint:u32be round:u8 ; "everything I sent you before this
+//                      round of checkpoint k is before this frame" (docs/resilience.md)
 //
 // DATA frames are batches: the writer opens a frame, appends records in place and patches the
 // length and count when the batch closes (at the end of the event-loop turn or before any other
@@ -26,6 +28,7 @@ export const DATA_KIND = {
   state: 3,
   stateEnd: 4,
   hello: 5,
+  barrier: 6,
 } as const;
 export type DataKind = (typeof DATA_KIND)[keyof typeof DATA_KIND];
 
@@ -201,6 +204,16 @@ export function encodeHello(seq: number, epoch: number, name: string): Uint8Arra
   return out;
 }
 
+/** A whole BARRIER frame: round `round` of checkpoint `checkpoint`. */
+export function encodeBarrier(seq: number, epoch: number, checkpoint: number, round: number): Uint8Array {
+  const out = new Uint8Array(DATA_HEADER_BYTES + 5);
+  const p = beginFrame(out, 0, DATA_KIND.barrier, seq, epoch);
+  writeU32(out, p, checkpoint);
+  out[p + 4] = round;
+  endFrame(out, 0, p + 5);
+  return out;
+}
+
 /** Receives the contents of one frame; views are valid only during the call. */
 export interface DataVisitor {
   record(stage: number, flags: number, slot: number, key: string, buf: Uint8Array, start: number, end: number): void;
@@ -208,6 +221,7 @@ export interface DataVisitor {
   state(slot: number, stage: number, key: string, buf: Uint8Array, start: number, end: number): void;
   stateEnd(slot: number, keys: number): void;
   hello(name: string): void;
+  barrier(checkpoint: number, round: number): void;
 }
 
 export interface FrameHead {
@@ -231,7 +245,7 @@ export function readHead(buf: Uint8Array, start: number, end: number, into: Fram
   into.kind = buf[start]!;
   into.seq = readU32(buf, start + 1);
   into.epoch = readU32(buf, start + 5);
-  if (into.kind < DATA_KIND.data || into.kind > DATA_KIND.hello) return DATA_ERROR.kind;
+  if (into.kind < DATA_KIND.data || into.kind > DATA_KIND.barrier) return DATA_ERROR.kind;
   return null;
 }
 
@@ -312,6 +326,12 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
         if (name === null) return DATA_ERROR.utf8;
         v.hello(name);
         p += 2 + nl;
+        break;
+      }
+      case DATA_KIND.barrier: {
+        if (end - p < 5) return DATA_ERROR.truncated;
+        v.barrier(readU32(buf, p), buf[p + 4]!);
+        p += 5;
         break;
       }
       default:

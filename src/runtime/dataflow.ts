@@ -228,6 +228,12 @@ export class Dataflow {
     return q.length;
   }
 
+  /** A rollback: messages waiting for slots in transit were in flight, and are replayed from the input. */
+  discardHeld(): void {
+    this.held.clear();
+    this.heldCount = 0;
+  }
+
   private fail(message: string): void {
     this.errors++;
     if (this.errors <= 20 || this.errors % 10000 === 0) log.error("step_failed", `${message} (message dropped; ${this.errors} errors so far)`);

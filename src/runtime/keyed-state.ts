@@ -2,6 +2,7 @@
 // (stateful stage, slot), one state object per key, created from the stage's init() on first use.
 import type { AppSpec, StateCodec, StatefulStage } from "../app/types.ts";
 import { SLOT_COUNT } from "./slot-hash.ts";
+import { decodeSlotImage, encodeSlotImage } from "../codec/slot-image.ts";
 import { serialize, deserialize } from "bun:jsc";
 
 export const jscStateCodec: StateCodec<unknown> = {
@@ -21,6 +22,11 @@ export class KeyedState {
   private readonly codecs: Array<StateCodec<unknown> | undefined> = [];
   private readonly stageNames: string[] = [];
   readonly statefulStages: number[] = [];
+  /**
+   * slot → 1 when its state may have changed since the last checkpoint image (any read through
+   * `get` counts: a step mutates the object it is given). One byte store per message.
+   */
+  private readonly dirty = new Uint8Array(SLOT_COUNT);
 
   constructor(private readonly app: AppSpec) {
     app.stages.forEach((st, i) => {
@@ -35,6 +41,7 @@ export class KeyedState {
 
   /** The state of `key` at `stage`, created on first use. */
   get(stage: number, slot: number, key: string): unknown {
+    this.dirty[slot] = 1;
     const bySlot = this.maps[stage]!;
     let m = bySlot[slot];
     if (m === undefined) {
@@ -63,6 +70,7 @@ export class KeyedState {
   }
 
   install(stage: number, slot: number, key: string, bytes: Uint8Array): void {
+    this.dirty[slot] = 1;
     const codec = this.codecs[stage];
     if (!codec) throw new Error(`migrated state names stage ${stage}, which is not stateful in this application`);
     const bySlot = this.maps[stage]!;
@@ -72,6 +80,56 @@ export class KeyedState {
       bySlot[slot] = m;
     }
     m.set(key, codec.deserialize(bytes));
+  }
+
+  /** The slot must be written at the next checkpoint (it just became this worker's). */
+  touch(slot: number): void {
+    this.dirty[slot] = 1;
+  }
+
+  /**
+   * Checkpoint images of the slots `owned` says are this worker's and that changed since the last
+   * call; every dirty mark is cleared (a slot that left is written by its new owner).
+   */
+  dirtyImages(owned: (slot: number) => boolean): Array<{ slot: number; image: Uint8Array }> {
+    const out: Array<{ slot: number; image: Uint8Array }> = [];
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      if (this.dirty[slot] === 0) continue;
+      this.dirty[slot] = 0;
+      if (owned(slot)) out.push({ slot, image: encodeSlotImage(this.exportSlot(slot)) });
+    }
+    return out;
+  }
+
+  /** Serialises every key of `slot`, keeping them. */
+  private exportSlot(slot: number): ExportedEntry[] {
+    const out: ExportedEntry[] = [];
+    for (const stage of this.statefulStages) {
+      const m = this.maps[stage]![slot];
+      if (!m) continue;
+      const codec = this.codecs[stage]!;
+      for (const [key, st] of m) out.push({ stage, key, state: codec.serialize(st) });
+    }
+    return out;
+  }
+
+  /**
+   * A rollback: forgets every key, then installs the images of the slots `owned` says are this
+   * worker's. Nothing is dirty afterwards (the state is what the checkpoint holds). Returns the
+   * keys installed; throws on an image that does not decode (a damaged store).
+   */
+  restore(images: ReadonlyMap<number, Uint8Array>, owned: (slot: number) => boolean): number {
+    for (const stage of this.statefulStages) this.maps[stage]!.fill(undefined);
+    let keys = 0;
+    for (const [slot, image] of images) {
+      if (!owned(slot)) continue;
+      const d = decodeSlotImage(image);
+      if (!d.ok) throw new Error(`the checkpoint image of slot ${slot} is damaged: ${d.reason}`);
+      for (const e of d.entries) this.install(e.stage, slot, e.key, e.state);
+      keys += d.entries.length;
+    }
+    this.dirty.fill(0);
+    return keys;
   }
 
   /** Stage name → keys held here, for the state-entity query. */

@@ -53,6 +53,7 @@ class FakeHost implements CoordinatorHost {
     this.downs.push([...ids]);
   }
   keysOf = (id: number) => (id === 1 ? 7 : undefined);
+  migrationStarts() {}
 }
 
 /** Grows a 2-worker cluster by one; each round is installed `roundMs(i)` after its plan. */

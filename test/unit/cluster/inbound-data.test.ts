@@ -2,7 +2,7 @@
 // table reaches it; a sequence gap or an oversized frame closes the connection; the sender is
 // named by its hello.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { encodeHello, encodeMarker, encodeStateEnd } from "../../../src/codec/data.ts";
+import { encodeBarrier, encodeHello, encodeMarker, encodeStateEnd } from "../../../src/codec/data.ts";
 import { InboundData, type InboundHost } from "../../../src/cluster/inbound-data.ts";
 import { configureLog } from "../../../src/log.ts";
 import type { Link } from "../../../src/net/transport.ts";
@@ -23,7 +23,7 @@ function fakeLink() {
   return { link, events };
 }
 
-function setup(epoch = 1) {
+function setup(epoch = 1, floor = 0) {
   const seen: string[] = [];
   const { link, events } = fakeLink();
   let lost = -1;
@@ -40,6 +40,8 @@ function setup(epoch = 1) {
     afterChunk: () => {},
     lost: (id: number) => (lost = id),
     refused: (name: string) => name === "gone",
+    barrier: (from: number, k: number, round: number) => seen.push(`barrier from ${from} k ${k} round ${round}`),
+    floor: () => floor,
   } as unknown as InboundHost;
   const inb = new InboundData(link, host);
   return { inb, seen, events, migration, lostId: () => lost };
@@ -62,6 +64,13 @@ describe("InboundData", () => {
     expect(s.events).toEqual(["pause", "resume"]);
     s.inb.onClose();
     expect(s.lostId()).toBe(7);
+  });
+
+  test("frames of an epoch below the rollback's floor were in flight before it: dropped, their sequence counted", () => {
+    const s = setup(5, 5);
+    s.inb.onChunk(concat(encodeHello(0, 4, "w1"), encodeMarker(1, 4, [3]), encodeBarrier(2, 4, 9, 1), encodeBarrier(3, 5, 10, 1), encodeStateEnd(4, 5, 9, 0)));
+    expect(s.seen).toEqual(["barrier from 7 k 10 round 1", "end 9 0"]);
+    expect(s.events).not.toContain("destroy");
   });
 
   test("a sequence gap closes the connection and nothing after it is applied", () => {

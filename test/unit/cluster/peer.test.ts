@@ -39,6 +39,7 @@ function frames(bytes: Uint8Array): Frame[] {
       state: (slot, stage, key, b, s, e) => void f.items.push(`state ${slot} ${stage} ${key} ${e - s} ${b[s]}`),
       stateEnd: (slot, keys) => void f.items.push(`end ${slot} ${keys}`),
       hello: (name) => void f.items.push(`hello ${name}`),
+      barrier: (k, round) => void f.items.push(`barrier ${k} ${round}`),
     });
     expect(bad).toBeNull();
     out.push(f);

@@ -35,6 +35,13 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   linkLost: { id: 0xfffe },
   heartbeat: { keys: 100_000 },
   down: { names: ["w2"] },
+  barrierDone: { k: 12, round: 1 },
+  snapshot: { k: 12 },
+  snapshotWritten: { k: 12, slots: 3, bytes: 400 },
+  committed: { k: 12 },
+  rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0] },
+  rolledBack: { k: 12, epoch: 9 },
+  rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },
 };
 
 /** A frame body (after the u32 length) for a type id and raw JSON text. */

@@ -7,6 +7,7 @@ import {
   DATA_HEADER_BYTES,
   DATA_KIND,
   type DataVisitor,
+  encodeBarrier,
   encodeHello,
   encodeMarker,
   encodeState,
@@ -37,7 +38,8 @@ type Call =
   | ["marker", number[]]
   | ["state", number, number, string, string]
   | ["stateEnd", number, number]
-  | ["hello", string];
+  | ["hello", string]
+  | ["barrier", number, number];
 
 /** A visitor that records every call, copying views (valid only during the call) as hex. */
 function recorder(): { calls: Call[]; v: DataVisitor } {
@@ -50,6 +52,7 @@ function recorder(): { calls: Call[]; v: DataVisitor } {
       state: (slot, stage, key, buf, s, e) => calls.push(["state", slot, stage, key, hex(buf.subarray(s, e))]),
       stateEnd: (slot, keys) => calls.push(["stateEnd", slot, keys]),
       hello: (name) => calls.push(["hello", name]),
+      barrier: (k, round) => calls.push(["barrier", k, round]),
     },
   };
 }
@@ -158,6 +161,14 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
     calls: [["hello", "w1"]],
   },
   {
+    name: "BARRIER round 2 of checkpoint 258",
+    encode: () => encodeBarrier(7, 3, 258, 2),
+    // len=14 | kind 6 | seq 7 | epoch 3 | checkpoint 258 | round 2
+    bytes: "0000000e 06 00000007 00000003 00000102 02",
+    head: { kind: 6, seq: 7, epoch: 3 },
+    calls: [["barrier", 258, 2]],
+  },
+  {
     name: "HELLO with seq and epoch at the u32 limits",
     encode: () => encodeHello(0xffffffff, 0x80000000, "initializer"),
     bytes: "00000016 05 ffffffff 80000000 000b " + hex(te.encode("initializer")),
@@ -191,7 +202,7 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
 
 describe("constants", () => {
   test("kinds, flags and sizes match the grammar", () => {
-    expect(DATA_KIND).toEqual({ data: 1, marker: 2, state: 3, stateEnd: 4, hello: 5 });
+    expect(DATA_KIND).toEqual({ data: 1, marker: 2, state: 3, stateEnd: 4, hello: 5, barrier: 6 });
     expect(RECORD_FLAG.raw).toBe(1);
     expect(DATA_HEADER_BYTES).toBe(13);
     expect(MAX_KEY_BYTES).toBe(65535);
@@ -274,10 +285,10 @@ describe("readHead", () => {
     expect(readHead(fromHex("05 00000000 00000000"), 0, 9, h)).toBeNull();
   });
 
-  test("kinds 0 and 6..255 are unknown", () => {
+  test("kinds 0 and 7..255 are unknown", () => {
     const h: FrameHead = { kind: 0, seq: 0, epoch: 0 };
-    for (const k of [0, 6, 7, 128, 255]) expect(readHead(fromHex(k.toString(16).padStart(2, "0") + " 00000001 00000002"), 0, 9, h)).toBe(DATA_ERROR.kind);
-    for (const k of [1, 2, 3, 4, 5]) {
+    for (const k of [0, 7, 8, 128, 255]) expect(readHead(fromHex(k.toString(16).padStart(2, "0") + " 00000001 00000002"), 0, 9, h)).toBe(DATA_ERROR.kind);
+    for (const k of [1, 2, 3, 4, 5, 6]) {
       expect(readHead(fromHex(`0${k} 00000001 00000002`), 0, 9, h)).toBeNull();
       expect(h).toEqual({ kind: k, seq: 1, epoch: 2 });
     }
@@ -320,7 +331,7 @@ describe("visitBody errors", () => {
   });
 
   test("bytes after the last record are trailing", () => {
-    for (const frame of [twoRecords, encodeMarker(1, 2, [5]), encodeStateEnd(0, 0, 1, 2), encodeHello(0, 0, "w"), encodeState(0, 0, 1, [])]) {
+    for (const frame of [twoRecords, encodeMarker(1, 2, [5]), encodeStateEnd(0, 0, 1, 2), encodeHello(0, 0, "w"), encodeState(0, 0, 1, []), encodeBarrier(0, 0, 1, 1)]) {
       const longer = new Uint8Array(frame.length + 1);
       longer.set(frame);
       const d = decodeBody(longer, 4, longer.length);

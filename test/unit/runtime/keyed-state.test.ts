@@ -174,6 +174,9 @@ describe("KeyedState", () => {
       record: () => {
         throw new Error("unexpected");
       },
+      barrier: () => {
+        throw new Error("unexpected");
+      },
       marker: () => {
         throw new Error("unexpected");
       },

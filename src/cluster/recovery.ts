@@ -1,0 +1,221 @@
+// Recovery after a crash (docs/resilience.md). A member that died is down: the sources pause and
+// the coordinator waits for it to come back, started again with its command line and its
+// resilience files. Once every down member is back, the coordinator rolls the whole cluster back
+// to the last committed checkpoint: each member restores its slots from its store, drops what was
+// in flight (frames of an older epoch are discarded on arrival), connects to members it has no
+// links to, and says so; the initializer then replays its input log from the checkpoint's
+// position and the sources resume. A restarted initializer recovers the membership, the table
+// and the input log from its own files and waits for every member to reconnect the same way.
+import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
+import type { ControlBody, ControlName, Member } from "../codec/control.ts";
+import { log } from "../log.ts";
+import type { Link } from "../net/transport.ts";
+import type { Dataflow } from "../runtime/dataflow.ts";
+import type { Coordinator } from "./coordinator.ts";
+import type { Failures } from "./failures.ts";
+import type { InboundData } from "./inbound-data.ts";
+import type { Membership } from "./membership.ts";
+import type { Migration } from "./migration.ts";
+import type { Peer } from "./peer.ts";
+import type { Peers } from "./peers.ts";
+import type { CommitBody, Resilience } from "./resilience.ts";
+import type { RoutingTable } from "./routing-table.ts";
+
+export const RECOVERY_LIMITS = {
+  /** Frames replayed per turn of the event loop. */
+  replayBatch: 1024,
+  /** A rollback whose members have not all answered after this long is started again. */
+  rollbackDeadlineMs: 60_000,
+} as const;
+
+export interface RecoveryHost {
+  readonly clock: Clock;
+  readonly name: string;
+  readonly resilience: Resilience;
+  readonly membership: Membership;
+  readonly table: RoutingTable;
+  readonly migration: Migration;
+  readonly dataflow: Dataflow;
+  readonly peers: Peers;
+  readonly failures: Failures;
+  coordinator(): Coordinator | undefined;
+  inbound(): Iterable<InboundData>;
+  /** Frames of an epoch below this are discarded on arrival: they were in flight before a rollback. */
+  setFloor(epoch: number): void;
+  /** The member adopted the rollback's membership (first time, for a restarted member). */
+  adopted(members: readonly Member[]): void;
+  send<N extends ControlName>(id: number, type: N, body: ControlBody<N>): boolean;
+  /** The control link to member `id` that already exists (the one it rejoined on), if any. */
+  controlLinkFor(id: number): Link | undefined;
+  /** Coordinator: the recovery is over; the sources may resume. */
+  recovered(ids: readonly number[]): void;
+  /** The sources' downstream is congested: replay waits. */
+  congested(): boolean;
+  stopping(): boolean;
+}
+
+export class Recovery {
+  /** Coordinator: down members that are back, at their new addresses. */
+  private readonly back = new Map<number, Member>();
+  /** Highest epoch a returning member reported: the rollback's epoch goes past it. */
+  private maxEpoch = 0;
+  private rolling: { k: number; epoch: number; waiting: Set<number>; ids: number[] } | undefined;
+  private replaying = false;
+  /** Rollbacks completed here, and messages replayed (initializer). */
+  rollbacks = 0;
+  replayed = 0;
+
+  constructor(private readonly host: RecoveryHost) {}
+
+  /** A recovery is under way (members are back, or a rollback or replay runs). */
+  get active(): boolean {
+    return this.back.size > 0 || this.rolling !== undefined || this.replaying;
+  }
+
+  // ---------------------------------------------------------------------------- coordinator
+
+  /**
+   * Coordinator: a member is back. Returns why it is refused, or undefined when accepted (the
+   * rollback starts once every down member is back).
+   */
+  onRejoin(b: ControlBody<"rejoin">): string | undefined {
+    const h = this.host;
+    const c = h.coordinator();
+    assert(c !== undefined, "only the coordinator takes rejoins");
+    const cluster = h.resilience.clusterId;
+    if (b.cluster !== cluster) return `This worker's resilience files belong to cluster ${b.cluster}, not to this one (${cluster}).`;
+    const m = h.membership.byName(b.name);
+    if (!m) return `Worker ${b.name} is not a member of this cluster (it was removed): remove its resilience files to start it anew.`;
+    if (!c.down.includes(m.id)) return `Worker ${b.name} is a live member of this cluster; a second process cannot take its place.`;
+    this.back.set(m.id, { ...m, host: b.host, controlPort: b.controlPort, dataPort: b.dataPort });
+    this.maxEpoch = Math.max(this.maxEpoch, b.epoch);
+    log.info("member_back", `Worker ${b.name} is back (${this.back.size} of ${c.down.length} down members)`);
+    this.maybeRollBack();
+    return undefined;
+  }
+
+  /** Coordinator: a member died; a rollback waiting on it starts again once it is back. */
+  onDown(id: number): void {
+    this.back.delete(id);
+    if (this.rolling?.waiting.has(id) || this.rolling?.ids.includes(id)) this.rolling = undefined;
+  }
+
+  private maybeRollBack(): void {
+    const h = this.host;
+    const c = h.coordinator()!;
+    const down = c.down;
+    if (down.length === 0 || !down.every((id) => this.back.has(id)) || this.rolling) return;
+    const commit = h.resilience.lastCommit();
+    assert(commit !== undefined, "a resilient cluster commits a checkpoint when it forms");
+    const members = h.membership.committed.map((m) => this.back.get(m.id) ?? m);
+    const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
+    const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners: commit.owners };
+    const ids = [...down];
+    // Every member answers, this one too (its own rollback dials the members that came back).
+    this.rolling = { k: commit.k, epoch, waiting: new Set(members.map((m) => m.id)), ids };
+    log.warn("rollback", `Rolling the cluster back to checkpoint ${commit.k} (epoch ${epoch}); its input from position ${commit.position} will be replayed`);
+    // A member that came back is reached on the link it rejoined on.
+    for (const m of members) if (this.back.has(m.id)) this.linkTo(m);
+    for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
+    void this.apply(body).then(() => this.onRolledBack(h.membership.selfId, commit.k, epoch));
+    const rolling = this.rolling;
+    h.clock.setTimeout(() => {
+      if (this.rolling === rolling) {
+        log.error("rollback_stalled", `Rollback to checkpoint ${commit.k} not acknowledged by every member within ${RECOVERY_LIMITS.rollbackDeadlineMs} ms; trying again`);
+        this.rolling = undefined;
+        this.maybeRollBack();
+      }
+    }, RECOVERY_LIMITS.rollbackDeadlineMs);
+  }
+
+  /** Coordinator: member `from` rolled back. */
+  onRolledBack(from: number, k: number, epoch: number): void {
+    const r = this.rolling;
+    if (!r || r.k !== k || r.epoch !== epoch) return;
+    r.waiting.delete(from);
+    if (r.waiting.size > 0) return;
+    this.rolling = undefined;
+    const ids = r.ids;
+    for (const id of ids) this.back.delete(id);
+    void this.replay(this.host.resilience.lastCommit()!).then(() => {
+      if (this.host.stopping()) return;
+      this.rollbacks++;
+      this.host.recovered(ids);
+    });
+  }
+
+  /** Coordinator: feeds the input log from the checkpoint's position back into the dataflow. */
+  private async replay(commit: CommitBody): Promise<void> {
+    const h = this.host;
+    const input = h.resilience.inputLog!;
+    const end = input.end;
+    let pos = Math.max(commit.position, input.start);
+    assert(pos === commit.position, `the input log starts at ${input.start}, after checkpoint ${commit.k}'s position ${commit.position}`);
+    this.replaying = true;
+    const t0 = h.clock.now();
+    try {
+      while (pos < end && !h.stopping()) {
+        while (h.congested() && !h.stopping()) await h.clock.sleep(1);
+        pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), (buf, s, e) => h.dataflow.ingest(buf, s, e));
+        await h.clock.sleep(0);
+      }
+    } finally {
+      this.replaying = false;
+    }
+    const n = end - commit.position;
+    this.replayed += n;
+    log.info("replayed", `Replayed ${n} messages from the input log (positions ${commit.position} to ${end}) in ${Math.round(h.clock.now() - t0)} ms`, {
+      messages: n,
+    });
+  }
+
+  /**
+   * The peer for member `m`: kept while it is alive at the same addresses, otherwise a fresh one
+   * (whose control link is the one `m` rejoined on, if any). A fresh one has no data link yet.
+   */
+  private linkTo(m: Member): Peer {
+    const h = this.host;
+    const p = h.peers.get(m.id);
+    const same = p && p.alive && p.member.host === m.host && p.member.controlPort === m.controlPort && p.member.dataPort === m.dataPort;
+    if (same) return p;
+    const fresh = h.peers.replace(m);
+    fresh.control = h.controlLinkFor(m.id);
+    return fresh;
+  }
+
+  // --------------------------------------------------------------------------------- member
+
+  /**
+   * Rolls this member back to checkpoint `b.k`: the table and membership of the rollback, every
+   * slot it owns restored from its store, nothing held, frames of older epochs discarded, links
+   * to every member. Resolves once connected to all of them.
+   */
+  async apply(b: ControlBody<"rollback">): Promise<void> {
+    const h = this.host;
+    const r = h.resilience;
+    r.barriers.reset();
+    h.migration.reset();
+    h.dataflow.discardHeld();
+    h.adopted(b.members);
+    const self = h.membership.selfId;
+    h.table.adopt(self, b.epoch, b.owners);
+    h.setFloor(b.epoch);
+    r.store.discardAfter(b.k);
+    const images = r.store.slotsAt(b.k);
+    const keys = h.dataflow.state.restore(images, (s) => b.owners[s] === self);
+    const redial: Member[] = [];
+    for (const m of b.members) {
+      if (m.id === self) continue;
+      h.failures.readmit(m.name);
+      if (this.linkTo(m).data === undefined) redial.push(m);
+    }
+    await h.peers.dialAll(redial);
+    for (const inb of h.inbound()) inb.release(b.epoch);
+    log.info("rolled_back", `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots`, {
+      k: b.k,
+      epoch: b.epoch,
+      keys,
+    });
+  }
+}

@@ -1,0 +1,190 @@
+// A worker's durable side (`--resilience-dir`, docs/resilience.md): its checkpoint store and, on
+// the initializer, the input log; this member's part of each checkpoint (barriers, writing what
+// changed, flushing its sink) and, on the initializer, the checkpointer and the commit record.
+// Rolling back to a committed checkpoint is src/cluster/recovery.ts.
+import { join } from "node:path";
+import { assert } from "../assert.ts";
+import type { Clock } from "../clock.ts";
+import type { Member } from "../codec/control.ts";
+import { log } from "../log.ts";
+import type { Dataflow } from "../runtime/dataflow.ts";
+import { openCheckpointStore, ResilienceError, type CheckpointStore } from "../resilience/checkpoint-store.ts";
+import { openInputLog, type InputLog } from "../resilience/input-log.ts";
+import { Barriers } from "./barriers.ts";
+import { Checkpointer } from "./checkpointer.ts";
+
+export interface ResilienceConfig {
+  /** Where this worker keeps its files (a directory of its own is made inside). */
+  dir?: string;
+  /** Given instead of `dir` by the simulation: stores that survive a simulated crash. */
+  store?: CheckpointStore;
+  inputLog?: InputLog;
+  /** `--time-between-checkpoints` */
+  intervalMs: number;
+  /** Sync every checkpoint and input-log write to the disk (survives a machine crash). */
+  fsync: boolean;
+}
+
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
+/** What `--run-with-resilience` alone uses. */
+export const DEFAULT_RESILIENCE_DIR = "/tmp/wallaroo";
+/** A member waits this long for its sink to take a checkpoint's outputs before it says written. */
+const SINK_FLUSH_MS = 10_000;
+
+/** What the initializer records with each commit: all a recovery needs besides the stores. */
+export interface CommitBody {
+  k: number;
+  /** Input-log position: frames before it are in the checkpoint, frames from it are replayed. */
+  position: number;
+  epoch: number;
+  owners: number[];
+  members: Member[];
+  nextId: number;
+  cluster: string;
+}
+
+/** The directory of one worker's files inside `--resilience-dir`. */
+export function workerDir(dir: string, app: string, worker: string): string {
+  return join(dir, `wallaroo-${app}-${worker}`);
+}
+
+export interface ResilienceHost {
+  readonly clock: Clock;
+  readonly name: string;
+  readonly app: string;
+  readonly dataflow: Dataflow;
+  selfId(): number;
+  initializerId(): number;
+  /** Every other committed member. */
+  others(): readonly number[];
+  owns(slot: number): boolean;
+  /** BARRIER(k, round) on every data link. */
+  relayBarrier(k: number, round: number): void;
+  /** This member has barrier round `round` of `k` from everyone: tell the coordinator. */
+  roundDone(k: number, round: number): void;
+  /** Checkpoint `k` is written here and the sink flushed: tell the coordinator. */
+  written(k: number, slots: number, bytes: number): void;
+  sinkQueuedBytes(): number;
+}
+
+export class Resilience {
+  readonly store: CheckpointStore;
+  /** The initializer's; undefined elsewhere. */
+  readonly inputLog: InputLog | undefined;
+  readonly barriers: Barriers;
+  checkpointer: Checkpointer | undefined;
+  private readonly ownDir: string | undefined;
+  /** Checkpoints this member wrote, and their bytes, for status and benchmarks. */
+  written = 0;
+  writtenBytes = 0;
+
+  constructor(
+    private readonly host: ResilienceHost,
+    readonly cfg: ResilienceConfig,
+    isInitializer: boolean,
+  ) {
+    if (cfg.store) {
+      this.store = cfg.store;
+      this.inputLog = isInitializer ? cfg.inputLog : undefined;
+    } else {
+      assert(cfg.dir !== undefined, "resilience needs a directory or stores");
+      this.ownDir = workerDir(cfg.dir, host.app, host.name);
+      this.store = openCheckpointStore(this.ownDir, { fsync: cfg.fsync });
+      this.inputLog = isInitializer ? openInputLog(join(this.ownDir, "input"), { fsync: cfg.fsync }) : undefined;
+    }
+    assert(!isInitializer || this.inputLog !== undefined, "the initializer keeps an input log");
+    this.checkIdentity();
+    this.barriers = new Barriers({
+      initializerId: () => host.initializerId(),
+      others: () => host.others(),
+      relay: (k, round) => host.relayBarrier(k, round),
+      done: (k, round) => host.roundDone(k, round),
+    });
+  }
+
+  /** A directory of another application or worker is refused before anything is read from it. */
+  private checkIdentity(): void {
+    const s = this.store;
+    const app = s.getMeta("app");
+    const worker = s.getMeta("worker");
+    const where = this.ownDir ?? "the given store";
+    if (app !== undefined && app !== this.host.app)
+      throw new ResilienceError(`${where} holds the checkpoints of application ${app}, not ${this.host.app}: remove it or choose another --resilience-dir.`);
+    if (worker !== undefined && worker !== this.host.name)
+      throw new ResilienceError(`${where} holds the checkpoints of worker ${worker}, not ${this.host.name}: remove it or choose another --resilience-dir.`);
+    if (app === undefined) s.setMeta({ app: this.host.app, worker: this.host.name });
+  }
+
+  /** The cluster this worker's files belong to, once it was a member of one. */
+  get clusterId(): string | undefined {
+    return this.store.getMeta("cluster");
+  }
+
+  /** The member id recorded when this worker became a member (a restart is that member again). */
+  get memberId(): number | undefined {
+    const v = this.store.getMeta("member");
+    return v === undefined ? undefined : Number(v);
+  }
+
+  /** Where the initializer's control channel was, for a member that restarts. */
+  get initializerAddress(): { host: string; port: number } | undefined {
+    const h = this.store.getMeta("initHost");
+    const p = this.store.getMeta("initPort");
+    return h !== undefined && p !== undefined ? { host: h, port: Number(p) } : undefined;
+  }
+
+  /** Records this worker's place in a cluster: a restart with these files rejoins as this member. */
+  remember(cluster: string, memberId: number, initializer: Member): void {
+    this.store.setMeta({ cluster, member: String(memberId), initHost: initializer.host, initPort: String(initializer.controlPort) });
+  }
+
+  /** The commit record of the last committed checkpoint, if any. */
+  lastCommit(): CommitBody | undefined {
+    const c = this.store.lastCommit();
+    if (!c) return undefined;
+    const body = JSON.parse(c.record) as CommitBody;
+    assert(body.k === c.k, `commit record ${body.k} is stored as checkpoint ${c.k}`);
+    return body;
+  }
+
+  // ------------------------------------------------------------------ a member's checkpoint
+
+  /** Checkpoint `k`: every barrier round is done, nothing is in flight. Write what changed, then flush the sink. */
+  async snapshot(k: number): Promise<void> {
+    const h = this.host;
+    const images = h.dataflow.state.dirtyImages((s) => h.owns(s));
+    let bytes = 0;
+    for (const i of images) bytes += i.image.length;
+    if (k > this.store.lastWritten) this.store.writeCheckpoint(k, images);
+    this.written++;
+    this.writtenBytes += bytes;
+    // Outputs of what the checkpoint covers must have left this process: after a crash they are
+    // not produced again.
+    const until = h.clock.now() + SINK_FLUSH_MS;
+    while (h.sinkQueuedBytes() > 0 && h.clock.now() < until) await h.clock.sleep(1);
+    if (h.sinkQueuedBytes() > 0) return log.warn("checkpoint_sink_slow", `Checkpoint ${k}: the sink did not take its output within ${SINK_FLUSH_MS} ms`);
+    h.written(k, images.length, bytes);
+  }
+
+  /** Checkpoint `k` is committed: older images and, on the initializer, the input before it may go. */
+  committed(k: number, position?: number): void {
+    this.store.prune(k);
+    if (this.inputLog && position !== undefined) {
+      this.inputLog.rotate();
+      this.inputLog.truncateBefore(position);
+    }
+  }
+
+  /** Clean shutdown: the files go (only a crash leaves them, for a recovery). */
+  destroy(): void {
+    this.checkpointer?.stop();
+    this.store.destroy();
+    this.inputLog?.destroy();
+  }
+
+  close(): void {
+    this.checkpointer?.stop();
+    this.store.close();
+    this.inputLog?.close();
+  }
+}
