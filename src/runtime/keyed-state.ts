@@ -58,14 +58,8 @@ export class KeyedState {
 
   /** Serialises and removes every key of `slot`, across all stateful stages. */
   takeSlot(slot: number): ExportedEntry[] {
-    const out: ExportedEntry[] = [];
-    for (const stage of this.statefulStages) {
-      const m = this.maps[stage]![slot];
-      if (!m) continue;
-      const codec = this.codecs[stage]!;
-      for (const [key, st] of m) out.push({ stage, key, state: codec.serialize(st) });
-      this.maps[stage]![slot] = undefined;
-    }
+    const out = this.exportSlot(slot);
+    for (const stage of this.statefulStages) this.maps[stage]![slot] = undefined;
     return out;
   }
 
