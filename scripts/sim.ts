@@ -1,7 +1,7 @@
 // The simulation runner (docs/simulation.md).
 //
-//   npm run sim -- --seeds N [--first S] [--faults default|all]   N seeds; one summary line at the end
-//   npm run sim -- --seed S --trace [--faults default|all]        that seed's full trace on stdout
+//   npm run sim -- --seeds N [--first S] [--faults default|all|crash]   N seeds; one summary line at the end
+//   npm run sim -- --seed S --trace [--faults default|all|crash]        that seed's full trace on stdout
 //
 // Exits 1 when a seed fails; each failure is reported on stderr with the command that replays it.
 // The summary line goes to stdout (it is the runner's result); progress and failures to stderr.
@@ -21,7 +21,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 
-const usage = "usage: npm run sim -- --seeds N [--first S] [--faults default|all]\n       npm run sim -- --seed S [--trace] [--debug] [--faults default|all]\n";
+const usage = "usage: npm run sim -- --seeds N [--first S] [--faults default|all|crash]\n       npm run sim -- --seed S [--trace] [--debug] [--faults default|all|crash]\n";
 
 /**
  * Writes to stdout and resolves once it has taken the bytes: to a pipe Bun writes

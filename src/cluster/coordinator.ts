@@ -33,6 +33,10 @@ export interface CoordinatorHost {
   keysOf(id: number): number | undefined;
   /** A grow or shrink starts moving slots: no checkpoint may straddle it. */
   migrationStarts(): void;
+  /** With resilience: take a checkpoint of the event's outcome now; `onCheckpointCommitted` follows. */
+  checkpointNow(): void;
+  /** With resilience: the event in flight is undone; every member ignores its frames until the rollback. */
+  undone(): void;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -49,6 +53,8 @@ type Phase =
   | { kind: "idle" }
   | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: Timer }
   | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: Timer }
+  /** With resilience: every slot moved; the event completes once a checkpoint of its outcome commits. */
+  | { kind: "committing"; what: "grow" | "shrink"; members: Member[]; leaving: string[] }
   | {
       kind: "migrating";
       what: "grow" | "shrink";
@@ -133,6 +139,19 @@ export class Coordinator {
   recovered(ids: readonly number[]): void {
     for (const id of ids) this.deadMembers.delete(id);
     this.host.downChanged(this.down);
+  }
+
+  /** While an event's outcome is checkpointed: the membership it commits (the checkpoint records it). */
+  get target(): readonly Member[] | undefined {
+    return this.phase.kind === "committing" ? this.phase.members : undefined;
+  }
+
+  /** The checkpoint of an event's outcome committed: the event completes. */
+  onCheckpointCommitted(): void {
+    const p = this.phase;
+    if (p.kind !== "committing") return;
+    this.host.complete(p.members, p.leaving);
+    this.toIdle();
   }
 
   /** Members that are dead but still members: the next grow or shrink removes them. */
@@ -477,8 +496,55 @@ export class Coordinator {
     });
     const leavingNames = p.leaving.filter((m) => !p.dead.has(m.id)).map((m) => m.name);
     const members = this.host.members().filter((m) => !leavingNames.includes(m.name) && !p.dead.has(m.id));
+    if (this.host.cluster !== undefined) {
+      // The outcome is checkpointed before anyone is told: a crash before the commit rolls the
+      // event back whole (leavers still hold their files), one after it keeps it.
+      if (p.timer) this.clock.clearTimeout(p.timer);
+      for (const id of p.dead) this.deadMembers.delete(id);
+      this.phase = { kind: "committing", what: p.what, members, leaving: leavingNames };
+      this.host.downChanged(this.down);
+      this.host.checkpointNow();
+      return;
+    }
     this.host.complete(members, leavingNames);
     this.toIdle();
+  }
+
+  /** A grow that moved nothing yet is called off: its joiners are refused or told to stop. */
+  private callOffGrow(why: string): void {
+    const p = this.phase;
+    if (p.kind === "waitingForJoiners") {
+      this.clock.clearTimeout(p.timer);
+      for (const j of p.pending) j.reply(false, `Join abandoned: ${why}; try again once the cluster has recovered.`, undefined);
+    } else if (p.kind === "connecting") {
+      this.clock.clearTimeout(p.timer);
+      this.host.dropJoiners(
+        p.joiners.map((j) => j.name),
+        `Join abandoned: ${why}; start this worker again to join once the cluster has recovered.`,
+      );
+    } else return;
+    log.warn("join_called_off", `AUTOSCALE: the grow is called off: ${why}`);
+    this.phase = { kind: "idle" };
+  }
+
+  /**
+   * With resilience, a member that dies during a grow or shrink undoes it: the cluster will roll
+   * back to the checkpoint before the event once the member is back. Joiners are told to stop
+   * (their join can be started again); leavers stay members.
+   */
+  private undoEvent(id: number, name: string): void {
+    const p = this.phase;
+    assert(p.kind === "migrating" || p.kind === "committing", "only a migration is undone");
+    log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; the ${p.what} is undone: the cluster rolls back to the checkpoint before it once ${name} is started again`);
+    const joiners = p.kind === "migrating" ? p.joiners.filter((j) => j.id !== id).map((j) => j.name) : [];
+    if (p.kind === "migrating" && p.timer) this.clock.clearTimeout(p.timer);
+    this.phase = { kind: "idle" };
+    this.deadMembers.add(id);
+    // What the event still has in flight is never applied: the rollback replaces it.
+    this.host.undone();
+    if (joiners.length > 0) this.host.dropJoiners(joiners, `Join abandoned: worker ${name} died during the grow, which is undone; start this worker again to join.`);
+    this.host.downChanged(this.down);
+    log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
   }
 
   /**
@@ -487,6 +553,19 @@ export class Coordinator {
    */
   onWorkerLost(id: number): void {
     const p = this.phase;
+    const resilient = this.host.cluster !== undefined;
+    if (resilient && (p.kind === "migrating" || p.kind === "committing")) {
+      if (p.kind === "migrating" && p.dead.has(id)) return;
+      const m = this.host.members().find((x) => x.id === id);
+      if (!m) return;
+      return this.undoEvent(id, m.name);
+    }
+    // With resilience nothing moves while a member is down: a grow not yet moving slots is
+    // called off (its joiners may try again once the member is back).
+    if (resilient && (p.kind === "waitingForJoiners" || p.kind === "connecting") && !this.isJoining(id)) {
+      const m = this.host.members().find((x) => x.id === id);
+      if (m) this.callOffGrow(`worker ${m.name} died`);
+    }
     if (p.kind === "migrating") {
       if (p.dead.has(id)) return;
       const name = this.host.members().find((m) => m.id === id)?.name ?? String(id);

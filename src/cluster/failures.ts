@@ -39,6 +39,8 @@ export interface FailuresHost {
   initializerId(): number;
   stopping(): boolean;
   fatal(err: WallarooError): void;
+  /** The epoch of this worker's table (a report says when it saw the loss). */
+  epoch(): number;
   /** With resilience a member outlives the initializer: it waits for it to come back. Returns false without. */
   initializerLost(why: string): boolean;
 }
@@ -60,9 +62,23 @@ export class Failures {
     return now === undefined || now.id === id;
   }
 
-  /** Member `name` is back after a crash (a recovery admits it): its new links are its own. */
-  readmit(name: string): void {
+  /** name → epoch of the rollback that took it back after a crash: links it opened before are its earlier self's. */
+  private readonly admitted = new Map<string, number>();
+
+  /**
+   * A rollback keeps member `name`. If it came back after a crash (`sinceEpoch`), its earlier
+   * incarnation's links speak for nobody: the name is free for its new links, and the late close
+   * of an old one is no one's loss.
+   */
+  readmit(name: string, sinceEpoch?: number): void {
     this.cut.delete(name);
+    if (sinceEpoch === undefined) return;
+    this.admitted.set(name, sinceEpoch);
+    this.host.control.release(name);
+  }
+
+  admittedAt(name: string): number {
+    return this.admitted.get(name) ?? 0;
   }
 
   /**
@@ -80,7 +96,7 @@ export class Failures {
     if (id === h.initializerId() && h.initializerLost(why)) return;
     if (id === h.initializerId())
       return h.fatal(new UnreachableError(`Lost the connection to the initializer (${why}); without it this worker cannot go on, so it stops.`));
-    h.peers.sendTo(h.initializerId(), "linkLost", { id });
+    h.peers.sendTo(h.initializerId(), "linkLost", { id, epoch: h.epoch() });
   }
 
   /** Coordinator: `from` reports that its link to member `id` broke. */

@@ -26,6 +26,8 @@ export interface InboundHost {
   barrier(from: number, checkpoint: number, round: number): void;
   /** Frames of an epoch below this were in flight before a rollback: discarded. */
   floor(): number;
+  /** The epoch of the rollback that took member `name` back after a crash (0 if none). */
+  admittedAt(name: string): number;
 }
 
 /** Scratch for peeking at a frame's head without disturbing the connection's own. */
@@ -45,6 +47,8 @@ export class InboundData {
   private cutOff = false;
   private name = "";
   private seq = 0;
+  /** The epoch its hello carried: a link from before a rollback belongs to an earlier incarnation. */
+  private helloEpoch = 0;
 
   constructor(
     readonly link: Link,
@@ -60,6 +64,7 @@ export class InboundData {
       barrier: (k, round) => host.barrier(this.sender(), k, round),
       hello: (name) => {
         this.name = name;
+        this.helloEpoch = this.head.epoch;
         this.peerId = -1;
         if (host.refused(name)) {
           // Its hello came late (a slow or partitioned link) from a member already declared
@@ -118,6 +123,9 @@ export class InboundData {
 
   onClose(): void {
     if (this.cutOff) return;
+    // Opened by its sender's earlier incarnation (before the rollback that took it back): that
+    // loss is settled.
+    if (this.helloEpoch < this.host.admittedAt(this.name)) return;
     const id = this.sender();
     if (id >= 0) this.host.lost(id);
   }

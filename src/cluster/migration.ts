@@ -42,6 +42,8 @@ export class Migration {
   private installedKeys = 0;
   private installedBytes = 0;
   private ackScheduled = false;
+  /** The event in flight was undone (resilience): its frames are ignored until the rollback resets this. */
+  private suspended = false;
   readonly stats: MigrationStats = { slotsOut: 0, slotsIn: 0, keysOut: 0, keysIn: 0, bytesOut: 0, bytesIn: 0 };
 
   constructor(private readonly host: MigrationHost) {}
@@ -56,6 +58,8 @@ export class Migration {
   }
 
   apply(plan: ControlBody<"plan">): void {
+    // A plan sent before the event was undone: the rollback replaces it.
+    if (this.suspended) return;
     const h = this.host;
     const t = h.table;
     const self = t.selfId;
@@ -110,6 +114,7 @@ export class Migration {
   }
 
   onMarker(fromId: number, epoch: number, slots: readonly number[]): void {
+    if (this.suspended) return;
     // A round completes only once all its markers arrived, so a marker of an earlier epoch can
     // only belong to a move that a participant's death aborted: nothing waits for it any more.
     if (epoch < this.epoch) return;
@@ -140,12 +145,14 @@ export class Migration {
   }
 
   onState(slot: number, stage: number, key: string, bytes: Uint8Array): void {
+    if (this.suspended) return;
     assert(this.incomingEpoch.has(slot), `state for slot ${slot}, which is not coming to this worker`);
     this.host.dataflow.state.install(stage, slot, key, bytes);
     this.installedBytes += bytes.length + key.length;
   }
 
   onStateEnd(slot: number, keys: number): void {
+    if (this.suspended) return;
     const epoch = this.incomingEpoch.get(slot);
     assert(epoch !== undefined, `end of state for slot ${slot}, which is not coming to this worker`);
     this.incomingEpoch.delete(slot);
@@ -173,8 +180,14 @@ export class Migration {
     }
   }
 
+  /** The event in flight is undone: its markers and state are ignored until the rollback. */
+  suspend(): void {
+    this.suspended = true;
+  }
+
   /** A rollback: every move in transit is forgotten (the table and the state come from a checkpoint). */
   reset(): void {
+    this.suspended = false;
     this.awaiting.clear();
     this.destination.clear();
     this.incomingEpoch.clear();

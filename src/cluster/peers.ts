@@ -22,8 +22,8 @@ export interface PeersHost {
   readonly transport: Transport;
   readonly clock: Clock;
   epoch(): number;
-  /** Handlers for a control link this worker dials to member `id`. */
-  controlHandlers(id: number): LinkHandlers;
+  /** Handlers for a control link this worker dials to member `id`; its close counts only while `current()`. */
+  controlHandlers(id: number, current: () => boolean): LinkHandlers;
   /** A data link's queue drained below its low-water mark. */
   drained(): void;
   /** A link to member `id` closed or could not be opened. */
@@ -89,9 +89,11 @@ export class Peers {
     };
     // The member may be dropped while a dial is under way: its late link is closed, not kept.
     const dropped = () => this.byId.get(m.id) !== p || !p.alive;
+    // A peer replaced (its member came back after a crash) closes its links: that is no one's loss.
+    const current = () => this.byId.get(m.id) === p;
     try {
       if (!p.control) {
-        const link = await attempt(m.controlPort, h.controlHandlers(m.id));
+        const link = await attempt(m.controlPort, h.controlHandlers(m.id, current));
         if (dropped()) return link.end();
         p.control = link;
         link.write(encodeControl("hello", { name: h.name }));
@@ -100,7 +102,9 @@ export class Peers {
         const link = await attempt(m.dataPort, {
           data() {},
           drain: () => h.drained(),
-          close: () => h.lost(m.id, "data connection closed"),
+          close: () => {
+            if (current()) h.lost(m.id, "data connection closed");
+          },
         });
         if (dropped()) return link.end();
         p.data = link;

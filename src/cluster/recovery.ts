@@ -48,6 +48,8 @@ export interface RecoveryHost {
   send<N extends ControlName>(id: number, type: N, body: ControlBody<N>): boolean;
   /** The control link to member `id` that already exists (the one it rejoined on), if any. */
   controlLinkFor(id: number): Link | undefined;
+  /** Coordinator: tells workers the rolled-back cluster does not have to stop, and forgets them. */
+  dismiss(names: readonly string[]): void;
   /** Coordinator: the recovery is over; the sources may resume. */
   recovered(ids: readonly number[]): void;
   /** The sources' downstream is congested: replay waits. */
@@ -101,14 +103,22 @@ export class Recovery {
     if (this.rolling?.waiting.has(id) || this.rolling?.ids.includes(id)) this.rolling = undefined;
   }
 
-  private maybeRollBack(): void {
+  /** Coordinator: a restarted initializer alone in its cluster rolls back and replays at once. */
+  rollBackAlone(): void {
+    this.maybeRollBack(true);
+  }
+
+  private maybeRollBack(alone = false): void {
     const h = this.host;
     const c = h.coordinator()!;
     const down = c.down;
-    if (down.length === 0 || !down.every((id) => this.back.has(id)) || this.rolling) return;
+    if ((!alone && down.length === 0) || !down.every((id) => this.back.has(id)) || this.rolling) return;
     const commit = h.resilience.lastCommit();
     assert(commit !== undefined, "a resilient cluster commits a checkpoint when it forms");
-    const members = h.membership.committed.map((m) => this.back.get(m.id) ?? m);
+    const members = commit.members.map((m) => this.back.get(m.id) ?? h.membership.byId(m.id) ?? m);
+    // Known workers the checkpoint does not name (joiners of an event it predates) are not members.
+    const strangers = h.membership.members.filter((m) => !members.some((x) => x.id === m.id)).map((m) => m.name);
+    if (strangers.length > 0) h.dismiss(strangers);
     const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
     const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners: commit.owners };
     const ids = [...down];
@@ -207,8 +217,10 @@ export class Recovery {
     const redial: Member[] = [];
     for (const m of b.members) {
       if (m.id === self) continue;
-      h.failures.readmit(m.name);
-      if (this.linkTo(m).data === undefined) redial.push(m);
+      const before = h.peers.get(m.id);
+      const p = this.linkTo(m);
+      h.failures.readmit(m.name, p !== before ? b.epoch : undefined);
+      if (p.data === undefined) redial.push(m);
     }
     await h.peers.dialAll(redial);
     for (const inb of h.inbound()) inb.release(b.epoch);

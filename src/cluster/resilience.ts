@@ -138,10 +138,22 @@ export class Resilience {
     this.store.setMeta({ cluster, member: String(memberId), initHost: initializer.host, initPort: String(initializer.controlPort) });
   }
 
-  /** The commit record of the last committed checkpoint, if any. */
+  /**
+   * Checkpoint 0: the cluster as formed (the members and the first table, nothing processed),
+   * what a recovery rolls back to before the first checkpoint commits.
+   */
+  recordFormation(body: CommitBody): void {
+    assert(body.k === 0 && body.position === 0, "checkpoint 0 is the cluster as formed, before any input");
+    this.store.setMeta({ formation: JSON.stringify(body) });
+  }
+
+  /** The commit record of the last committed checkpoint (checkpoint 0 before any), if any. */
   lastCommit(): CommitBody | undefined {
     const c = this.store.lastCommit();
-    if (!c) return undefined;
+    if (!c) {
+      const formed = this.store.getMeta("formation");
+      return formed === undefined ? undefined : (JSON.parse(formed) as CommitBody);
+    }
     const body = JSON.parse(c.record) as CommitBody;
     assert(body.k === c.k, `commit record ${body.k} is stored as checkpoint ${c.k}`);
     return body;

@@ -134,7 +134,10 @@ export class Worker implements Router {
       transport: cfg.transport,
       clock: this.clock,
       epoch: () => this.table.epoch,
-      controlHandlers: (id) => this.control.handlers(() => this.failures.linkLost(id, "control connection closed")),
+      controlHandlers: (id, current) =>
+        this.control.handlers(() => {
+          if (current()) this.failures.linkLost(id, "control connection closed");
+        }),
       drained: () => this.pressure.check(),
       lost: (id, why) => this.failures.linkLost(id, why),
     });
@@ -216,6 +219,7 @@ export class Worker implements Router {
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
       initializerLost: (why) => this.initializerLost(why),
+      epoch: () => this.table.epoch,
     });
     this.entry = new Entry({
       name: cfg.name,
@@ -237,10 +241,11 @@ export class Worker implements Router {
           dataflow: this.dataflow,
           selfId: () => this.selfId,
           initializerId: () => this.initializerId,
-          others: () => this.membershipState.committed.filter((m) => m.id !== this.selfId).map((m) => m.id),
+          // Every known member takes part (joiners and leavers of a migration whose outcome is checkpointed too).
+          others: () => this.membershipState.members.filter((m) => m.id !== this.selfId).map((m) => m.id),
           owns: (slot) => this.table.owners[slot] === this.selfId,
           relayBarrier: (k, round) => {
-            for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.get(m.id)?.barrier(k, round);
+            for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.get(m.id)?.barrier(k, round);
           },
           roundDone: (k, round) => {
             if (this.isInitializer) this.resilience!.checkpointer?.onRoundDone(this.selfId, k, round);
@@ -275,6 +280,7 @@ export class Worker implements Router {
         },
         send: (id, type, body) => this.peers.sendTo(id, type, body),
         controlLinkFor: (id) => this.rejoinLinks.get(id),
+        dismiss: (names) => this.failures.dropJoiners(names, "Join abandoned: the cluster rolled back to a checkpoint taken before this worker joined; start it again to join."),
         recovered: (ids) => {
           this.rejoinLinks.clear();
           this.coordinator!.recovered(ids);
@@ -302,6 +308,16 @@ export class Worker implements Router {
   /** The epoch of the routing table this worker has applied. */
   get epoch(): number {
     return this.table.epoch;
+  }
+
+  /** The epoch of the last rollback here (0 if none): frames and tables older than it are discarded. */
+  get floor(): number {
+    return this.floorEpoch;
+  }
+
+  /** Every member this worker knows of, joiners of an event in flight included. */
+  get knownMembers(): string[] {
+    return this.membershipState.members.map((m) => m.name);
   }
 
   /** The committed membership in cluster order (what status reports). */
@@ -421,6 +437,11 @@ export class Worker implements Router {
         downChanged: (ids) => this.downChanged(ids),
         keysOf: (id) => this.keysAt.get(id),
         migrationStarts: () => this.resilience?.checkpointer?.abandon("a grow or shrink starts"),
+        checkpointNow: () => this.resilience?.checkpointer?.now(),
+        undone: () => {
+          this.migration.suspend();
+          for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "undone", { epoch: this.table.epoch });
+        },
       },
       this.clock,
     );
@@ -437,10 +458,11 @@ export class Worker implements Router {
         this.coordinator!.formed = true;
         for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "start", { members: [...members] });
         this.onStart(members);
+        // Checkpoint 0 is the cluster as formed, before any input (the sources were muted until
+        // now, and read nothing before this turn ends): nothing to write anywhere.
+        if (this.resilience) this.resilience.recordFormation(this.commitBody(0, this.resilience.inputLog!.end, cluster!));
         this.heartbeats.start();
-        // The first checkpoint records the cluster as formed: a restarted initializer recovers from it.
         this.resilience?.checkpointer?.start();
-        this.resilience?.checkpointer?.now();
         log.info("initialized", "Application has successfully initialized.");
         log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
       },
@@ -459,34 +481,44 @@ export class Worker implements Router {
       {
         clock: this.clock,
         selfId: 0,
-        participants: () => this.membershipState.committed.map((m) => m.id),
-        canStart: () => this.ready && !this.stopping && !this.coordinator!.busy && this.coordinator!.down.length === 0 && !this.recovery!.active,
+        // Every known member: after a migration, joiners and leavers too (the checkpoint of its
+        // outcome is taken before they are told).
+        participants: () => this.membershipState.members.map((m) => m.id),
+        canStart: () => {
+          const c = this.coordinator!;
+          return this.ready && !this.stopping && (!c.busy || c.phaseKind === "committing") && c.down.length === 0 && !this.recovery!.active;
+        },
         hold: (on) => this.pressure.hold("checkpoint", on),
         position: () => input.end,
         beginRound: (k, round) => r.barriers.begin(k, round),
         snapshot: (k) => {
-          for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.sendTo(m.id, "snapshot", { k });
+          for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.sendTo(m.id, "snapshot", { k });
           void r.snapshot(k);
         },
         commit: (k, position) => {
-          const body: CommitBody = {
-            k,
-            position,
-            epoch: this.table.epoch,
-            owners: Array.from(this.table.owners),
-            members: [...this.membershipState.committed],
-            nextId: this.coordinator!.nextIdValue,
-            cluster,
-          };
-          r.store.commit(k, JSON.stringify(body));
-          for (const m of this.membershipState.committed) if (m.id !== this.selfId) this.peers.sendTo(m.id, "committed", { k });
+          r.store.commit(k, JSON.stringify(this.commitBody(k, position, cluster)));
+          for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.sendTo(m.id, "committed", { k });
           r.committed(k, position);
+          this.coordinator!.onCheckpointCommitted();
         },
       },
       r.cfg.intervalMs,
       Math.max(1, crossings),
       lastCommitted,
     );
+  }
+
+  /** What a commit of checkpoint `k` records: the membership it names and the table as it is now. */
+  private commitBody(k: number, position: number, cluster: string): CommitBody {
+    return {
+      k,
+      position,
+      epoch: this.table.epoch,
+      owners: Array.from(this.table.owners),
+      members: [...(this.coordinator!.target ?? this.membershipState.committed)],
+      nextId: this.coordinator!.nextIdValue,
+      cluster,
+    };
   }
 
   /**
@@ -514,7 +546,7 @@ export class Worker implements Router {
     this.heartbeats.start();
     this.resilience!.checkpointer!.start();
     if (others.length > 0) c.markDown(others.map((m) => m.id));
-    else void this.recovery!.apply({ k: commit.k, epoch: commit.epoch + 1, members, owners: commit.owners });
+    else this.recovery!.rollBackAlone();
   }
 
   /** A member started again with its files: it asks the initializer to take it back. */
@@ -565,15 +597,15 @@ export class Worker implements Router {
   /** A member: the coordinator rolls the cluster back to a checkpoint. */
   private onRollback(b: ControlBody<"rollback">): void {
     if (this.isInitializer || !this.recovery) return;
+    let rejoined: Link | undefined;
     if (this.awaitingInitializer) {
-      const link = this.entry.accepted(true);
-      if (link) {
-        this.rejoinLinks.set(0, link);
-        this.control.identify(link, INITIALIZER_NAME);
-      }
+      rejoined = this.entry.accepted(true);
+      if (rejoined) this.rejoinLinks.set(0, rejoined);
       this.awaitingInitializer = false;
     }
     void this.recovery.apply(b).then(() => {
+      // Bound after the rollback released the name of the initializer's earlier incarnation.
+      if (rejoined && !this.control.identify(rejoined, INITIALIZER_NAME)) log.warn("control_duplicate", "Another control connection already claims to be the initializer");
       this.rejoinLinks.clear();
       this.resilience!.remember(this.resilience!.clusterId ?? "", this.selfId, this.membershipState.byId(this.initializerId)!);
       this.peers.sendTo(this.initializerId, "rolledBack", { k: b.k, epoch: b.epoch });
@@ -669,14 +701,16 @@ export class Worker implements Router {
         }
         // Only the coordinator knows every member the moment it admits one: a worker it does not
         // know was removed, or its join was abandoned, and must stop rather than wait for ever.
-        if (this.coordinator && this.formation!.formed && !this.membershipState.byName(b.name)) {
+        // (A restarted initializer has no formation: its cluster formed long ago.)
+        if (this.coordinator && (this.formation?.formed ?? true) && !this.membershipState.byName(b.name)) {
           log.warn("not_a_member", `Worker ${b.name} connected but is not a member of the cluster; telling it to stop`);
           link.write(encodeControl("shutdown", { reason: "This worker is not a member of the cluster (it was removed, or its join was abandoned)." }));
           link.end();
         }
       },
       register: (link, b) => {
-        if (!this.formation) return refuseLink(link, "Only the initializer accepts registrations.");
+        if (!this.formation)
+          return refuseLink(link, this.coordinator ? "The cluster is already formed; start the worker with --join to add it to a running cluster." : "Only the initializer accepts registrations.");
         if ((b.resilient ?? false) !== (this.resilience !== undefined))
           return refuseLink(
             link,
@@ -689,7 +723,7 @@ export class Worker implements Router {
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
       topology: (_l, b) => this.adoptTopology(b),
-      connected: (_l, b) => (this.formation?.formed ? this.coordinator?.onConnected(b.name) : this.formation?.onConnected(b.name)),
+      connected: (_l, b) => (this.formation && !this.formation.formed ? this.formation.onConnected(b.name) : this.coordinator?.onConnected(b.name)),
       start: (_l, b) => this.onStart(b.members),
       join: (link, b) => this.requests.join(link, b),
       tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
@@ -708,7 +742,11 @@ export class Worker implements Router {
       abortJoin: (_l, b) => this.failures.forget(b.names),
       lost: (_l, b) => this.failures.lost(b.id),
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
-      linkLost: coordinatorOnly("linkLost", (from, b) => this.failures.reported(from, b.id)),
+      linkLost: coordinatorOnly("linkLost", (from, b) => {
+        // Seen before a rollback the coordinator has since made: about a member's earlier incarnation.
+        if (b.epoch !== undefined && b.epoch < this.floorEpoch) return log.debug("stale_report", `Ignoring ${from.name}'s report about worker ${b.id} from epoch ${b.epoch}`);
+        this.failures.reported(from, b.id);
+      }),
       heartbeat: fromMember("heartbeat", (from, b) => {
         if (this.isInitializer) this.keysAt.set(from.id, b.keys);
       }),
@@ -722,6 +760,7 @@ export class Worker implements Router {
       rollback: (_l, b) => this.onRollback(b),
       rolledBack: coordinatorOnly("rolledBack", (from, b) => this.recovery?.onRolledBack(from.id, b.k, b.epoch)),
       rejoin: (link, b) => this.onRejoin(link, b),
+      undone: () => this.migration.suspend(),
     };
   }
 
@@ -797,6 +836,7 @@ export class Worker implements Router {
       refused: (name) => this.failures.refuses(name),
       barrier: (from, k, round) => this.resilience?.barriers.onBarrier(from, k, round),
       floor: () => this.floorEpoch,
+      admittedAt: (name) => this.failures.admittedAt(name),
     });
     this.inbound.add(inb);
     return {

@@ -68,7 +68,7 @@ export const CONTROL = {
   /** A worker's queue of messages held for incoming slots crossed its high (or low) mark. */
   pressure: { id: 23, schema: v.object({ high: v.boolean() }) },
   /** To the coordinator: the sender's connection to member `id` broke (ids 13 and 15 are retired). */
-  linkLost: { id: 24, schema: v.object({ id }) },
+  linkLost: { id: 24, schema: v.object({ id, epoch: v.optional(epoch) }) },
   /** Every failure-timeout/4 between the initializer and each member: liveness, and the keys the sender holds. */
   heartbeat: { id: 25, schema: v.object({ keys: count }) },
   /** From the coordinator: the members that are down now (empty when none); the sources are paused while any is. */
@@ -87,6 +87,8 @@ export const CONTROL = {
   rolledBack: { id: 32, schema: v.object({ k: count, epoch }) },
   /** A member back after a crash (its own, or the initializer's), at its new addresses. */
   rejoin: { id: 33, schema: v.object({ name, cluster: v.string(), host: v.string(), controlPort: port, dataPort: port, epoch }) },
+  /** From the coordinator: the grow or shrink in flight is undone; ignore its markers and state until the rollback. */
+  undone: { id: 34, schema: v.object({ epoch }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

@@ -25,6 +25,8 @@ export interface Roster {
   isAlive(name: string): boolean;
   /** 1 for the first process of a name, 2 for its first restart… */
   incarnation(w: Worker): number;
+  /** Every worker runs with resilience: nothing may be lost, whoever dies. */
+  readonly resilient: boolean;
 }
 
 export class Casualties {
@@ -57,6 +59,8 @@ export class Casualties {
 
   /** The process of `w` ended (killed, or exited with `code`). */
   ended(w: Worker, code: number | "killed"): void {
+    // With resilience a death loses nothing: the worker comes back and the cluster rolls back.
+    if (this.roster.resilient) return;
     if (code !== 0) {
       // Killed, or stopped on an error: its slots' state went with it. A clean leaver held nothing.
       this.taint(w);
@@ -71,6 +75,7 @@ export class Casualties {
   }
 
   keyTainted(key: string): boolean {
+    if (this.roster.resilient) return false;
     return this.initializerDied || this.tainted.has(slotOf(key));
   }
 

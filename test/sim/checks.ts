@@ -1,7 +1,7 @@
 // The invariants a simulated run is held to (docs/simulation.md). Each returns a description of
 // the first problem, or undefined. `checkStep` is cheap and runs after every event; the others
 // run at quiescent points and at the end.
-import { STATUS } from "./casualties.ts";
+import { INIT, STATUS } from "./casualties.ts";
 import type { SimCluster } from "./sim-cluster.ts";
 
 /** Slot statuses in which a worker holds the slot's state (DESIGN §4: owned, or outgoing until markers arrive). */
@@ -19,6 +19,14 @@ HOLDS[STATUS.outgoing] = 1;
  */
 function working(c: SimCluster) {
   const init = c.initializer;
+  // With resilience a joiner of an event that was undone (or that a rollback predates) is not
+  // known to the initializer any more: whatever it still holds is never routed to or read.
+  if (c.resilient && init && c.isAlive(INIT)) {
+    // A member that has not applied the initializer's last rollback yet holds what the rollback
+    // replaces: nothing it does before then survives.
+    const known = new Set(init.knownMembers);
+    return c.live().filter((w) => !w.isStopping && !c.lost.fenced.has(w) && known.has(w.name) && w.epoch >= init.floor);
+  }
   const members = init ? new Set(init.membership) : undefined;
   return c.live().filter((w) => {
     if (w.isStopping || c.lost.fenced.has(w)) return false;

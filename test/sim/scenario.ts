@@ -16,7 +16,7 @@ import { INIT, SimCluster, SimError } from "./sim-cluster.ts";
  * worker does not have yet: dropped connections, partitions past ~20 s, kills during formation.
  * A seed draws the same choices in every mode; the mode decides which apply.
  */
-export const FAULT_MODES = ["default", "all"] as const;
+export const FAULT_MODES = ["default", "all", "crash"] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
 
 const ALLOWED = {
@@ -25,6 +25,14 @@ const ALLOWED = {
   longPartition: ["all"],
   longPause: ["all"],
 } as const satisfies Record<string, readonly FaultMode[]>;
+
+/**
+ * "crash": every worker runs with resilience; every worker killed (the initializer too, at any
+ * point: idle, mid-checkpoint, mid-grow or mid-shrink) is started again with its configuration
+ * after 0-1.5 s, and nothing may be lost: every key's every value comes out, windows consecutive,
+ * values repeated only as replays after a rollback.
+ */
+const crash = (mode: FaultMode) => mode === "crash";
 
 function allows(mode: FaultMode, fault: keyof typeof ALLOWED): boolean {
   return (ALLOWED[fault] as readonly FaultMode[]).includes(mode);
@@ -84,7 +92,7 @@ class Scenario {
     const keys = 20 + Math.floor(this.r() * 180);
     // Now and then tiny held-queue limits, so the sources pause for slots in transit.
     const heldLimits = this.r() < 0.2 ? { high: 4, low: 1 } : undefined;
-    this.c = new SimCluster(seed, { keys, heldLimits, fullTrace: opts.fullTrace, debugLog: opts.debugLog });
+    this.c = new SimCluster(seed, { keys, heldLimits, fullTrace: opts.fullTrace, debugLog: opts.debugLog, resilient: crash(opts.faults) });
     this.heavy = this.r() < 0.2;
   }
 
@@ -155,8 +163,9 @@ class Scenario {
   private async settle(what: string): Promise<void> {
     const c = this.c;
     for (let i = 0; i < 10; i++) {
-      await c.runUntil(`the cluster to settle after ${what}`, () => this.settled() || this.downIdle(), SETTLE_MS);
-      if (!this.downIdle()) break;
+      // With resilience a down member comes back by itself (the scenario restarts every kill).
+      await c.runUntil(`the cluster to settle after ${what}`, () => this.settled() || (!c.resilient && this.downIdle()), SETTLE_MS);
+      if (c.resilient || !this.downIdle()) break;
       const names = [...c.initializer!.down];
       this.say(`operator: shrink ${names.join(",")}, which are down`);
       this.count("shrink-down");
@@ -209,7 +218,7 @@ class Scenario {
     if (r < 0.5) return;
     await this.c.runFor(this.r() * 300);
     if (r < 0.75) {
-      const victims = this.c.live().map((w) => w.name).filter((n) => n !== INIT || this.r() < 0.1);
+      const victims = this.c.live().map((w) => w.name).filter((n) => n !== INIT || this.r() < (this.c.resilient ? 0.25 : 0.1));
       if (victims.length === 0) return;
       const v = this.pick(victims);
       const init = this.c.initializer!;
@@ -225,12 +234,23 @@ class Scenario {
   /** Kills `name`; now and then restarts it soon after, while the cluster may still count it a member. */
   private async kill(name: string): Promise<void> {
     this.c.kill(name);
+    if (this.c.resilient) return this.recoverFrom(name);
     if (name === INIT) return;
     if (!this.killed.includes(name)) this.killed.push(name);
     if (this.r() < 0.3) {
       await this.c.runFor(this.r() * 500);
       if (!this.c.initializerDied) await this.restart(name);
     }
+  }
+
+  /** Resilience: the killed worker is started again with its configuration and must recover. */
+  private async recoverFrom(name: string): Promise<void> {
+    const c = this.c;
+    await c.runFor(this.r() * 1500);
+    this.say(`restart ${name} with its original configuration (it recovers)`);
+    this.count("recover");
+    c.restart(name);
+    if (name === INIT) await c.connectSource();
   }
 
   private async concurrentShrink(): Promise<void> {
@@ -284,7 +304,7 @@ class Scenario {
 
   private async killIdle(eligible: string[]): Promise<void> {
     // The initializer now and then: the cluster cannot go on, only safety is checked after.
-    const v = this.r() < 0.1 ? INIT : this.pick(eligible);
+    const v = this.r() < (this.c.resilient ? 0.25 : 0.1) ? INIT : this.pick(eligible);
     this.say(`kill ${v} (idle)`);
     this.count("kill");
     this.count("kill@idle");

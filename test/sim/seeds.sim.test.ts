@@ -1,5 +1,6 @@
-// Random scenarios, one per seed (test/sim/scenario.ts): 300 seeds with the default faults and
-// 150 with every fault (dropped connections, long partitions, kills during formation).
+// Random scenarios, one per seed (test/sim/scenario.ts): 300 seeds with the default faults, 150
+// with every fault (dropped connections, long partitions, kills during formation) and 150 with
+// resilience, where every worker killed is started again and nothing may be lost.
 // SIM_SEEDS / SIM_FIRST_SEED / SIM_FAULTS run one other range instead; `npm run sim` runs many
 // more. A failure prints the seed, the scenario, the last trace lines and the replay command.
 import { describe, expect, test } from "bun:test";
@@ -14,6 +15,7 @@ const RUNS: Array<{ faults: FaultMode; first: number; seeds: number }> = custom
   : [
       { faults: "default", first: 1, seeds: 300 },
       { faults: "all", first: 1, seeds: 150 },
+      { faults: "crash", first: 1, seeds: 150 },
     ];
 
 for (const r of RUNS) if (!(FAULT_MODES as readonly string[]).includes(r.faults)) throw new Error(`SIM_FAULTS is one of ${FAULT_MODES.join(", ")}`);
@@ -24,7 +26,7 @@ for (const r of RUNS) if (!(FAULT_MODES as readonly string[]).includes(r.faults)
  * fixed bug then stays fixed. None today: seeds 113, 313 and 323 were here until eb8b15a fixed
  * what they found.
  */
-const KNOWN_FAILURES: Record<FaultMode, Partial<Record<number, RegExp>>> = { default: {}, all: {} };
+const KNOWN_FAILURES: Record<FaultMode, Partial<Record<number, RegExp>>> = { default: {}, all: {}, crash: {} };
 
 function describeFailure(err: unknown, faults: FaultMode): string {
   const e = err as SimFailure;

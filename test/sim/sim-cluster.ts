@@ -4,6 +4,8 @@
 // events (which is as deterministic as the events themselves).
 import { buildSequenceWindow } from "./app.ts";
 import { Worker } from "../../src/cluster/worker.ts";
+import { MemoryCheckpointStore } from "../../src/resilience/checkpoint-store.ts";
+import { MemoryInputLog } from "../../src/resilience/input-log.ts";
 import { WallarooError } from "../../src/errors.ts";
 import { tapLog } from "../../src/log.ts";
 import { MemoryNetwork, type NetOptions } from "../../src/net/memory.ts";
@@ -35,7 +37,16 @@ export interface SimOptions {
   /** Put debug log lines in the trace too. */
   debugLog?: boolean;
   net?: Partial<NetOptions>;
+  /**
+   * Every worker runs with resilience (in-memory stores that survive a kill, as files would); a
+   * killed worker is started again and recovers; the load client resends what the initializer
+   * had not accepted when it died, as a producer with acknowledgements would.
+   */
+  resilient?: boolean;
 }
+
+/** The checkpoint interval of a resilient simulated cluster. */
+export const SIM_CHECKPOINT_MS = 300;
 
 /** A failed run: carries the seed, so every report can say how to replay it. */
 export class SimError extends Error {
@@ -69,6 +80,11 @@ export class SimCluster {
   private nextConn = 1;
   private liveCache: Worker[] | undefined;
   private readonly keyBytes: Uint8Array[];
+  /** Resilient runs: each name's stores, kept across its restarts (its "disk"). */
+  readonly disks = new Map<string, { store: MemoryCheckpointStore; inputLog: MemoryInputLog }>();
+  /** Resilient runs: frames written on the current source connection, and the input log's end when it opened. */
+  private onConnection: Uint8Array[] = [];
+  private connectionStart = 0;
 
   constructor(
     readonly seed: number,
@@ -76,7 +92,7 @@ export class SimCluster {
   ) {
     this.sched = new Scheduler(seed, { fullTrace: opts.fullTrace });
     this.net = new MemoryNetwork(this.sched, this.sched.random.network, opts.net);
-    this.outputs = new OutputCheck(opts.keys);
+    this.outputs = new OutputCheck(opts.keys, opts.resilient ?? false);
     this.sentPerKey = new Array(opts.keys).fill(0);
     const enc = new TextEncoder();
     this.keyBytes = Array.from({ length: opts.keys }, (_, k) => enc.encode(`key-${k}`));
@@ -96,6 +112,10 @@ export class SimCluster {
 
   get now(): number {
     return this.sched.now();
+  }
+
+  get resilient(): boolean {
+    return this.opts.resilient ?? false;
   }
 
   get initializer(): Worker | undefined {
@@ -130,13 +150,30 @@ export class SimCluster {
       this.net
         .transport("client")
         .connect(H, PORTS.source, { data() {}, close: () => (this.source = undefined) }, 2000)
-        .then((l) => (this.source = l))
+        .then((l) => {
+          this.source = l;
+          if (this.opts.resilient) this.resend(l);
+        })
         .catch(() => {
           if (++tries < 100) this.sched.schedule(client, 50, "dial", dial);
         });
     };
     this.sched.schedule(client, 1, "dial", dial);
     await this.runUntil("the load client's connection", () => this.source !== undefined, 10_000);
+  }
+
+  /**
+   * Resilient runs, a new source connection: frames of the last one the initializer never logged
+   * (they were on the wire when it died) are sent again first, in order.
+   */
+  private resend(l: Link): void {
+    const log = this.disk(INIT).inputLog;
+    const accepted = log.end - this.connectionStart;
+    const unaccepted = this.onConnection.slice(Math.max(0, accepted));
+    this.connectionStart = log.end;
+    this.onConnection = unaccepted;
+    for (const f of unaccepted) l.write(f);
+    if (unaccepted.length > 0) this.sched.note(this.sched.current, "resend", `${unaccepted.length} messages the initializer had not accepted`);
   }
 
   formed(n: number): boolean {
@@ -166,6 +203,7 @@ export class SimCluster {
       // must ride out; the long ones of --faults all get a member declared lost, as they should.
       failureTimeoutMs: SIM_FAILURE_TIMEOUT_MS,
       clock: this.sched.clockFor(proc),
+      ...(this.opts.resilient ? { resilience: { ...this.disk(name), intervalMs: SIM_CHECKPOINT_MS, fsync: false }, clusterId: `sim-${this.seed}` } : {}),
     });
     this.workers.set(name, w);
     this.procs.set(w, proc);
@@ -184,6 +222,12 @@ export class SimCluster {
       w.start().catch((err: unknown) => exit(err instanceof WallarooError ? err.exitCode : 1, err instanceof Error ? err.message : String(err)));
     });
     return w;
+  }
+
+  private disk(name: string): { store: MemoryCheckpointStore; inputLog: MemoryInputLog } {
+    let d = this.disks.get(name);
+    if (!d) this.disks.set(name, (d = { store: new MemoryCheckpointStore(), inputLog: new MemoryInputLog() }));
+    return d;
   }
 
   /** A member's control address, for joiners to contact. */
@@ -252,6 +296,7 @@ export class SimCluster {
         dv.setUint32(8, v >>> 0);
         f.set(key, 12);
         src.write(f);
+        if (this.opts.resilient) this.onConnection.push(f);
       }
       this.sched.note(this.sched.current, "load", `${n} messages (${this.sent} in all)`);
     });

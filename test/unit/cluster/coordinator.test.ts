@@ -54,6 +54,8 @@ class FakeHost implements CoordinatorHost {
   }
   keysOf = (id: number) => (id === 1 ? 7 : undefined);
   migrationStarts() {}
+  checkpointNow() {}
+  undone() {}
 }
 
 /** Grows a 2-worker cluster by one; each round is installed `roundMs(i)` after its plan. */

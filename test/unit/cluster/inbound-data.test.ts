@@ -42,6 +42,7 @@ function setup(epoch = 1, floor = 0) {
     refused: (name: string) => name === "gone",
     barrier: (from: number, k: number, round: number) => seen.push(`barrier from ${from} k ${k} round ${round}`),
     floor: () => floor,
+    admittedAt: () => 0,
   } as unknown as InboundHost;
   const inb = new InboundData(link, host);
   return { inb, seen, events, migration, lostId: () => lost };
