@@ -310,6 +310,11 @@ export class Worker implements Router {
     return this.table.epoch;
   }
 
+  /** A checkpoint is in flight (initializer with resilience). */
+  get checkpointing(): boolean {
+    return this.resilience?.checkpointer?.busy ?? false;
+  }
+
   /** The epoch of the last rollback here (0 if none): frames and tables older than it are discarded. */
   get floor(): number {
     return this.floorEpoch;

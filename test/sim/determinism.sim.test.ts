@@ -19,7 +19,7 @@ async function trace(seed: number, faults: FaultMode): Promise<string> {
 
 describe("simulation: determinism", () => {
   for (const seed of SEEDS) {
-    for (const faults of ["default", "all"] as const) {
+    for (const faults of ["default", "all", "crash"] as const) {
       test(`seed ${seed} (faults ${faults}) gives the same trace twice`, async () => {
         const a = await trace(seed, faults);
         const b = await trace(seed, faults);
@@ -29,7 +29,7 @@ describe("simulation: determinism", () => {
           const lb = b.split("\n");
           let i = 0;
           while (i < la.length && la[i] === lb[i]) i++;
-          throw new Error(`seed ${seed}: traces differ at line ${i + 1}:\n  first:  ${la[i]}\n  second: ${lb[i]}\nreplay: npm run sim -- --seed ${seed}${faults === "all" ? " --faults all" : ""} --trace`);
+          throw new Error(`seed ${seed}: traces differ at line ${i + 1}:\n  first:  ${la[i]}\n  second: ${lb[i]}\nreplay: npm run sim -- --seed ${seed}${faults === "default" ? "" : ` --faults ${faults}`} --trace`);
         }
       }, 60_000);
     }

@@ -305,9 +305,16 @@ class Scenario {
   private async killIdle(eligible: string[]): Promise<void> {
     // The initializer now and then: the cluster cannot go on, only safety is checked after.
     const v = this.r() < (this.c.resilient ? 0.25 : 0.1) ? INIT : this.pick(eligible);
-    this.say(`kill ${v} (idle)`);
+    // With resilience, half the time in the middle of a checkpoint (its barrier rounds or writes).
+    const init = this.c.initializer!;
+    if (this.c.resilient && this.r() < 0.5) {
+      await this.c.runUntil("a checkpoint to start", () => init.checkpointing, SETTLE_MS);
+      await this.c.runFor(this.r() * 2);
+    }
+    const when = init.checkpointing ? "checkpoint" : "idle";
+    this.say(`kill ${v} (${when})`);
     this.count("kill");
-    this.count("kill@idle");
+    this.count(`kill@${when}`);
     await this.kill(v);
   }
 
