@@ -164,10 +164,13 @@ export class Resilience {
   /** Checkpoint `k`: every barrier round is done, nothing is in flight. Write what changed, then flush the sink. */
   async snapshot(k: number): Promise<void> {
     const h = this.host;
+    // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
+    // left unanswered, and the dirty marks stay for the next checkpoint.
+    if (k <= this.store.lastWritten) return log.warn("checkpoint_stale", `Checkpoint ${k} asked after ${this.store.lastWritten} was written here; ignored`);
     const images = h.dataflow.state.dirtyImages((s) => h.owns(s));
     let bytes = 0;
     for (const i of images) bytes += i.image.length;
-    if (k > this.store.lastWritten) this.store.writeCheckpoint(k, images);
+    this.store.writeCheckpoint(k, images);
     this.written++;
     this.writtenBytes += bytes;
     // Outputs of what the checkpoint covers must have left this process: after a crash they are
