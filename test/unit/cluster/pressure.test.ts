@@ -155,3 +155,27 @@ describe("Pressure: congestion", () => {
     expect(s.paused()).toEqual([false, false]);
   });
 });
+
+describe("down members and holds", () => {
+  test("the sources stay paused while any member is down, and while any hold is on; inbound data is not paused for either", () => {
+    const { p, paused, inbound } = setup();
+    p.setDown([3]);
+    expect(paused()).toEqual([true, true]);
+    expect(p.anyDown).toBe(true);
+    p.hold("checkpoint", true);
+    p.setDown([]);
+    expect(paused()).toEqual([true, true]);
+    p.hold("checkpoint", false);
+    expect(paused()).toEqual([false, false]);
+    expect(inbound).toEqual([]);
+  });
+
+  test("a member forgotten (left or removed) does not end its down mark: only the coordinator does", () => {
+    const { p, paused } = setup();
+    p.setDown([3]);
+    p.forget(3);
+    expect(paused()).toEqual([true, true]);
+    p.setDown([]);
+    expect(paused()).toEqual([false, false]);
+  });
+});

@@ -195,6 +195,34 @@ describe("KeyedState", () => {
     expect(dst.ks.slotKeyCount(slot)).toBe(3);
   });
 
+  test("checkpoint images: only slots read or installed since the last images, owned ones, each whole; restore brings them back", () => {
+    const a = fresh().ks;
+    const s1 = slotOf("k1");
+    const s2 = slotOf("k2");
+    (a.get(COUNT, s1, "k1") as Count).n = 5;
+    (a.get(COUNT, s2, "k2") as Count).n = 7;
+    const first = a.dirtyImages(() => true);
+    expect(first.map((i) => i.slot).sort()).toEqual([s1, s2].sort());
+    expect(a.dirtyImages(() => true)).toEqual([]);
+    (a.get(COUNT, s1, "k1") as Count).n = 6;
+    // A slot this worker does not own is not written, and its mark is cleared all the same.
+    expect(a.dirtyImages((s) => s !== s1)).toEqual([]);
+    (a.get(COUNT, s1, "k1") as Count).n = 6;
+    const second = a.dirtyImages(() => true);
+    expect(second.map((i) => i.slot)).toEqual([s1]);
+    const b = fresh().ks;
+    (b.get(COUNT, 99, "stale") as Count).n = 1;
+    const keys = b.restore(new Map([...first, ...second].map((i) => [i.slot, i.image])), (s) => s !== s2);
+    expect(keys).toBe(1);
+    expect((b.get(COUNT, s1, "k1") as Count).n).toBe(6);
+    expect(b.counts()).toEqual({ count: 1, last: 0 });
+    expect(b.slotKeyCount(99)).toBe(0);
+  });
+
+  test("restore refuses a damaged image", () => {
+    expect(() => fresh().ks.restore(new Map([[3, new Uint8Array([0, 0, 0, 9])]]), () => true)).toThrow(/checkpoint image of slot 3 is damaged/);
+  });
+
   test("install for a stage that is not stateful is refused", () => {
     const { ks } = fresh();
     expect(() => ks.install(0, 1, "a", new Uint8Array([1]))).toThrow("migrated state names stage 0, which is not stateful in this application");

@@ -36,9 +36,13 @@ afterEach(() => {
   for (const s of spies.splice(0)) s.mockRestore();
 });
 
-/** A listening source that records every payload (copied) and every chunk it was handed. */
-async function source(maxFrame = 1024) {
+/**
+ * A listening source that records every payload (copied) and every chunk it was handed; with
+ * `logged`, every batch it logs too, and `order` says which came first.
+ */
+async function source(maxFrame = 1024, logged?: Uint8Array[]) {
   const frames: Array<{ conn: number; text: string }> = [];
+  const order: string[] = [];
   let chunks = 0;
   const src = new Source(
     "votes",
@@ -46,16 +50,23 @@ async function source(maxFrame = 1024) {
     tcpTransport,
     (buf, start, end, conn) => {
       frames.push({ conn, text: new TextDecoder().decode(buf.subarray(start, end)) });
+      order.push("ingest");
       changes.note();
     },
     () => {
       chunks++;
       changes.note();
     },
+    logged
+      ? (framed, count) => {
+          logged.push(framed.slice());
+          order.push(`log ${count}`);
+        }
+      : undefined,
   );
   sources.push(src);
   await src.listen();
-  return { src, frames, texts: () => frames.map((f) => f.text), chunks: () => chunks };
+  return { src, frames, order, texts: () => frames.map((f) => f.text), chunks: () => chunks };
 }
 
 interface Client {
@@ -232,6 +243,29 @@ describe("framing", () => {
     await changes.until("200 frames", () => s.frames.length === 200);
     expect(s.texts()).toEqual(texts);
     expect(new Set(s.frames.map((f) => f.conn)).size).toBe(1);
+  });
+
+  test("with an input log, each chunk's whole frames are logged (as they came) before any of them is processed", async () => {
+    const logged: Uint8Array[] = [];
+    const s = await source(1024, logged);
+    s.src.unmute();
+    const c = await client(s.src.port);
+    const texts = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    const bytes = concat(...texts.map(frame));
+    // Split inside a frame: the partial frame is logged with the chunk that completes it.
+    c.write(bytes.subarray(0, 17));
+    await changes.until("the first frames", () => s.frames.length >= 1);
+    c.write(bytes.subarray(17));
+    await changes.until("50 frames", () => s.frames.length === 50);
+    expect(s.texts()).toEqual(texts);
+    expect(Buffer.concat(logged)).toEqual(Buffer.from(bytes));
+    // Every log batch comes before the frames it holds are processed.
+    let logged_ = 0;
+    let ingested = 0;
+    for (const e of s.order) {
+      if (e === "ingest") expect(++ingested).toBeLessThanOrEqual(logged_);
+      else logged_ += Number(e.split(" ")[1]);
+    }
   });
 
   test("a zero-length frame is handed over as an empty payload and the connection carries on", async () => {

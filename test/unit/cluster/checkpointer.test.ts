@@ -1,0 +1,107 @@
+// Checkpointer: pause, rounds, every member written, then commit and resume; one at a time;
+// abandoned on a deadline or when asked, and tried again after the interval.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { CHECKPOINT_LIMITS, Checkpointer } from "../../../src/cluster/checkpointer.ts";
+import { configureLog } from "../../../src/log.ts";
+import { ManualClock } from "../../sim/manual-clock.ts";
+
+beforeAll(() => configureLog({ level: "silent" }));
+afterAll(() => configureLog({ level: "info" }));
+
+function setup(rounds = 2, participants = [0, 1, 2]) {
+  const clock = new ManualClock();
+  const events: string[] = [];
+  let position = 100;
+  let can = true;
+  const cp = new Checkpointer(
+    {
+      clock,
+      selfId: 0,
+      participants: () => participants,
+      canStart: () => can,
+      hold: (on) => void events.push(on ? "hold" : "release"),
+      position: () => position,
+      beginRound: (k, r) => void events.push(`round ${k}/${r}`),
+      snapshot: (k) => void events.push(`snapshot ${k}`),
+      commit: (k, p) => void events.push(`commit ${k} at ${p}`),
+    },
+    1000,
+    rounds,
+  );
+  return { clock, events, cp, setPosition: (p: number) => (position = p), setCan: (c: boolean) => (can = c) };
+}
+
+const allDone = (cp: Checkpointer, k: number, r: number, ids = [0, 1, 2]) => ids.forEach((id) => cp.onRoundDone(id, k, r));
+const allWritten = (cp: Checkpointer, k: number, ids = [0, 1, 2]) => ids.forEach((id) => cp.onWritten(id, k, 1, 10));
+
+describe("checkpointer", () => {
+  test("pause, every round done by every member, every member written, then commit at the paused position and resume", () => {
+    const { clock, events, cp } = setup();
+    cp.start();
+    clock.advance(1000);
+    expect(events).toEqual(["hold", "round 1/1"]);
+    cp.onRoundDone(0, 1, 1);
+    cp.onRoundDone(1, 1, 1);
+    expect(events.at(-1)).toBe("round 1/1");
+    cp.onRoundDone(2, 1, 1);
+    expect(events.at(-1)).toBe("round 1/2");
+    allDone(cp, 1, 2);
+    expect(events.at(-1)).toBe("snapshot 1");
+    cp.onWritten(0, 1, 1, 10);
+    cp.onWritten(1, 1, 1, 10);
+    expect(events).not.toContain("commit 1 at 100");
+    cp.onWritten(2, 1, 1, 10);
+    expect(events.slice(-2)).toEqual(["commit 1 at 100", "release"]);
+    expect(cp.lastCommitted).toBe(1);
+    expect(cp.busy).toBe(false);
+  });
+
+  test("answers of another checkpoint or round count for nothing", () => {
+    const { clock, events, cp } = setup(1);
+    cp.start();
+    clock.advance(1000);
+    allDone(cp, 2, 1);
+    allDone(cp, 1, 2);
+    expect(events.at(-1)).toBe("round 1/1");
+    allDone(cp, 1, 1);
+    allWritten(cp, 2);
+    expect(events.at(-1)).toBe("snapshot 1");
+  });
+
+  test("not while the host says no: it tries again after the interval", () => {
+    const { clock, events, cp, setCan } = setup(1);
+    setCan(false);
+    cp.start();
+    clock.advance(3000);
+    expect(events).toEqual([]);
+    setCan(true);
+    clock.advance(1000);
+    expect(events).toEqual(["hold", "round 1/1"]);
+  });
+
+  test("abandoned at the deadline: the sources resume, the next one gets a new number", () => {
+    const { clock, events, cp } = setup(1);
+    cp.start();
+    clock.advance(1000);
+    allDone(cp, 1, 1);
+    clock.advance(CHECKPOINT_LIMITS.deadlineMs);
+    expect(events.at(-1)).toBe("release");
+    expect(cp.abandoned).toBe(1);
+    allWritten(cp, 1); // too late
+    expect(events.filter((e) => e.startsWith("commit"))).toEqual([]);
+    clock.advance(1000);
+    expect(events.at(-1)).toBe("round 2/1");
+  });
+
+  test("now() starts one at once (after a grow or shrink); abandon() gives it up", () => {
+    const { events, cp } = setup(1);
+    cp.start();
+    cp.now();
+    expect(events).toEqual(["hold", "round 1/1"]);
+    cp.now(); // one in flight at a time
+    expect(events).toEqual(["hold", "round 1/1"]);
+    cp.abandon("a grow starts");
+    expect(events.at(-1)).toBe("release");
+    expect(cp.busy).toBe(false);
+  });
+});
