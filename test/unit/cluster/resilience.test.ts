@@ -1,0 +1,94 @@
+// A worker's durable side: files of another application or worker are refused before anything
+// is read; what a member remembers makes a restart rejoin; checkpoint 0 stands in until the
+// first commit; a snapshot writes what changed and waits for the sink.
+import { describe, expect, test } from "bun:test";
+import { APP_SPEC_KIND, type AppSpec } from "../../../src/app/types.ts";
+import { Resilience, type CommitBody, type ResilienceHost } from "../../../src/cluster/resilience.ts";
+import { Dataflow } from "../../../src/runtime/dataflow.ts";
+import { MemoryCheckpointStore, ResilienceError } from "../../../src/resilience/checkpoint-store.ts";
+import { MemoryInputLog } from "../../../src/resilience/input-log.ts";
+import { ManualClock } from "../../sim/manual-clock.ts";
+
+const app: AppSpec = {
+  kind: APP_SPEC_KIND,
+  name: "counter",
+  source: { name: "src", decode: (p: Uint8Array) => new TextDecoder().decode(p) },
+  stages: [
+    { kind: "key", name: "by", fn: (m: string) => m },
+    { kind: "stateful", name: "count", init: () => ({ n: 0 }), fn: (_m: unknown, s: { n: number }) => ++s.n },
+  ],
+  sink: { name: "out", encode: (n: number) => `${n}\n` },
+} as unknown as AppSpec;
+
+function make(store: MemoryCheckpointStore, name = "w1", appName = "counter", queued = () => 0) {
+  const clock = new ManualClock();
+  const written: string[] = [];
+  const dataflow = new Dataflow(app, { owners: new Int32Array(1024), status: new Uint8Array(1024).fill(1), selfId: 0, initializerId: 0, isInitializer: true, forward() {} } as never, {} as never);
+  const host: ResilienceHost = {
+    clock,
+    name,
+    app: appName,
+    dataflow,
+    selfId: () => 0,
+    initializerId: () => 0,
+    others: () => [],
+    owns: () => true,
+    relayBarrier() {},
+    roundDone() {},
+    written: (k, slots) => void written.push(`${k}:${slots}`),
+    sinkQueuedBytes: queued,
+  };
+  return { r: new Resilience(host, { store, inputLog: new MemoryInputLog(), intervalMs: 1000, fsync: false }, name === "initializer"), written, clock, dataflow };
+}
+
+describe("Resilience", () => {
+  test("files of another application or worker are refused, naming both", () => {
+    const store = new MemoryCheckpointStore();
+    make(store);
+    expect(() => make(store, "w1", "other")).toThrow(ResilienceError);
+    expect(() => make(store, "w1", "other")).toThrow(/holds the checkpoints of application counter, not other/);
+    expect(() => make(store, "w2")).toThrow(/holds the checkpoints of worker w1, not w2/);
+  });
+
+  test("a member remembers its place; a fresh one has none", () => {
+    const store = new MemoryCheckpointStore();
+    const { r } = make(store);
+    expect(r.memberId).toBeUndefined();
+    r.remember("c-1", 4, { id: 0, name: "initializer", host: "h", controlPort: 6000, dataPort: 6001 });
+    const again = make(store).r;
+    expect(again.memberId).toBe(4);
+    expect(again.clusterId).toBe("c-1");
+    expect(again.initializerAddress).toEqual({ host: "h", port: 6000 });
+  });
+
+  test("checkpoint 0 (the cluster as formed) stands in until the first commit", () => {
+    const store = new MemoryCheckpointStore();
+    const { r } = make(store, "initializer");
+    const body: CommitBody = { k: 0, position: 0, epoch: 1, owners: [0], members: [], nextId: 1, cluster: "c" };
+    r.recordFormation(body);
+    expect(r.lastCommit()).toEqual(body);
+    store.commit(3, JSON.stringify({ ...body, k: 3, position: 50 }));
+    expect(r.lastCommit()?.k).toBe(3);
+  });
+
+  test("a snapshot writes the slots that changed and says written only once the sink took its output", async () => {
+    const store = new MemoryCheckpointStore();
+    let queued = 100;
+    const { r, written, clock, dataflow } = make(store, "w1", "counter", () => queued);
+    dataflow.state.get(1, 7, "a");
+    const done = r.snapshot(1);
+    expect(store.lastWritten).toBe(1);
+    expect(store.slotsAt(1).has(7)).toBe(true);
+    clock.advance(5);
+    expect(written).toEqual([]);
+    queued = 0;
+    clock.advance(5);
+    await done;
+    expect(written).toEqual(["1:1"]);
+    // Asked again for an older number: ignored, nothing cleared.
+    dataflow.state.get(1, 8, "b");
+    await r.snapshot(1);
+    await r.snapshot(2);
+    expect([...store.slotsAt(2).keys()].sort()).toEqual([7, 8]);
+  });
+});
