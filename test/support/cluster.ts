@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { EXTERNAL_MSG, parseClusterStatus, type ClusterStatus } from "../../src/codec/external.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { assertRunning, BIN, HOST, run, wallaroo, type Child, type RunResult } from "./process.ts";
+import { assertRunning, BIN, Child, HOST, run, wallaroo, type RunResult } from "./process.ts";
 import type { Receiver } from "./receiver.ts";
 import { poll } from "./wait.ts";
 
@@ -24,6 +24,11 @@ export interface ClusterOptions {
   logDir?: string;
   /** Extra flags for every worker; the log level must stay at info or above for the port lines. */
   extraArgs?: string[];
+  /**
+   * Fixed ports for the initializer's control, data and source listeners instead of 0: a
+   * restarted initializer must listen where the members and the producers find it again.
+   */
+  initializerPorts?: { control: number; data: number; source: number };
 }
 
 /** The log lines that carry the ports a worker was given. */
@@ -67,6 +72,8 @@ export class Cluster {
   initializer!: Member;
   sourcePort = 0;
   readonly binary: string;
+  /** Times each member was restarted. */
+  private readonly restarts = new Map<string, number>();
 
   constructor(
     readonly app: string,
@@ -101,10 +108,11 @@ export class Cluster {
 
   /** An initializer expecting `n` workers; returns once it listens (formation goes on). */
   async startInitializer(n: number): Promise<Member> {
+    const fixed = this.opts.initializerPorts;
     const child = this.spawn("initializer", [
-      "--in", `${this.app}@${HOST}:0`,
-      "--control", `${HOST}:0`,
-      "--data", `${HOST}:0`,
+      "--in", `${this.app}@${HOST}:${fixed?.source ?? 0}`,
+      "--control", `${HOST}:${fixed?.control ?? 0}`,
+      "--data", `${HOST}:${fixed?.data ?? 0}`,
       "--external", `${HOST}:0`,
       "--cluster-initializer",
       "--worker-count", String(n),
@@ -120,6 +128,30 @@ export class Cluster {
   async spawnWorker(name: string, how: string[]): Promise<Member> {
     const child = this.spawn(name, ["--my-control", `${HOST}:0`, "--external", `${HOST}:0`, "--name", name, ...how]);
     return { name, child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
+  }
+
+  /**
+   * Starts member `name` again with exactly the command line it was started with (a crashed
+   * worker recovering from its resilience files) once the old process has exited; returns once it
+   * listens, with the ports the OS gave it this time. It replaces the old process in `members`.
+   */
+  async restart(name: string): Promise<Member> {
+    const old = this.members.get(name);
+    if (!old) throw new Error(`no member ${name} to restart`);
+    // Its ports (and, for a member, its name at the initializer) are free only once it is gone.
+    await old.child.waitExit(5000);
+    const n = (this.restarts.get(name) ?? 0) + 1;
+    this.restarts.set(name, n);
+    // A log of its own: the first process's log is kept.
+    const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.restart${n}.log`) : undefined;
+    const child = new Child(name, old.child.cmd, { logPath });
+    const m: Member = { name, child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
+    if (name === this.initializer.name) {
+      this.sourcePort = await loggedPort(child, "source");
+      this.initializer = m;
+    }
+    this.members.set(name, m);
+    return m;
   }
 
   /** Starts joiners through `via` (any member), `--worker-count count` when joining together; does not wait. */

@@ -1,10 +1,11 @@
 // The harness's own checks: the workloads send the generators' bytes, and the validators the
-// e2e tests, benchmarks and demo rely on do fail on loss, duplication, disorder and bad windows.
+// e2e tests, benchmarks and demo rely on do fail on loss, duplication, disorder and bad windows
+// (and the replaying one on loss and on anything but a replay of outputs already seen).
 import { describe, expect, test } from "bun:test";
 import { alphabetGenerator, sequenceWindowGenerator } from "../../src/tools/generators.ts";
 import { AlphabetWorkload, SequenceWorkload } from "./load.ts";
 import type { Conn } from "./receiver.ts";
-import { AlphabetValidator, SequenceValidator } from "./validate.ts";
+import { AlphabetValidator, ReplayingAlphabetValidator, SequenceValidator } from "./validate.ts";
 
 const enc = new TextEncoder();
 let nextId = 0;
@@ -66,6 +67,44 @@ describe("alphabet validator", () => {
     [swapped[0], swapped[i]] = [swapped[i]!, swapped[0]!];
     expect(verify(swapped).join()).toContain("went from");
   });
+});
+
+describe("replaying alphabet validator", () => {
+  const wl = new AlphabetWorkload(3, 1, "ab");
+  const totals = new Map<string, number>();
+  const exact = Array.from({ length: 60 }, (_, i) => {
+    const { letter, votes } = wl.message(i);
+    totals.set(letter, (totals.get(letter) ?? 0) + votes);
+    return `${letter} => ${totals.get(letter)}`;
+  });
+  const a = exact.filter((l) => l[0] === "a");
+  const b = exact.filter((l) => l[0] === "b");
+  /** Letter b's outputs as given (on connections of their own), after every output of a. */
+  const verify = (bLines: string[][], recoveries = 1) => {
+    const v = new ReplayingAlphabetValidator();
+    feed(v, a);
+    for (const lines of bLines) feed(v, lines);
+    return { problems: v.verify(wl, 60, recoveries).join(), v };
+  };
+
+  test("exact outputs pass, with nothing repeated", () => {
+    const { problems, v } = verify([b]);
+    expect(problems).toBe("");
+    expect(v.repeats).toBe(0);
+  });
+  test("a replay from a checkpoint on a new connection passes and is counted", () => {
+    const { problems, v } = verify([b.slice(0, 12), b.slice(5)]);
+    expect(problems).toBe("");
+    expect(v.repeats).toBe(7);
+    expect(v.wentBack).toBe(1);
+  });
+  test("a replay on the same connection passes", () => expect(verify([[...b.slice(0, 12), ...b.slice(5)]]).problems).toBe(""));
+  test("more steps back than recoveries fail", () => expect(verify([b.slice(0, 12), b.slice(5, 14), b.slice(9)]).problems).toContain("went back 2 times for 1 recoveries"));
+  test("a lost output fails", () => expect(verify([[...b.slice(0, 7), ...b.slice(8)]]).problems).toContain("skipping 1 totals"));
+  test("a lost output filled in by a replay fails", () => expect(verify([[...b.slice(0, 7), ...b.slice(8, 12)], b.slice(7)]).problems).toContain("not output before"));
+  test("a replay that stops short of the final total fails", () => expect(verify([b.slice(0, 12), b.slice(5, -1)]).problems).toContain("not the final total"));
+  test("a total that is no running total fails", () => expect(verify([[...b, "b => 1"]]).problems).toContain("not running totals"));
+  test("a letter never sent fails", () => expect(verify([[...b, "z => 1"]]).problems).toContain("never sent"));
 });
 
 describe("sequence_window validator", () => {

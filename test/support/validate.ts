@@ -94,6 +94,98 @@ export class AlphabetValidator implements OutputHandler {
 }
 
 /**
+ * `<letter> => <total>` lines of alphabet on a cluster that recovers from crashes. Outputs are
+ * at-least-once with deterministic replay: a recovery rolls every letter back to the last
+ * committed checkpoint and produces the same totals again, in the same order. So per letter, in
+ * arrival order over every sink connection (a restarted worker opens a new one), each total is
+ * the next running total, or goes back (at most once per recovery) to one already output; after
+ * going back only totals already output follow, in order, until the previous maximum is passed.
+ * AlphabetValidator stays the exact check of a cluster that never rolls back.
+ */
+export class ReplayingAlphabetValidator implements OutputHandler {
+  /** Letter → its totals in arrival order. */
+  readonly arrivals = new Map<string, number[]>();
+  readonly problems: string[] = [];
+  /** Outputs whose total had already arrived before: replayed outputs. */
+  repeats = 0;
+  /** Times a letter's total did not move forward: the start of a replay. */
+  wentBack = 0;
+  /** Letter code → the highest total so far, and the last one. */
+  private readonly max = new Float64Array(256).fill(-1);
+  private readonly last = new Float64Array(256).fill(-1);
+
+  onChunk(conn: Conn, chunk: Uint8Array): void {
+    eachLine(conn, chunk, (b, start, end) => {
+      // " => " between the letter and the digits.
+      const total = b[start + 1] === 32 && b[start + 2] === 61 && b[start + 3] === 62 && b[start + 4] === 32 ? digits(b, start + 5, end) : -1;
+      if (total < 0) return note(this.problems, `connection ${conn.id}: malformed line ${JSON.stringify(text(b, start, end))}`);
+      const code = b[start]!;
+      const letter = String.fromCharCode(code);
+      if (total <= this.max[code]!) this.repeats++;
+      if (total <= this.last[code]!) this.wentBack++;
+      this.max[code] = Math.max(this.max[code]!, total);
+      this.last[code] = total;
+      let a = this.arrivals.get(letter);
+      if (!a) this.arrivals.set(letter, (a = []));
+      a.push(total);
+    });
+  }
+
+  /** The highest total received per letter. */
+  maxTotals(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const l of this.arrivals.keys()) out.set(l, this.max[l.charCodeAt(0)]!);
+    return out;
+  }
+
+  /**
+   * The outputs for the first `total` messages of `wl`, after at most `recoveries` recoveries:
+   * every running total of every letter arrived at least once and nothing else did, each letter
+   * ends on its final total, and its totals only moved forward one at a time except for at most
+   * `recoveries` steps back, each followed by totals already seen until it passed its maximum.
+   * Empty when so.
+   */
+  verify(wl: AlphabetWorkload, total: number, recoveries: number): string[] {
+    const problems = [...this.problems];
+    const votes = wl.votesByLetter(total);
+    for (const [letter, vs] of votes) {
+      // Votes are at least 1: running totals strictly increase, so a total names its position.
+      const index = new Map<number, number>();
+      let sum = 0;
+      vs.forEach((v, i) => index.set((sum += v), i));
+      const seen = new Uint8Array(vs.length);
+      let prev = -1;
+      let prevTotal = 0;
+      let back = 0;
+      let foreign = 0;
+      for (const t of this.arrivals.get(letter) ?? []) {
+        const i = index.get(t);
+        if (i === undefined) {
+          foreign++;
+          continue;
+        }
+        if (i <= prev) {
+          back++;
+          if (!seen[i]) note(problems, `${letter}: went back from ${prevTotal} to ${t}, a total not output before`);
+        } else if (i > prev + 1) note(problems, `${letter}: went from ${prev < 0 ? "nothing" : prevTotal} to ${t}, skipping ${i - prev - 1} totals`);
+        // Steps of one from a total already seen stay on seen totals until they pass the maximum:
+        // with the two checks above, nothing new can appear below it.
+        seen[i] = 1;
+        prev = i;
+        prevTotal = t;
+      }
+      const missing = seen.length - seen.reduce((n, x) => n + x, 0);
+      if (missing > 0) note(problems, `${letter}: ${missing} of ${vs.length} running totals never output`);
+      if (foreign > 0) note(problems, `${letter}: ${foreign} outputs that are not running totals of its votes`);
+      if (back > recoveries) note(problems, `${letter}: went back ${back} times for ${recoveries} recoveries`);
+      if (prev !== vs.length - 1) note(problems, `${letter}: the last output is ${prev < 0 ? "none" : prevTotal}, not the final total ${sum}`);
+    }
+    for (const letter of this.arrivals.keys()) if (!votes.has(letter)) note(problems, `${letter}: output for a letter never sent`);
+    return problems;
+  }
+}
+
+/**
  * The last `<letter> => <total>` per letter out of each connection's last chunks: the cheap
  * check of a throughput run, which keeps nothing else.
  */
