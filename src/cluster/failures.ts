@@ -15,6 +15,7 @@ import type { Membership } from "./membership.ts";
 import type { Migration } from "./migration.ts";
 import type { Peers } from "./peers.ts";
 import type { Pressure } from "./pressure.ts";
+import type { Link } from "../net/transport.ts";
 
 /**
  * A joiner whose report names an established member may only have seen that member die first:
@@ -70,11 +71,12 @@ export class Failures {
    * incarnation's links speak for nobody: the name is free for its new links, and the late close
    * of an old one is no one's loss.
    */
-  readmit(name: string, sinceEpoch?: number): void {
+  readmit(name: string, sinceEpoch?: number, keep?: Link): void {
     this.cut.delete(name);
     if (sinceEpoch === undefined) return;
     this.admitted.set(name, sinceEpoch);
-    this.host.control.release(name);
+    // The link it came back on is its own already.
+    if (this.host.control.linkOf(name) !== keep) this.host.control.release(name);
   }
 
   admittedAt(name: string): number {
@@ -120,7 +122,7 @@ export class Failures {
       }, JOINER_REPORT_GRACE_MS);
       return;
     }
-    log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); removing ${m.name} from the cluster`);
+    log.warn("worker_lost", `Lost connection to worker ${m.name} (reported by ${from.name}); counting ${m.name} as failed`);
     this.memberGone(m.id);
   }
 

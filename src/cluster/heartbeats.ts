@@ -44,6 +44,11 @@ export class Heartbeats {
     if (this.timer === undefined) this.tick();
   }
 
+  /** Member `id` came back (a rollback): its silence counts from now. */
+  reset(id: number): void {
+    if (this.since.has(id)) this.since.set(id, this.host.clock.now());
+  }
+
   stop(): void {
     this.host.clock.clearTimeout(this.timer);
     this.timer = undefined;

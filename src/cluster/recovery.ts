@@ -219,7 +219,7 @@ export class Recovery {
       if (m.id === self) continue;
       const before = h.peers.get(m.id);
       const p = this.linkTo(m);
-      h.failures.readmit(m.name, p !== before ? b.epoch : undefined);
+      h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
       if (p.data === undefined) redial.push(m);
     }
     await h.peers.dialAll(redial);

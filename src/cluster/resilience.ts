@@ -193,8 +193,9 @@ export class Resilience {
   /** Clean shutdown: the files go (only a crash leaves them, for a recovery). */
   destroy(): void {
     this.checkpointer?.stop();
-    this.store.destroy();
+    // The input log lives inside the store's directory, which the store removes once empty.
     this.inputLog?.destroy();
+    this.store.destroy();
   }
 
   close(): void {

@@ -283,6 +283,7 @@ export class Worker implements Router {
         dismiss: (names) => this.failures.dropJoiners(names, "Join abandoned: the cluster rolled back to a checkpoint taken before this worker joined; start it again to join."),
         recovered: (ids) => {
           this.rejoinLinks.clear();
+          for (const id of ids) this.heartbeats.reset(id);
           this.coordinator!.recovered(ids);
         },
         congested: () => this.sink.congested || this.peers.anyCongested() || this.pressure.heldHigh,
@@ -602,16 +603,20 @@ export class Worker implements Router {
   /** A member: the coordinator rolls the cluster back to a checkpoint. */
   private onRollback(b: ControlBody<"rollback">): void {
     if (this.isInitializer || !this.recovery) return;
-    let rejoined: Link | undefined;
     if (this.awaitingInitializer) {
-      rejoined = this.entry.accepted(true);
-      if (rejoined) this.rejoinLinks.set(0, rejoined);
+      const rejoined = this.entry.accepted(true);
+      if (rejoined) {
+        this.rejoinLinks.set(this.membershipState.initializerId, rejoined);
+        // It speaks for the initializer now (its heartbeats count), not its dead predecessor's link.
+        this.control.release(INITIALIZER_NAME);
+        this.control.identify(rejoined, INITIALIZER_NAME);
+      }
       this.awaitingInitializer = false;
     }
     void this.recovery.apply(b).then(() => {
-      // Bound after the rollback released the name of the initializer's earlier incarnation.
-      if (rejoined && !this.control.identify(rejoined, INITIALIZER_NAME)) log.warn("control_duplicate", "Another control connection already claims to be the initializer");
       this.rejoinLinks.clear();
+      // Silence counts from now: whoever came back was not heard from while the rollback ran.
+      for (const m of b.members) this.heartbeats.reset(m.id);
       this.resilience!.remember(this.resilience!.clusterId ?? "", this.selfId, this.membershipState.byId(this.initializerId)!);
       this.peers.sendTo(this.initializerId, "rolledBack", { k: b.k, epoch: b.epoch });
       this.heartbeats.start();
