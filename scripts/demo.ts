@@ -1,29 +1,39 @@
 // `npm run demo`: a whole wallaroo cluster on this machine, grown and shrunk while votes flow,
-// then checked to the last vote. The workers and the load are the compiled binary (dist/wallaroo
-// worker, dist/wallaroo send), driven by the harness the e2e tests use (test/support), so what
-// it proves is what an operator would see.
+// one of its workers killed with kill -9 and recovered, then checked to the last vote. The
+// workers and the load are the compiled binary (dist/wallaroo worker, dist/wallaroo send), driven
+// by the harness the e2e tests use (test/support), so what it proves is what an operator would see.
 //
-//   1. forms a 2-worker alphabet cluster (initializer + w1) and an in-process receiver;
+//   1. forms a 2-worker alphabet cluster (initializer + w1), every worker with --resilience-dir
+//      (a directory in the demo's temporary directory), and an in-process receiver;
 //   2. starts `wallaroo send` (alphabet generator, fixed seed) at a steady rate;
 //   3. while votes flow: grows by 1 (w2), by 2 at once (w3, w4), prints the status, lists the
 //      workers eligible for shrink, shrinks by name (w2,w3) through a non-initializer, then by
 //      count (1: the oldest, w1);
-//   4. waits for every output, shuts the cluster down with `wallaroo shutdown` and waits for EOF
+//   4. still while votes flow, crash and recover: kills w4 with SIGKILL, prints the status
+//      (not processing, w4 down), starts w4 again with its exact command line, waits until every
+//      member reports it back and processing, and prints the initializer's rollback and replay
+//      log lines (the cluster rolls back to the last committed checkpoint and the initializer
+//      replays its input log from there, so the outputs since that checkpoint come again);
+//   5. waits for every output, shuts the cluster down with `wallaroo shutdown` and waits for EOF
 //      on every sink connection, so nothing can still be on its way;
-//   5. checks every vote produced exactly one output line, per-letter totals only ever increase
-//      on each sink connection, and every output is a running total of the votes regenerated
-//      from the same generator and seed.
+//   6. checks, against the votes regenerated from the same generator and seed, that every
+//      running total of every letter was output and nothing else, each letter's highest is its
+//      exact total, on each sink connection its totals went back at most once (the rollback) and
+//      only to repeat totals output before, and every vote produced one output plus at most one
+//      replay, only if the initializer replayed it: the extra outputs are the replays, counted.
 //
 // Tunables (environment): DEMO_MESSAGES (default 400000), DEMO_RATE (default 40000 msg/s),
 // DEMO_SEED (default 42), DEMO_KEEP_LOGS=1 keeps the workers' logs even when the demo passes.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Cluster, type Member } from "../test/support/cluster.ts";
+import { join, relative } from "node:path";
+import type { ClusterStatus } from "../src/codec/external.ts";
+import { Cluster, sameNames, type Member } from "../test/support/cluster.ts";
 import { AlphabetWorkload } from "../test/support/load.ts";
-import { BIN, HOST, killAll, wallaroo } from "../test/support/process.ts";
+import { assertRunning, BIN, HOST, killAll, wallaroo, type Child } from "../test/support/process.ts";
 import { Receiver } from "../test/support/receiver.ts";
-import { AlphabetValidator } from "../test/support/validate.ts";
+import { ReplayingAlphabetValidator, type Replayed } from "../test/support/validate.ts";
+import { poll } from "../test/support/wait.ts";
 
 const MESSAGES = envInt("DEMO_MESSAGES", 400_000);
 const RATE = envInt("DEMO_RATE", 40_000);
@@ -37,6 +47,8 @@ const DEADLINE = {
   formation: 30_000,
   grow: 30_000,
   shrink: 30_000,
+  /** From the kill to every member reporting the restarted worker back and processing. */
+  recovery: 30_000,
   outputs: 30_000,
   exit: 15_000,
   command: 15_000,
@@ -92,17 +104,23 @@ async function main(): Promise<void> {
   say(`sending ${MESSAGES} alphabet votes at ${RATE}/s (seed ${SEED}); logs in ${logDir}`);
   // The votes `wallaroo send` will send, from the same generator and seed, all in one pool.
   const votes = new AlphabetWorkload(SEED, Math.ceil(MESSAGES / AlphabetWorkload.PER_BATCH));
-  const check = new AlphabetValidator();
+  // Outputs are at-least-once after a crash: the recovery replays what came after the checkpoint.
+  const check = new ReplayingAlphabetValidator();
   const receiver = new Receiver(check);
   receiver.listen();
 
-  step("starting the initializer and w1 (a 2-worker cluster)");
-  // Port 0 everywhere: the OS picks, and the harness reads the ports from the workers' logs.
-  const c = new Cluster("alphabet", receiver.port, { logDir });
+  step("starting the initializer and w1 (a 2-worker cluster, with resilience)");
+  // Port 0 everywhere: the OS picks, and the harness reads the ports from the workers' logs (only
+  // a restarted initializer needs fixed ones; the demo restarts a member). Every worker keeps its
+  // checkpoints and the initializer its input log in a directory of its own under this one.
+  const resilienceDir = join(logDir, "resilience");
+  mkdirSync(resilienceDir);
+  const c = new Cluster("alphabet", receiver.port, { logDir, extraArgs: ["--resilience-dir", resilienceDir] });
   await c.start(2, DEADLINE.formation);
   const init = c.initializer;
   const w1 = c.members.get("w1")!;
   say(`source ${HOST}:${c.sourcePort}, control ${HOST}:${init.control}, external ${HOST}:${init.external}, sink receiver ${HOST}:${receiver.port}`);
+  say(`every worker runs with --resilience-dir ${resilienceDir} (a checkpoint every second)`);
   const order = async () => (await c.status(init))!.worker_names.join(", ");
   say(`cluster formed: ${await order()}  (receiver has ${receiver.connections} sink connections)`);
 
@@ -112,9 +130,17 @@ async function main(): Promise<void> {
     ["send", "--to", `${HOST}:${c.sourcePort}`, "--generator", "alphabet", "--messages", String(MESSAGES), "--rate", String(RATE), "--seed", String(SEED), "--json"],
     { logPath: join(logDir, "sender.log") },
   );
-  const flowing = () => `${receiver.lines} outputs so far${sender.exitCode === null ? ", votes still flowing" : ", sender finished"}`;
+  /** Outputs of a new total, about (cheap enough to look at on every chunk): all but the replays. */
+  const fresh = () => receiver.lines - check.repeats;
+  const flowing = () => {
+    const replays = check.replays();
+    return `${receiver.lines} outputs so far${replays > 0 ? ` (${replays} of them replays)` : ""}${sender.exitCode === null ? ", votes still flowing" : ", sender finished"}`;
+  };
   /** The next event waits until this many more votes came out: it happens with load on both sides. */
-  const underLoad = () => receiver.waitLines(Math.min(MESSAGES, receiver.lines + OUTPUTS_BETWEEN_EVENTS), DEADLINE.outputs, "outputs between events");
+  const underLoad = () => {
+    const target = Math.min(MESSAGES, fresh() + OUTPUTS_BETWEEN_EVENTS);
+    return receiver.until(() => fresh() >= target, DEADLINE.outputs, "outputs between events");
+  };
   await receiver.waitLines(1, DEADLINE.outputs, "the first outputs");
   await underLoad();
   say(flowing());
@@ -146,13 +172,22 @@ async function main(): Promise<void> {
   step("shrinking by count: 1 (the oldest eligible worker leaves; asking w4)");
   await shrink(c, ["--count", "1"], c.members.get("w4")!);
   say(`every worker reports ${await order()}; w1 exited 0; ${flowing()}`);
-  if (sender.exitCode !== null) say("note: the sender finished before the last autoscale event; raise DEMO_MESSAGES to keep votes flowing throughout");
+
+  await underLoad();
+  step("crash and recover: kill -9 w4 (not the initializer), then start it again with its command line");
+  const flowedThroughCrash = sender.exitCode === null;
+  const recovered = await crashAndRecover(c, "w4", flowing);
+  await underLoad();
+  say(`past the replay: ${flowing()}`);
+  if (!flowedThroughCrash || sender.exitCode !== null) say("note: the sender finished before the crash step was over; raise DEMO_MESSAGES to keep votes flowing throughout");
 
   step("waiting for the sender and every output");
   const sendCode = await sender.waitExit(Math.ceil((MESSAGES / RATE) * 1000) + DEADLINE.outputs);
   if (sendCode !== 0) throw new DemoFailure(`wallaroo send exited with code ${sendCode}: ${sender.stderr.trim()}`);
   say(`sender: ${/\{"sent":.*\}/.exec(sender.stdout)?.[0] ?? "(no summary)"}`);
-  await receiver.waitLines(MESSAGES, DEADLINE.outputs, `${MESSAGES} output lines`);
+  // Per letter in order: once its final total is out, every vote of it is.
+  const expected = votes.expectedTotals(MESSAGES);
+  await receiver.until(() => [...expected].every(([l, t]) => check.maxTotals().get(l) === t), DEADLINE.outputs, "every letter's final total");
 
   step("shutting the cluster down (wallaroo shutdown through the initializer)");
   const failures: string[] = [];
@@ -162,17 +197,30 @@ async function main(): Promise<void> {
   await c.shutdown(DEADLINE.exit, receiver).catch((e: Error) => failures.push(e.message));
   say(`exit codes: ${live.map((n) => `${n}=${c.members.get(n)!.child.exitCode ?? "running"}`).join(", ")}, sender=${sender.exitCode}`);
   receiver.stop();
+  // A clean shutdown (and a clean leave) removes a worker's resilience files; only a crash leaves them.
+  const left = readdirSync(resilienceDir);
+  if (left.length > 0) failures.push(`resilience files left after the clean shutdown: ${left.join(", ")} in ${resilienceDir}`);
+  else say(`resilience files: none left in ${resilienceDir}`);
 
   step("verifying");
-  failures.push(...check.verify(votes, MESSAGES));
-  if (receiver.lines !== MESSAGES) failures.push(`received ${receiver.lines} output lines for ${MESSAGES} votes`);
-  const expected = votes.expectedTotals(MESSAGES);
-  const last = check.lastTotals();
-  const letters = [...new Set([...expected.keys(), ...last.keys()])].sort();
-  say(`${"letter".padEnd(6)}  ${"last total".padStart(12)}  ${"expected".padStart(12)}  ${"outputs".padStart(8)}`);
+  // Every running total of every letter, nothing else, the highest its exact total; on each sink
+  // connection a letter's totals go back at most once (the one recovery), and only to repeat totals
+  // output before; a total comes at most twice, and only if the initializer replayed its message.
+  failures.push(...check.verify(votes, MESSAGES, 1, [recovered.replayed]));
+  // At least one output per vote, and the extra ones only replays.
+  const replayed = check.replays();
+  const replayedMessages = recovered.replayed.to - recovered.replayed.from;
+  if (receiver.lines !== MESSAGES + replayed) failures.push(`received ${receiver.lines} output lines for ${MESSAGES} votes and ${replayed} replays`);
+  if (replayed > replayedMessages) failures.push(`${replayed} outputs came again, more than the ${replayedMessages} messages replayed`);
+  const letters = [...new Set([...expected.keys(), ...check.arrivals.keys()])].sort();
+  const final = check.maxTotals();
+  say(`${"letter".padEnd(6)}  ${"final total".padStart(12)}  ${"expected".padStart(12)}  ${"outputs".padStart(8)}  ${"replayed".padStart(8)}`);
   for (const letter of letters) {
-    const ok = last.get(letter) === expected.get(letter);
-    say(`${letter.padEnd(6)}  ${String(last.get(letter) ?? "-").padStart(12)}  ${String(expected.get(letter) ?? "-").padStart(12)}  ${String(check.outputs(letter)).padStart(8)}  ${ok ? "ok" : "MISMATCH"}`);
+    const ok = final.get(letter) === expected.get(letter);
+    const outputs = check.arrivals.get(letter)?.length ?? 0;
+    say(
+      `${letter.padEnd(6)}  ${String(final.get(letter) ?? "-").padStart(12)}  ${String(expected.get(letter) ?? "-").padStart(12)}  ${String(outputs).padStart(8)}  ${String(check.replays(letter)).padStart(8)}  ${ok ? "ok" : "MISMATCH"}`,
+    );
   }
   say(`${receiver.connections} sink connections; outputs per connection: ${receiver.conns.map((conn) => conn.lines).join(", ")}`);
 
@@ -181,8 +229,65 @@ async function main(): Promise<void> {
     for (const f of failures) say(`FAIL: ${f}`);
     throw new DemoFailure(`${failures.length} check(s) failed`);
   }
-  say(`\nOK: ${MESSAGES} votes, totals exact`);
-  say(`(${letters.length} letters; one output per vote, none lost or duplicated; totals only increased on every sink connection; grew 2→3→5 and shrank 5→3→2 in ${elapsed()})`);
+  say(`\nOK: ${MESSAGES} votes, totals exact, ${replayed} replayed after a crash`);
+  say(
+    `(${letters.length} letters; at least one output per vote, none lost, the ${replayed} extra ones replays of the ${replayedMessages} messages replayed after the rollback to checkpoint ${recovered.k}; ` +
+      `grew 2→3→5, shrank 5→3→2, w4 killed and recovered, in ${elapsed()})`,
+  );
+}
+
+const ROLLING = /Rolling the cluster back to checkpoint (\d+) \(epoch \d+\); its input from position \d+ will be replayed/;
+const ROLLED_BACK = /Rolled back to checkpoint \d+ at epoch \d+: \d+ keys in \d+ slots/;
+const REPLAYED = /Replayed \d+ messages from the input log \(positions (\d+) to (\d+)\)/;
+const RESUMED = "No member is down: the sources resume.";
+
+/** The whole line `child` logs matching `pattern` from line `from` on, waited for. */
+async function logLine(child: Child, pattern: RegExp | string, from: number): Promise<string> {
+  await child.waitForLog(pattern, DEADLINE.recovery, from);
+  return child.lines.slice(from).find((l) => (typeof pattern === "string" ? l.includes(pattern) : pattern.test(l)))!;
+}
+
+/** Every member's status answer satisfies `ok`; fails at once if one of them exits. */
+async function everyMember(c: Cluster, names: string[], what: string, ok: (s: ClusterStatus) => boolean): Promise<void> {
+  await poll(what, DEADLINE.recovery, async () => (await Promise.all(names.map((n) => c.status(n)))).every((s) => s !== undefined && ok(s)), {
+    abort: () => assertRunning(names.map((n) => c.members.get(n)!.child)),
+  });
+}
+
+/**
+ * kill -9 member `name`; once every other member reports it down, shows the status, starts it
+ * again with its exact command line and waits until every member reports it back and processing;
+ * then shows the initializer's recovery lines (and the restarted worker's own rollback).
+ */
+async function crashAndRecover(c: Cluster, name: string, flowing: () => string): Promise<{ k: number; replayed: Replayed }> {
+  const init = c.initializer.child;
+  const from = init.lines.length;
+  const victim = c.members.get(name)!.child;
+  const killedAt = performance.now();
+  victim.kill("SIGKILL");
+  await victim.waitExit(DEADLINE.exit);
+  say(`kill -9 ${victim.pid} (${name}); ${flowing()}`);
+  const others = [...c.members.keys()].filter((n) => n !== name);
+  await everyMember(c, others, `${others.join(", ")} to report ${name} down`, (s) => !s.processing_messages && (s.down_workers ?? []).includes(name));
+  const down = await command(c, ["query", "--external", `${HOST}:${c.initializer.external}`]);
+  say(down);
+  if (!down.includes("Processing messages: false") || !down.includes(`Down: |${name},|`)) throw new DemoFailure(`the status does not show ${name} down and the cluster paused`);
+
+  const back = await c.restart(name);
+  say(`$ ${[relative(process.cwd(), back.child.cmd[0]!) || back.child.cmd[0], ...back.child.cmd.slice(1)].join(" ")} &`);
+  say(`(${name} started again with the same command line, pid ${back.child.pid}; its log is ${name}.restart1.log)`);
+  const names = [...c.members.keys()];
+  await everyMember(c, names, `every member to report ${name} back and processing`, (s) => s.processing_messages && (s.down_workers ?? []).length === 0 && sameNames(s.worker_names, names));
+  say(`every member reports ${name} back and processing, ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the kill:`);
+  say(await command(c, ["query", "--external", `${HOST}:${c.initializer.external}`]));
+
+  const rolling = await logLine(init, ROLLING, from);
+  const replayedLine = await logLine(init, REPLAYED, from);
+  say(`initializer's log:`);
+  for (const l of [await logLine(init, `Worker ${name} is down`, from), await logLine(init, `Worker ${name} is back`, from), rolling, replayedLine, await logLine(init, RESUMED, from)]) say(`  ${l}`);
+  say(`${name}'s log:\n  ${await logLine(back.child, ROLLED_BACK, 0)}`);
+  const [, first, end] = REPLAYED.exec(replayedLine)!;
+  return { k: Number(ROLLING.exec(rolling)![1]), replayed: { from: Number(first), to: Number(end) } };
 }
 
 /** A shrink through `via`; the harness waits for the leavers to exit 0 and the rest to agree. */

@@ -65,7 +65,8 @@ export async function keysAt(port: number): Promise<string[]> {
   return Object.values(JSON.parse(r.payload) as Record<string, string[]>).flat();
 }
 
-const sameNames = (a: readonly string[], b: readonly string[]) => [...a].sort().join(",") === [...b].sort().join(",");
+/** The same worker names, in any order. */
+export const sameNames = (a: readonly string[], b: readonly string[]) => [...a].sort().join(",") === [...b].sort().join(",");
 
 export class Cluster {
   readonly members = new Map<string, Member>();

@@ -93,22 +93,38 @@ export class AlphabetValidator implements OutputHandler {
   }
 }
 
+/** Input-log positions a recovery replayed: messages from ≤ i < to. */
+export interface Replayed {
+  from: number;
+  to: number;
+}
+
 /**
  * `<letter> => <total>` lines of alphabet on a cluster that recovers from crashes. Outputs are
  * at-least-once with deterministic replay: a recovery rolls every letter back to the last
- * committed checkpoint and produces the same totals again, in the same order. So per letter, in
- * arrival order over every sink connection (a restarted worker opens a new one), each total is
- * the next running total, or goes back (at most once per recovery) to one already output; after
- * going back only totals already output follow, in order, until the previous maximum is passed.
- * AlphabetValidator stays the exact check of a cluster that never rolls back.
+ * committed checkpoint and produces the same totals again, in the same order. Order holds per
+ * sink connection only: when a grow or shrink moves a letter, the old owner's last outputs may
+ * arrive after the new owner's first ones (and a restarted worker opens a new connection). So per
+ * letter: every running total arrives, nothing else, and the highest is the final total; on each
+ * connection the totals move forward (skipping those output elsewhere) except at most once per
+ * recovery, going back to totals output again elsewhere or before (replays) until they pass the
+ * connection's previous highest; no total comes more than once per recovery besides its first;
+ * and, when the recoveries' replayed input positions are given, only totals of replayed messages
+ * come more than once. AlphabetValidator stays the exact check of a cluster that never rolls back.
  */
 export class ReplayingAlphabetValidator implements OutputHandler {
   /** Letter → its totals in arrival order. */
   readonly arrivals = new Map<string, number[]>();
+  /** Letter → the sink connection of each of its arrivals (parallel to `arrivals`). */
+  private readonly arrivalConns = new Map<string, number[]>();
   readonly problems: string[] = [];
-  /** Outputs whose total had already arrived before: replayed outputs. */
+  /**
+   * Outputs whose total was not above every total of its letter that had arrived before (over
+   * all connections), counted as they arrive: replays, and the rare late output of a letter's
+   * previous owner. For waits and progress; `replays()` is the exact count.
+   */
   repeats = 0;
-  /** Times a letter's total did not move forward: the start of a replay. */
+  /** Times a letter's total did not move forward, in arrival order over all connections. */
   wentBack = 0;
   /** Letter code → the highest total so far, and the last one. */
   private readonly max = new Float64Array(256).fill(-1);
@@ -126,8 +142,12 @@ export class ReplayingAlphabetValidator implements OutputHandler {
       this.max[code] = Math.max(this.max[code]!, total);
       this.last[code] = total;
       let a = this.arrivals.get(letter);
-      if (!a) this.arrivals.set(letter, (a = []));
+      if (!a) {
+        this.arrivals.set(letter, (a = []));
+        this.arrivalConns.set(letter, []);
+      }
       a.push(total);
+      this.arrivalConns.get(letter)!.push(conn.id);
     });
   }
 
@@ -138,47 +158,80 @@ export class ReplayingAlphabetValidator implements OutputHandler {
     return out;
   }
 
+  /** Outputs of a total that had been output before (of `letter`, or of every letter): the replays. */
+  replays(letter?: string): number {
+    let n = 0;
+    for (const [l, a] of this.arrivals) if (letter === undefined || l === letter) n += a.length - new Set(a).size;
+    return n;
+  }
+
   /**
-   * The outputs for the first `total` messages of `wl`, after at most `recoveries` recoveries:
-   * every running total of every letter arrived at least once and nothing else did, each letter
-   * ends on its final total, and its totals only moved forward one at a time except for at most
-   * `recoveries` steps back, each followed by totals already seen until it passed its maximum.
-   * Empty when so.
+   * The outputs for the first `total` messages of `wl`, after at most `recoveries` recoveries
+   * (their replayed input positions in `replayed` when known), by the rule above. Empty when so.
    */
-  verify(wl: AlphabetWorkload, total: number, recoveries: number): string[] {
+  verify(wl: AlphabetWorkload, total: number, recoveries: number, replayed?: readonly Replayed[]): string[] {
     const problems = [...this.problems];
     const votes = wl.votesByLetter(total);
     for (const [letter, vs] of votes) {
       // Votes are at least 1: running totals strictly increase, so a total names its position.
       const index = new Map<number, number>();
+      const totals: number[] = [];
       let sum = 0;
-      vs.forEach((v, i) => index.set((sum += v), i));
-      const seen = new Uint8Array(vs.length);
-      let prev = -1;
-      let prevTotal = 0;
-      let back = 0;
+      vs.forEach((v, i) => {
+        index.set((sum += v), i);
+        totals.push(sum);
+      });
+      const arrived = this.arrivals.get(letter) ?? [];
+      const conns = this.arrivalConns.get(letter) ?? [];
+      const times = new Uint32Array(vs.length);
       let foreign = 0;
-      for (const t of this.arrivals.get(letter) ?? []) {
+      for (const t of arrived) {
         const i = index.get(t);
-        if (i === undefined) {
-          foreign++;
-          continue;
-        }
-        if (i <= prev) {
-          back++;
-          if (!seen[i]) note(problems, `${letter}: went back from ${prevTotal} to ${t}, a total not output before`);
-        } else if (i > prev + 1) note(problems, `${letter}: went from ${prev < 0 ? "nothing" : prevTotal} to ${t}, skipping ${i - prev - 1} totals`);
-        // Steps of one from a total already seen stay on seen totals until they pass the maximum:
-        // with the two checks above, nothing new can appear below it.
-        seen[i] = 1;
-        prev = i;
-        prevTotal = t;
+        if (i === undefined) foreign++;
+        else times[i]!++;
       }
-      const missing = seen.length - seen.reduce((n, x) => n + x, 0);
+      // Per connection: the last position, the highest so far, and the steps back.
+      const prevOn = new Map<number, number>();
+      const highest = new Map<number, number>();
+      const back = new Map<number, number>();
+      arrived.forEach((t, k) => {
+        const i = index.get(t);
+        if (i === undefined) return;
+        const c = conns[k]!;
+        const p = prevOn.get(c);
+        if (p !== undefined && i <= p) back.set(c, (back.get(c) ?? 0) + 1);
+        prevOn.set(c, i);
+        // Below what this connection already carried: a replay, so output at least twice in all.
+        const h = highest.get(c) ?? -1;
+        if (i <= h && times[i]! < 2) note(problems, `${letter}: ${t} came on connection ${c} after ${totals[h]} there, yet it was output only once (a step back that is no replay)`);
+        highest.set(c, Math.max(h, i));
+      });
+      for (const [c, n] of back) if (n > recoveries) note(problems, `${letter}: went back ${n} times on connection ${c} for ${recoveries} recoveries`);
+      let missing = 0;
+      let over = 0;
+      let notReplayed = 0;
+      let overExample = "";
+      let notReplayedExample = "";
+      for (let i = 0; i < vs.length; i++) {
+        if (times[i] === 0) missing++;
+        if (times[i]! > 1 + recoveries) {
+          over++;
+          overExample ||= `${totals[i]} output ${times[i]} times`;
+        }
+        if (replayed && times[i]! > 1) {
+          const m = wl.indexOfOccurrence(letter.charCodeAt(0), i);
+          if (!replayed.some((r) => m >= r.from && m < r.to)) {
+            notReplayed++;
+            notReplayedExample ||= `${totals[i]} (message ${m}) output ${times[i]} times`;
+          }
+        }
+      }
       if (missing > 0) note(problems, `${letter}: ${missing} of ${vs.length} running totals never output`);
       if (foreign > 0) note(problems, `${letter}: ${foreign} outputs that are not running totals of its votes`);
-      if (back > recoveries) note(problems, `${letter}: went back ${back} times for ${recoveries} recoveries`);
-      if (prev !== vs.length - 1) note(problems, `${letter}: the last output is ${prev < 0 ? "none" : prevTotal}, not the final total ${sum}`);
+      if (over > 0) note(problems, `${letter}: ${over} totals output more than once per recovery (${recoveries} recoveries), e.g. ${overExample}`);
+      if (notReplayed > 0) note(problems, `${letter}: ${notReplayed} totals output more than once that no recovery replayed, e.g. ${notReplayedExample}`);
+      const top = Math.max(-1, ...[...highest.values()]);
+      if (top !== vs.length - 1) note(problems, `${letter}: the highest total output is ${top < 0 ? "none" : totals[top]}, not the final total ${sum}`);
     }
     for (const letter of this.arrivals.keys()) if (!votes.has(letter)) note(problems, `${letter}: output for a letter never sent`);
     return problems;
