@@ -1,7 +1,8 @@
 // What the benchmarks in bench/ measure with, beside the shared harness in test/support (child
 // processes, cluster driver, receiver, load sender, validators): run directories, latency
 // samples and percentiles, the send log, latency meters, receiver silences, the machine meter,
-// tables and flags. Benchmarks are never part of `npm test`.
+// the alphabet max-throughput run (bench/throughput.ts and bench/resilience.ts), tables and
+// flags. Benchmarks are never part of `npm test`.
 //
 // Timing: every timestamp is `performance.now()` of the bench process. The sender and the
 // receiver share that process, so an end-to-end latency is one clock read at send minus one at
@@ -9,9 +10,11 @@
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { AlphabetWorkload } from "../test/support/load.ts";
-import { BIN, Child, HOST, liveChildren, onChildExit } from "../test/support/process.ts";
-import { eachLine, type Conn, type OutputHandler } from "../test/support/receiver.ts";
+import { Cluster, type ClusterOptions } from "../test/support/cluster.ts";
+import { AlphabetWorkload, LoadSender } from "../test/support/load.ts";
+import { assertRunning, BIN, Child, HOST, liveChildren, onChildExit } from "../test/support/process.ts";
+import { CountLines, eachLine, Receiver, type Conn, type OutputHandler } from "../test/support/receiver.ts";
+import { alphabetTotalsFromTails, checkAlphabetTotals } from "../test/support/validate.ts";
 import { now } from "../test/support/wait.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
@@ -379,6 +382,87 @@ export async function startBaseline(sinkPort: number, dir: string, deadline_ms =
   const child = new Child("baseline", [process.execPath, join(import.meta.dir, "baseline.ts"), "--in", `${HOST}:0`, "--out", `${HOST}:${sinkPort}`], { logPath: join(dir, "baseline.log") });
   const m = await child.waitForLog(/baseline: ready \(in \S+:(\d+),/, deadline_ms);
   return { child, sourcePort: Number(m[1]) };
+}
+
+// ------------------------------------------------------------------- alphabet max throughput
+
+/** A target under measurement (a cluster or the baseline): where its source listens, its processes, how it stops. */
+export interface Running {
+  sourcePort: number;
+  children: Child[];
+  stop(): Promise<void>;
+}
+
+/** The sink connections a target opens before it takes load. */
+const SINK_DEADLINE_MS = 10_000;
+
+/** A cluster of `workers` running `app` as a Running, once its sink connections are open (a shortfall is noted, not fatal). */
+export async function launchCluster(app: string, workers: number, rx: Receiver, opts: ClusterOptions, label: string): Promise<Running> {
+  const c = await new Cluster(app, rx.port, opts).start(workers);
+  await rx.waitConnections(workers, SINK_DEADLINE_MS).catch(() => console.log(`  note: only ${rx.connections}/${workers} sink connections after ${SINK_DEADLINE_MS} ms`));
+  const stop = () => c.shutdown().catch((e: Error) => console.log(`  note: ${label} shutdown: ${e.message.split("\n")[0]}`));
+  return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop };
+}
+
+export interface ThroughputResult {
+  target: string;
+  /** Share of all CPUs used by other processes on the machine during this run, in percent. */
+  others_pct?: number;
+  msgs: number;
+  msg_per_s: number;
+  send_s: number;
+  total_s: number;
+  /** Peak resident memory of each process of the target (workers in cluster order), MiB. */
+  peak_rss_mib?: number[];
+  ok: boolean;
+  error?: string;
+}
+
+/**
+ * Max throughput of the alphabet job: `n` messages as fast as the source accepts them; msg/s = n
+ * ÷ (last output line − first output line) at the receiver. Checked: n lines arrived and each
+ * letter's last line carries the sum of its votes. `launch` starts the target; it is stopped after.
+ */
+export async function alphabetMaxThroughput(label: string, launch: (rx: Receiver) => Promise<Running>, n: number, stall_ms: number): Promise<ThroughputResult> {
+  // A fresh stream per run: the expected totals count from its first message.
+  const wl = new AlphabetWorkload();
+  const rx = new Receiver(new CountLines());
+  rx.listen();
+  let run: Running | undefined;
+  try {
+    run = await launch(rx);
+    const tx = await new LoadSender(wl).connect(run.sourcePort);
+    const t0 = now();
+    await tx.fast(n);
+    const sent = now();
+    await rx.waitLinesFlowing(n, stall_ms, label, () => assertRunning(run!.children));
+    tx.close();
+    const wrong = checkAlphabetTotals(wl.expectedTotals(n), alphabetTotalsFromTails(rx.conns));
+    const ok = rx.lines === n && wrong.length === 0;
+    return {
+      target: label,
+      msgs: rx.lines,
+      msg_per_s: Math.round(n / ((rx.lastAt - rx.firstAt) / 1000)),
+      send_s: (sent - t0) / 1000,
+      total_s: (rx.lastAt - t0) / 1000,
+      peak_rss_mib: run.children.map((c) => peakRssMiB(c.proc.pid)),
+      ok,
+      error: ok ? undefined : `lines ${rx.lines}/${n}; wrong totals: ${wrong.slice(0, 5).join(", ")}`,
+    };
+  } catch (e) {
+    return { target: label, msgs: rx.lines, msg_per_s: NaN, send_s: NaN, total_s: NaN, ok: false, error: (e as Error).message };
+  } finally {
+    await run?.stop();
+    rx.stop();
+  }
+}
+
+/** Runs one measurement and notes how busy the rest of the machine was meanwhile. */
+export async function metered<R extends { others_pct?: number }>(f: () => Promise<R>): Promise<R> {
+  const m = machineMeter();
+  const r = await f();
+  r.others_pct = m.stop().others_pct;
+  return r;
 }
 
 // ------------------------------------------------------------------------------ arguments

@@ -14,20 +14,21 @@
 //
 // The sender and the receiver run in this process; workers are separate processes. On 2 cores,
 // every extra worker shares the same two cores, so more workers is not more capacity here.
-import { Cluster } from "../test/support/cluster.ts";
 import { AlphabetWorkload, LoadSender } from "../test/support/load.ts";
-import { assertRunning, stopAll, type Child } from "../test/support/process.ts";
-import { CountLines, Receiver } from "../test/support/receiver.ts";
-import { alphabetTotalsFromTails, checkAlphabetTotals } from "../test/support/validate.ts";
+import { assertRunning, stopAll } from "../test/support/process.ts";
+import { Receiver } from "../test/support/receiver.ts";
 import { now } from "../test/support/wait.ts";
 import {
   AlphabetLatency,
+  alphabetMaxThroughput,
   DEFAULT_BINARY,
   environment,
   fmtInt,
   fmtMs,
   killChildrenOnSignal,
+  launchCluster,
   machineMeter,
+  metered,
   numFlag,
   parseFlags,
   peakRssMiB,
@@ -38,6 +39,8 @@ import {
   summarize,
   table,
   type LatencySummary,
+  type Running,
+  type ThroughputResult,
 } from "./lib.ts";
 import { loadavg } from "node:os";
 
@@ -67,73 +70,15 @@ console.log(`logs: ${dir}\n`);
 type Target = { kind: "wallaroo"; workers: number } | { kind: "baseline" };
 const label = (t: Target) => (t.kind === "baseline" ? "baseline" : `wallaroo ${t.workers}w`);
 
-interface Running {
-  sourcePort: number;
-  children: Child[];
-  stop(): Promise<void>;
-}
-
-/** The sink connections a target opens before it takes load. */
-const SINK_DEADLINE_MS = 10_000;
-
 async function launch(t: Target, rx: Receiver): Promise<Running> {
   if (t.kind === "baseline") {
     const b = await startBaseline(rx.port, dir);
     return { sourcePort: b.sourcePort, children: [b.child], stop: async () => void (await b.child.stop()) };
   }
-  const c = await new Cluster("alphabet", rx.port, { binary, logDir: dir }).start(t.workers);
-  await rx.waitConnections(t.workers, SINK_DEADLINE_MS).catch(() => console.log(`  note: only ${rx.connections}/${t.workers} sink connections after ${SINK_DEADLINE_MS} ms`));
-  const stop = () => c.shutdown().catch((e: Error) => console.log(`  note: ${label(t)} shutdown: ${e.message.split("\n")[0]}`));
-  return { sourcePort: c.sourcePort, children: [...c.members.values()].map((m) => m.child), stop };
+  return launchCluster("alphabet", t.workers, rx, { binary, logDir: dir }, label(t));
 }
 
-interface ThroughputResult {
-  target: string;
-  /** Share of all CPUs used by other processes on the machine during this run, in percent. */
-  others_pct?: number;
-  msgs: number;
-  msg_per_s: number;
-  send_s: number;
-  total_s: number;
-  /** Peak resident memory of each process of the target (workers in cluster order), MiB. */
-  peak_rss_mib?: number[];
-  ok: boolean;
-  error?: string;
-}
-
-async function throughputRun(t: Target): Promise<ThroughputResult> {
-  // A fresh stream per run: the expected totals count from its first message.
-  const wl = new AlphabetWorkload();
-  const rx = new Receiver(new CountLines());
-  rx.listen();
-  let run: Running | undefined;
-  try {
-    run = await launch(t, rx);
-    const tx = await new LoadSender(wl).connect(run.sourcePort);
-    const t0 = now();
-    await tx.fast(N);
-    const sent = now();
-    await rx.waitLinesFlowing(N, STALL_MS, label(t), () => assertRunning(run!.children));
-    tx.close();
-    const wrong = checkAlphabetTotals(wl.expectedTotals(N), alphabetTotalsFromTails(rx.conns));
-    const ok = rx.lines === N && wrong.length === 0;
-    return {
-      target: label(t),
-      msgs: rx.lines,
-      msg_per_s: Math.round(N / ((rx.lastAt - rx.firstAt) / 1000)),
-      send_s: (sent - t0) / 1000,
-      total_s: (rx.lastAt - t0) / 1000,
-      peak_rss_mib: run.children.map((c) => peakRssMiB(c.proc.pid)),
-      ok,
-      error: ok ? undefined : `lines ${rx.lines}/${N}; wrong totals: ${wrong.slice(0, 5).join(", ")}`,
-    };
-  } catch (e) {
-    return { target: label(t), msgs: rx.lines, msg_per_s: NaN, send_s: NaN, total_s: NaN, ok: false, error: (e as Error).message };
-  } finally {
-    await run?.stop();
-    rx.stop();
-  }
-}
+const throughputRun = (t: Target): Promise<ThroughputResult> => alphabetMaxThroughput(label(t), (rx) => launch(t, rx), N, STALL_MS);
 
 interface LatencyResult extends LatencySummary {
   target: string;
@@ -176,13 +121,6 @@ async function latencyRun(t: Target, rate: number): Promise<LatencyResult> {
 /** Peak RSS per process, "a / b / c" in cluster order. */
 const rss = (xs: number[] | undefined) => (xs && xs.length > 0 ? xs.join(" / ") : "-");
 
-/** Runs one measurement and notes how busy the rest of the machine was meanwhile. */
-async function metered<R extends { others_pct?: number }>(f: () => Promise<R>): Promise<R> {
-  const m = machineMeter();
-  const r = await f();
-  r.others_pct = m.stop().others_pct;
-  return r;
-}
 const throughput = (t: Target) => metered(() => throughputRun(t));
 const latency = (t: Target, rate: number) => metered(() => latencyRun(t, rate));
 
