@@ -48,7 +48,13 @@ export class Barriers {
     this.check(round);
   }
 
-  /** Forgets every round: a rollback or a membership change starts afresh. */
+  /** A rollback to checkpoint `k`: the next checkpoint is numbered after it, whatever was seen since. */
+  rollback(k: number): void {
+    this.k = k;
+    this.reset();
+  }
+
+  /** Forgets every round. */
   reset(): void {
     this.seen.clear();
     this.relayed.clear();

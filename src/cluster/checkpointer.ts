@@ -132,10 +132,11 @@ export class Checkpointer {
     this.host.snapshot(k);
   }
 
-  /** Member `from` has written checkpoint `k`. */
-  onWritten(from: number, k: number, slots: number, bytes: number): void {
+  /** Member `from` has written checkpoint `k` (or could not: `failed` says why). */
+  onWritten(from: number, k: number, slots: number, bytes: number, failed?: string): void {
     const s = this.state;
     if (s.kind !== "writing" || s.k !== k) return;
+    if (failed !== undefined) return this.abandon(failed);
     s.waiting.delete(from);
     s.slots += slots;
     s.bytes += bytes;

@@ -37,6 +37,10 @@ export interface CoordinatorHost {
   checkpointNow(): void;
   /** With resilience: the event in flight is undone; every member ignores its frames until the rollback. */
   undone(): void;
+  /** With resilience: roll back to the last commit now (the event undone lost no member). */
+  rollBackNow(): void;
+  /** With resilience: a recovery (rollback or replay) is under way. */
+  recovering(): boolean;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -54,7 +58,7 @@ type Phase =
   | { kind: "waitingForJoiners"; count: number; pending: PendingJoin[]; timer: Timer }
   | { kind: "connecting"; joiners: Member[]; waiting: Set<string>; timer: Timer }
   /** With resilience: every slot moved; the event completes once a checkpoint of its outcome commits. */
-  | { kind: "committing"; what: "grow" | "shrink"; members: Member[]; leaving: string[] }
+  | { kind: "committing"; what: "grow" | "shrink"; members: Member[]; leaving: string[]; joiners: Member[] }
   | {
       kind: "migrating";
       what: "grow" | "shrink";
@@ -100,6 +104,8 @@ const PROGRESS_EVERY_MS = 1000;
 
 export const UNDERWAY_JOIN = "Autoscale event currently underway, cannot join at this time";
 export const UNDERWAY_SHRINK = "Autoscale event currently underway, cannot shrink at this time";
+export const RECOVERING_JOIN = "The cluster is recovering from a crash, cannot join at this time";
+export const RECOVERING_SHRINK = "The cluster is recovering from a crash, cannot shrink at this time";
 
 export class Coordinator {
   private phase: Phase = { kind: "idle" };
@@ -188,6 +194,7 @@ export class Coordinator {
     if (resilient && !req.resilient) return refuse("This cluster runs with resilience: start the joining worker with --resilience-dir (or --run-with-resilience) too.");
     if (!resilient && req.resilient) return refuse("This cluster runs without resilience: start the joining worker without --resilience-dir.");
     if (resilient && this.deadMembers.size > 0) return refuse(this.downRefusal());
+    if (resilient && this.host.recovering()) return refuse(RECOVERING_JOIN);
     const p = this.phase;
     if (p.kind !== "idle" && p.kind !== "waitingForJoiners") return refuse(UNDERWAY_JOIN);
     if (p.kind === "waitingForJoiners" && p.count !== req.count)
@@ -289,6 +296,7 @@ export class Coordinator {
   onShrink(req: { names: readonly string[]; count: number }, committed: readonly Member[]): { ok: boolean; text: string } {
     if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
     if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
+    if (this.host.cluster !== undefined && this.host.recovering() && this.deadMembers.size === 0) return { ok: false, text: RECOVERING_SHRINK };
     // With resilience a down member comes back with its state: only a shrink that gives it up
     // (names it) may go on without it.
     if (this.host.cluster !== undefined && this.deadMembers.size > 0) {
@@ -501,7 +509,7 @@ export class Coordinator {
       // event back whole (leavers still hold their files), one after it keeps it.
       if (p.timer) this.clock.clearTimeout(p.timer);
       for (const id of p.dead) this.deadMembers.delete(id);
-      this.phase = { kind: "committing", what: p.what, members, leaving: leavingNames };
+      this.phase = { kind: "committing", what: p.what, members, leaving: leavingNames, joiners: p.joiners.filter((j) => !p.dead.has(j.id)) };
       this.host.downChanged(this.down);
       this.host.checkpointNow();
       return;
@@ -535,14 +543,26 @@ export class Coordinator {
   private undoEvent(id: number, name: string): void {
     const p = this.phase;
     assert(p.kind === "migrating" || p.kind === "committing", "only a migration is undone");
-    log.error("participant_lost", `AUTOSCALE: worker ${name} died during the ${p.what}; the ${p.what} is undone: the cluster rolls back to the checkpoint before it once ${name} is started again`);
-    const joiners = p.kind === "migrating" ? p.joiners.filter((j) => j.id !== id).map((j) => j.name) : [];
+    // A joiner that dies was never in a checkpoint: nothing waits for it, the rollback goes at once.
+    const joiner = p.joiners.some((j) => j.id === id);
+    log.error(
+      "participant_lost",
+      joiner
+        ? `AUTOSCALE: joining worker ${name} died during the ${p.what}; the ${p.what} is undone: the cluster rolls back to the checkpoint before it`
+        : `AUTOSCALE: worker ${name} died during the ${p.what}; the ${p.what} is undone: the cluster rolls back to the checkpoint before it once ${name} is started again`,
+    );
+    const joiners = p.joiners.filter((j) => j.id !== id).map((j) => j.name);
     if (p.kind === "migrating" && p.timer) this.clock.clearTimeout(p.timer);
     this.phase = { kind: "idle" };
-    this.deadMembers.add(id);
     // What the event still has in flight is never applied: the rollback replaces it.
     this.host.undone();
     if (joiners.length > 0) this.host.dropJoiners(joiners, `Join abandoned: worker ${name} died during the grow, which is undone; start this worker again to join.`);
+    if (joiner) {
+      this.host.dropJoiners([name], `Join abandoned: the grow is undone.`);
+      log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
+      return this.host.rollBackNow();
+    }
+    this.deadMembers.add(id);
     this.host.downChanged(this.down);
     log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
   }

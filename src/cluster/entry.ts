@@ -152,6 +152,11 @@ export class Entry {
    * the initializer, returned here); a joiner's link goes to whichever member it contacted, so
    * it is closed.
    */
+  /** The link of the request awaiting an answer (a registration, a join or a rejoin), if any. */
+  get pending(): Link | undefined {
+    return this.answered ? undefined : this.link;
+  }
+
   accepted(keep: boolean): Link | undefined {
     this.answered = true;
     this.rejoining = undefined;

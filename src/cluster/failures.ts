@@ -40,6 +40,8 @@ export interface FailuresHost {
   initializerId(): number;
   stopping(): boolean;
   fatal(err: WallarooError): void;
+  /** Coordinator: member `id` is lost (again, perhaps): a recovery under way is moot. */
+  memberLost(id: number): void;
   /** The epoch of this worker's table (a report says when it saw the loss). */
   epoch(): number;
   /** With resilience a member outlives the initializer: it waits for it to come back. Returns false without. */
@@ -130,6 +132,7 @@ export class Failures {
   private memberGone(id: number): void {
     const h = this.host;
     const c = h.coordinator()!;
+    h.memberLost(id);
     // A joiner is dropped by the coordinator, which first tells it why (over links still alive).
     if (c.isJoining(id)) return c.onWorkerLost(id);
     h.peers.markDead(id);

@@ -80,6 +80,12 @@ export class Pressure {
     return this.heldHighHere || this.highAt.size > 0;
   }
 
+  /** A rollback emptied every held queue: marks reported before it are moot. */
+  forgetHeld(): void {
+    this.highAt.clear();
+    this.check();
+  }
+
   /** A member that left or died holds nothing back any more. */
   forget(id: number): void {
     if (this.highAt.delete(id)) this.check();

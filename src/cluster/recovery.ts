@@ -27,6 +27,8 @@ export const RECOVERY_LIMITS = {
   replayBatch: 1024,
   /** A rollback whose members have not all answered after this long is started again. */
   rollbackDeadlineMs: 60_000,
+  /** A replay waiting for congested downstream says so this often. */
+  congestedLogMs: 5000,
 } as const;
 
 export interface RecoveryHost {
@@ -48,8 +50,14 @@ export interface RecoveryHost {
   send<N extends ControlName>(id: number, type: N, body: ControlBody<N>): boolean;
   /** The control link to member `id` that already exists (the one it rejoined on), if any. */
   controlLinkFor(id: number): Link | undefined;
-  /** Coordinator: tells workers the rolled-back cluster does not have to stop, and forgets them. */
+  /** Coordinator: tells workers the rolled-back cluster does not name to stop, and forgets them. */
   dismiss(names: readonly string[]): void;
+  /** Coordinator: pauses (true) or releases the sources for the recovery. */
+  holdSources(on: boolean): void;
+  /** Coordinator: held-queue marks reported before the rollback are moot (its held queues are gone). */
+  resetPressure(): void;
+  /** Member: after a rollback its held queue is empty; the pressure it reported must follow. */
+  pressureCheck(): void;
   /** Coordinator: the recovery is over; the sources may resume. */
   recovered(ids: readonly number[]): void;
   /** The sources' downstream is congested: replay waits. */
@@ -64,6 +72,13 @@ export class Recovery {
   private maxEpoch = 0;
   private rolling: { k: number; epoch: number; waiting: Set<number>; ids: number[] } | undefined;
   private replaying = false;
+  /**
+   * Each rollback's number: a replay stops as soon as another death makes its rollback moot, and
+   * only the latest rollback's replay may end the recovery.
+   */
+  private generation = 0;
+  /** The sources are held from the first member back until the recovery is over. */
+  private holding = false;
   /** Rollbacks completed here, and messages replayed (initializer). */
   rollbacks = 0;
   replayed = 0;
@@ -93,18 +108,33 @@ export class Recovery {
     this.back.set(m.id, { ...m, host: b.host, controlPort: b.controlPort, dataPort: b.dataPort });
     this.maxEpoch = Math.max(this.maxEpoch, b.epoch);
     log.info("member_back", `Worker ${b.name} is back (${this.back.size} of ${c.down.length} down members)`);
+    this.hold(true);
     this.maybeRollBack();
     return undefined;
   }
 
-  /** Coordinator: a member died; a rollback waiting on it starts again once it is back. */
+  /**
+   * Coordinator: a member died (again, perhaps, or while others were rolling back or replaying):
+   * whatever rollback or replay is under way is moot; a new one starts once every down member is
+   * back.
+   */
   onDown(id: number): void {
     this.back.delete(id);
-    if (this.rolling?.waiting.has(id) || this.rolling?.ids.includes(id)) this.rolling = undefined;
+    if (this.rolling || this.replaying) {
+      this.generation++;
+      this.rolling = undefined;
+    }
+  }
+
+  private hold(on: boolean): void {
+    if (this.holding === on) return;
+    this.holding = on;
+    this.host.holdSources(on);
   }
 
   /** Coordinator: a restarted initializer alone in its cluster rolls back and replays at once. */
   rollBackAlone(): void {
+    this.hold(true);
     this.maybeRollBack(true);
   }
 
@@ -112,7 +142,8 @@ export class Recovery {
     const h = this.host;
     const c = h.coordinator()!;
     const down = c.down;
-    if ((!alone && down.length === 0) || !down.every((id) => this.back.has(id)) || this.rolling) return;
+    if ((!alone && down.length === 0) || !down.every((id) => this.back.has(id)) || this.rolling || this.replaying) return;
+    const gen = ++this.generation;
     const commit = h.resilience.lastCommit();
     assert(commit !== undefined, "a resilient cluster commits a checkpoint when it forms");
     const members = commit.members.map((m) => this.back.get(m.id) ?? h.membership.byId(m.id) ?? m);
@@ -121,21 +152,20 @@ export class Recovery {
     if (strangers.length > 0) h.dismiss(strangers);
     const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
     const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners: commit.owners };
-    const ids = [...down];
+    const ids = [...new Set([...down, ...this.back.keys()])];
     // Every member answers, this one too (its own rollback dials the members that came back).
     this.rolling = { k: commit.k, epoch, waiting: new Set(members.map((m) => m.id)), ids };
+    h.resetPressure();
     log.warn("rollback", `Rolling the cluster back to checkpoint ${commit.k} (epoch ${epoch}); its input from position ${commit.position} will be replayed`);
     // A member that came back is reached on the link it rejoined on.
     for (const m of members) if (this.back.has(m.id)) this.linkTo(m);
     for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
     void this.apply(body).then(() => this.onRolledBack(h.membership.selfId, commit.k, epoch));
-    const rolling = this.rolling;
     h.clock.setTimeout(() => {
-      if (this.rolling === rolling) {
-        log.error("rollback_stalled", `Rollback to checkpoint ${commit.k} not acknowledged by every member within ${RECOVERY_LIMITS.rollbackDeadlineMs} ms; trying again`);
-        this.rolling = undefined;
-        this.maybeRollBack();
-      }
+      if (this.generation !== gen || !this.rolling) return;
+      log.error("rollback_stalled", `Rollback to checkpoint ${commit.k} not acknowledged by every member within ${RECOVERY_LIMITS.rollbackDeadlineMs} ms; rolling back again`);
+      this.rolling = undefined;
+      this.maybeRollBack(alone);
     }, RECOVERY_LIMITS.rollbackDeadlineMs);
   }
 
@@ -146,17 +176,23 @@ export class Recovery {
     r.waiting.delete(from);
     if (r.waiting.size > 0) return;
     this.rolling = undefined;
-    const ids = r.ids;
-    for (const id of ids) this.back.delete(id);
-    void this.replay(this.host.resilience.lastCommit()!).then(() => {
+    const gen = this.generation;
+    void this.replay(this.host.resilience.lastCommit()!, gen).then((done) => {
       if (this.host.stopping()) return;
+      // Moot: a member died meanwhile; the recovery starts again once it is back.
+      if (!done) return this.maybeRollBack();
       this.rollbacks++;
-      this.host.recovered(ids);
+      for (const id of r.ids) this.back.delete(id);
+      this.host.recovered(r.ids);
+      this.hold(false);
     });
   }
 
-  /** Coordinator: feeds the input log from the checkpoint's position back into the dataflow. */
-  private async replay(commit: CommitBody): Promise<void> {
+  /**
+   * Coordinator: feeds the input log from the checkpoint's position back into the dataflow.
+   * Resolves false when it stopped because its rollback became moot (generation `gen` is over).
+   */
+  private async replay(commit: CommitBody, gen: number): Promise<boolean> {
     const h = this.host;
     const input = h.resilience.inputLog!;
     const end = input.end;
@@ -164,20 +200,37 @@ export class Recovery {
     assert(pos === commit.position, `the input log starts at ${input.start}, after checkpoint ${commit.k}'s position ${commit.position}`);
     this.replaying = true;
     const t0 = h.clock.now();
+    const live = () => this.generation === gen && !h.stopping();
+    let waitedSince = -1;
     try {
-      while (pos < end && !h.stopping()) {
-        while (h.congested() && !h.stopping()) await h.clock.sleep(1);
+      while (pos < end && live()) {
+        // Downstream congested: wait, saying so every few seconds (the sources are paused meanwhile).
+        if (h.congested()) {
+          if (waitedSince < 0) waitedSince = h.clock.now();
+          else if (h.clock.now() - waitedSince > RECOVERY_LIMITS.congestedLogMs) {
+            log.warn("replay_waiting", `Replay waits for congested downstream (a sink or a peer) at position ${pos} of ${end}`);
+            waitedSince = h.clock.now();
+          }
+          await h.clock.sleep(1);
+          continue;
+        }
+        waitedSince = -1;
         pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), (buf, s, e) => h.dataflow.ingest(buf, s, e));
         await h.clock.sleep(0);
       }
     } finally {
       this.replaying = false;
     }
-    const n = end - commit.position;
+    const n = pos - commit.position;
     this.replayed += n;
+    if (pos < end) {
+      log.warn("replay_stopped", `Replay stopped after ${n} of ${end - commit.position} messages: a member died; the recovery starts again once it is back`);
+      return false;
+    }
     log.info("replayed", `Replayed ${n} messages from the input log (positions ${commit.position} to ${end}) in ${Math.round(h.clock.now() - t0)} ms`, {
       messages: n,
     });
+    return true;
   }
 
   /**
@@ -204,7 +257,7 @@ export class Recovery {
   async apply(b: ControlBody<"rollback">): Promise<void> {
     const h = this.host;
     const r = h.resilience;
-    r.barriers.reset();
+    r.barriers.rollback(b.k);
     h.migration.reset();
     h.dataflow.discardHeld();
     h.adopted(b.members);
@@ -224,6 +277,7 @@ export class Recovery {
     }
     await h.peers.dialAll(redial);
     for (const inb of h.inbound()) inb.release(b.epoch);
+    h.pressureCheck();
     log.info("rolled_back", `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots`, {
       k: b.k,
       epoch: b.epoch,

@@ -62,8 +62,8 @@ export interface ResilienceHost {
   relayBarrier(k: number, round: number): void;
   /** This member has barrier round `round` of `k` from everyone: tell the coordinator. */
   roundDone(k: number, round: number): void;
-  /** Checkpoint `k` is written here and the sink flushed: tell the coordinator. */
-  written(k: number, slots: number, bytes: number): void;
+  /** Checkpoint `k` is written here and the sink flushed (or, `failed`, why not): tell the coordinator. */
+  written(k: number, slots: number, bytes: number, failed?: string): void;
   sinkQueuedBytes(): number;
 }
 
@@ -133,9 +133,14 @@ export class Resilience {
     return h !== undefined && p !== undefined ? { host: h, port: Number(p) } : undefined;
   }
 
-  /** Records this worker's place in a cluster: a restart with these files rejoins as this member. */
-  remember(cluster: string, memberId: number, initializer: Member): void {
-    this.store.setMeta({ cluster, member: String(memberId), initHost: initializer.host, initPort: String(initializer.controlPort) });
+  /** Records the cluster these files belong to and where its initializer is. */
+  rememberCluster(cluster: string, initializer: Member): void {
+    this.store.setMeta({ cluster, initHost: initializer.host, initPort: String(initializer.controlPort) });
+  }
+
+  /** Records this worker's member id: a restart with these files rejoins as this member. */
+  rememberMember(memberId: number): void {
+    this.store.setMeta({ member: String(memberId) });
   }
 
   /**
@@ -177,7 +182,12 @@ export class Resilience {
     // not produced again.
     const until = h.clock.now() + SINK_FLUSH_MS;
     while (h.sinkQueuedBytes() > 0 && h.clock.now() < until) await h.clock.sleep(1);
-    if (h.sinkQueuedBytes() > 0) return log.warn("checkpoint_sink_slow", `Checkpoint ${k}: the sink did not take its output within ${SINK_FLUSH_MS} ms`);
+    if (h.sinkQueuedBytes() > 0) {
+      // The checkpoint cannot cover outputs still here: it is abandoned, and the next one tries again.
+      const why = `the sink of ${h.name} did not take its output within ${SINK_FLUSH_MS} ms`;
+      log.warn("checkpoint_sink_slow", `Checkpoint ${k}: ${why}`);
+      return h.written(k, images.length, bytes, why);
+    }
     h.written(k, images.length, bytes);
   }
 

@@ -219,6 +219,7 @@ export class Worker implements Router {
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
       initializerLost: (why) => this.initializerLost(why),
+      memberLost: (id) => this.recovery?.onDown(id),
       epoch: () => this.table.epoch,
     });
     this.entry = new Entry({
@@ -251,9 +252,9 @@ export class Worker implements Router {
             if (this.isInitializer) this.resilience!.checkpointer?.onRoundDone(this.selfId, k, round);
             else this.peers.sendTo(this.initializerId, "barrierDone", { k, round });
           },
-          written: (k, slots, bytes) => {
-            if (this.isInitializer) this.resilience!.checkpointer?.onWritten(this.selfId, k, slots, bytes);
-            else this.peers.sendTo(this.initializerId, "snapshotWritten", { k, slots, bytes });
+          written: (k, slots, bytes, failed) => {
+            if (this.isInitializer) this.resilience!.checkpointer?.onWritten(this.selfId, k, slots, bytes, failed);
+            else this.peers.sendTo(this.initializerId, "snapshotWritten", { k, slots, bytes, ...(failed !== undefined ? { failed } : {}) });
           },
           sinkQueuedBytes: () => (cfg.out ? this.sink.queuedBytes : 0),
         },
@@ -280,6 +281,9 @@ export class Worker implements Router {
         },
         send: (id, type, body) => this.peers.sendTo(id, type, body),
         controlLinkFor: (id) => this.rejoinLinks.get(id),
+        holdSources: (on) => this.pressure.hold("recovery", on),
+        resetPressure: () => this.pressure.forgetHeld(),
+        pressureCheck: () => this.pressure.check(),
         dismiss: (names) => this.failures.dropJoiners(names, "Join abandoned: the cluster rolled back to a checkpoint taken before this worker joined; start it again to join."),
         recovered: (ids) => {
           this.rejoinLinks.clear();
@@ -420,7 +424,8 @@ export class Worker implements Router {
     let cluster: string | undefined;
     if (r) {
       cluster = r.clusterId ?? this.cfg.clusterId ?? crypto.randomUUID();
-      r.remember(cluster, 0, this.membershipState.self);
+      r.rememberCluster(cluster, this.membershipState.self);
+      r.rememberMember(0);
       this.clusterId = cluster;
     }
     this.coordinator = new Coordinator(
@@ -448,6 +453,8 @@ export class Worker implements Router {
           this.migration.suspend();
           for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "undone", { epoch: this.table.epoch });
         },
+        rollBackNow: () => this.recovery?.rollBackAlone(),
+        recovering: () => this.recovery?.active ?? false,
       },
       this.clock,
     );
@@ -574,6 +581,8 @@ export class Worker implements Router {
     const addr = this.cfg.role === "worker" ? this.cfg.control! : init ? { host: init.host, port: init.controlPort } : r.initializerAddress;
     if (!addr) return false;
     this.awaitingInitializer = true;
+    // What status says meanwhile: nothing is processed until it is back.
+    this.downNames = [INITIALIZER_NAME];
     log.warn("initializer_lost", `Lost the initializer (${why}): waiting for it to be started again (up to ${ENTRY_LIMITS.rejoinDeadlineMs / 1000} s)`);
     this.entry.rejoin(addr, { cluster: r.clusterId ?? "", epoch: this.table.epoch }).catch((err: unknown) => this.fatal(err instanceof WallarooError ? err : new UnreachableError(String(err))));
     return true;
@@ -617,7 +626,8 @@ export class Worker implements Router {
       this.rejoinLinks.clear();
       // Silence counts from now: whoever came back was not heard from while the rollback ran.
       for (const m of b.members) this.heartbeats.reset(m.id);
-      this.resilience!.remember(this.resilience!.clusterId ?? "", this.selfId, this.membershipState.byId(this.initializerId)!);
+      this.resilience!.rememberCluster(this.resilience!.clusterId ?? "", this.membershipState.byId(this.initializerId)!);
+      this.downNames = [];
       this.peers.sendTo(this.initializerId, "rolledBack", { k: b.k, epoch: b.epoch });
       this.heartbeats.start();
       if (!this.ready) {
@@ -644,7 +654,14 @@ export class Worker implements Router {
     this.membershipState.adopt(t.members);
     this.initializerId = this.membershipState.initializerId;
     this.table.adopt(this.membershipState.selfId, t.epoch, t.owners);
-    if (this.resilience && t.cluster) this.resilience.remember(t.cluster, this.membershipState.selfId, this.membershipState.byId(this.initializerId)!);
+    if (this.resilience && t.cluster) {
+      const r = this.resilience;
+      // Files of an earlier life (a join undone before any checkpoint named it) count for nothing.
+      r.store.discardAfter(0);
+      r.rememberCluster(t.cluster, this.membershipState.byId(this.initializerId)!);
+      // A worker of the formation is in checkpoint 0; a joiner only once a checkpoint names it.
+      if (this.cfg.role === "worker") r.rememberMember(this.membershipState.selfId);
+    }
     if (this.cfg.role === "joiner") {
       log.info("join_received", "***Received cluster information!***");
       log.info("join_joining", "AUTOSCALE: Joining Worker");
@@ -698,6 +715,13 @@ export class Worker implements Router {
       // A member already removed (fenced) speaks for nobody, however late its words arrive.
       if (!this.peers.get(from.id)?.alive) return log.debug("control_from_removed", `Ignoring ${type} from ${from.name}, which was removed`);
       f(from, body);
+    };
+    // Messages of resilience that only the coordinator sends (a rollback may also come on the link
+    // this worker rejoined on, before that link is bound). The role checks of the rest: issue 11.
+    const fromInitializer = <N extends ControlName>(type: N, f: (body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
+      const bound = this.control.nameOf(link) === INITIALIZER_NAME || (type === "rollback" && link === this.entry.pending);
+      if (this.isInitializer || !bound) return log.warn("control_unexpected", `Ignoring ${type} from ${this.control.nameOf(link) ?? link.remote}: only the initializer sends it`);
+      f(body);
     };
     const fromMember = <N extends ControlName>(_type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
       const from = this.memberOf(link);
@@ -764,13 +788,18 @@ export class Worker implements Router {
         this.downNames = [...b.names];
       },
       barrierDone: coordinatorOnly("barrierDone", (from, b) => this.resilience?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
-      snapshot: (_l, b) => void this.resilience?.snapshot(b.k),
-      snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.resilience?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes)),
-      committed: (_l, b) => this.resilience?.committed(b.k),
-      rollback: (_l, b) => this.onRollback(b),
+      snapshot: fromInitializer("snapshot", (b) => void this.resilience?.snapshot(b.k)),
+      snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.resilience?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
+      committed: fromInitializer("committed", (b) => {
+        this.resilience?.committed(b.k);
+        // A joiner is a member to come back as once a checkpoint names it (not before: a grow
+        // undone by a crash never made it one).
+        if (this.resilience && this.resilience.memberId === undefined && this.selfId >= 0) this.resilience.rememberMember(this.selfId);
+      }),
+      rollback: fromInitializer("rollback", (b) => this.onRollback(b)),
       rolledBack: coordinatorOnly("rolledBack", (from, b) => this.recovery?.onRolledBack(from.id, b.k, b.epoch)),
       rejoin: (link, b) => this.onRejoin(link, b),
-      undone: () => this.migration.suspend(),
+      undone: fromInitializer("undone", () => this.migration.suspend()),
     };
   }
 

@@ -78,7 +78,7 @@ export const CONTROL = {
   /** From the coordinator: every barrier round is done; write checkpoint `k` (what changed since the last one). */
   snapshot: { id: 28, schema: v.object({ k: count }) },
   /** To the coordinator: checkpoint `k` is written here (and this member's sink flushed). */
-  snapshotWritten: { id: 29, schema: v.object({ k: count, slots: count, bytes: count }) },
+  snapshotWritten: { id: 29, schema: v.object({ k: count, slots: count, bytes: count, failed: v.optional(v.string()) }) },
   /** From the coordinator: checkpoint `k` is committed; older ones may go. */
   committed: { id: 30, schema: v.object({ k: count }) },
   /** From the coordinator: roll back to checkpoint `k` under table `owners` at `epoch` (a new one), with these members. */

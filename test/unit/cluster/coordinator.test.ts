@@ -56,6 +56,8 @@ class FakeHost implements CoordinatorHost {
   migrationStarts() {}
   checkpointNow() {}
   undone() {}
+  rollBackNow() {}
+  recovering = () => false;
 }
 
 /** Grows a 2-worker cluster by one; each round is installed `roundMs(i)` after its plan. */

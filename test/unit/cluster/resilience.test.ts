@@ -54,7 +54,9 @@ describe("Resilience", () => {
     const store = new MemoryCheckpointStore();
     const { r } = make(store);
     expect(r.memberId).toBeUndefined();
-    r.remember("c-1", 4, { id: 0, name: "initializer", host: "h", controlPort: 6000, dataPort: 6001 });
+    r.rememberCluster("c-1", { id: 0, name: "initializer", host: "h", controlPort: 6000, dataPort: 6001 });
+    expect(make(store).r.memberId).toBeUndefined();
+    r.rememberMember(4);
     const again = make(store).r;
     expect(again.memberId).toBe(4);
     expect(again.clusterId).toBe("c-1");
