@@ -19,7 +19,7 @@ import type { Membership } from "./membership.ts";
 import type { Migration } from "./migration.ts";
 import type { Peer } from "./peer.ts";
 import type { Peers } from "./peers.ts";
-import type { CommitBody, Resilience } from "./resilience.ts";
+import { CHECKPOINT_PART_SLOTS, type CommitBody, type Resilience } from "./resilience.ts";
 import type { RoutingTable } from "./routing-table.ts";
 
 export const RECOVERY_LIMITS = {
@@ -264,9 +264,16 @@ export class Recovery {
     const self = h.membership.selfId;
     h.table.adopt(self, b.epoch, b.owners);
     h.setFloor(b.epoch);
+    r.rollbacks++;
     r.store.discardAfter(b.k);
-    const images = r.store.slotsAt(b.k);
-    const keys = h.dataflow.state.restore(images, (s) => b.owners[s] === self);
+    const images = [...r.store.slotsAt(b.k)];
+    // In parts, yielding between them, so that heartbeats go out while many keys are restored.
+    h.dataflow.state.clear();
+    let keys = 0;
+    for (let i = 0; i < images.length; i += CHECKPOINT_PART_SLOTS) {
+      keys += h.dataflow.state.installImages(images.slice(i, i + CHECKPOINT_PART_SLOTS), (s) => b.owners[s] === self);
+      if (i + CHECKPOINT_PART_SLOTS < images.length) await h.clock.sleep(0);
+    }
     const redial: Member[] = [];
     for (const m of b.members) {
       if (m.id === self) continue;

@@ -8,6 +8,7 @@ import type { Clock } from "../clock.ts";
 import type { Member } from "../codec/control.ts";
 import { log } from "../log.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
+import { SLOT_COUNT } from "../runtime/slot-hash.ts";
 import { openCheckpointStore, ResilienceError, type CheckpointStore } from "../resilience/checkpoint-store.ts";
 import { openInputLog, type InputLog } from "../resilience/input-log.ts";
 import { Barriers } from "./barriers.ts";
@@ -30,6 +31,8 @@ export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
 export const DEFAULT_RESILIENCE_DIR = "/tmp/wallaroo";
 /** A member waits this long for its sink to take a checkpoint's outputs before it says written. */
 const SINK_FLUSH_MS = 10_000;
+/** Slots encoded and written per part of a checkpoint (and restored per turn in a rollback). */
+export const CHECKPOINT_PART_SLOTS = 64;
 
 /** What the initializer records with each commit: all a recovery needs besides the stores. */
 export interface CommitBody {
@@ -74,6 +77,8 @@ export class Resilience {
   readonly barriers: Barriers;
   checkpointer: Checkpointer | undefined;
   private readonly ownDir: string | undefined;
+  /** Rollbacks applied here: a checkpoint written in parts stops when one happens meanwhile. */
+  rollbacks = 0;
   /** Checkpoints this member wrote, and their bytes, for status and benchmarks. */
   written = 0;
   writtenBytes = 0;
@@ -172,10 +177,22 @@ export class Resilience {
     // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
     // left unanswered, and the dirty marks stay for the next checkpoint.
     if (k <= this.store.lastWritten) return log.warn("checkpoint_stale", `Checkpoint ${k} asked after ${this.store.lastWritten} was written here; ignored`);
-    const images = h.dataflow.state.dirtyImages((s) => h.owns(s));
+    // In parts of a few slots, yielding between them: with many keys a checkpoint takes longer
+    // than the failure timeout, and heartbeats must go out meanwhile. Nothing changes the state
+    // in between: the sources are paused and every barrier round is done.
     let bytes = 0;
-    for (const i of images) bytes += i.image.length;
-    this.store.writeCheckpoint(k, images);
+    let slots = 0;
+    const rollbacks = this.rollbacks;
+    for (let from = 0; from < SLOT_COUNT; from += CHECKPOINT_PART_SLOTS) {
+      // A rollback meanwhile made this checkpoint moot (and discarded its parts).
+      if (this.rollbacks !== rollbacks) return;
+      const images = h.dataflow.state.dirtyImages((s) => h.owns(s), from, from + CHECKPOINT_PART_SLOTS);
+      for (const i of images) bytes += i.image.length;
+      slots += images.length;
+      if (from === 0) this.store.writeCheckpoint(k, images);
+      else if (images.length > 0) this.store.appendImages(k, images);
+      if (from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) await h.clock.sleep(0);
+    }
     this.written++;
     this.writtenBytes += bytes;
     // Outputs of what the checkpoint covers must have left this process: after a crash they are
@@ -186,9 +203,9 @@ export class Resilience {
       // The checkpoint cannot cover outputs still here: it is abandoned, and the next one tries again.
       const why = `the sink of ${h.name} did not take its output within ${SINK_FLUSH_MS} ms`;
       log.warn("checkpoint_sink_slow", `Checkpoint ${k}: ${why}`);
-      return h.written(k, images.length, bytes, why);
+      return h.written(k, slots, bytes, why);
     }
-    h.written(k, images.length, bytes);
+    h.written(k, slots, bytes);
   }
 
   /** Checkpoint `k` is committed: older images and, on the initializer, the input before it may go. */

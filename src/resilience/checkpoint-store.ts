@@ -41,6 +41,12 @@ export interface CheckpointStore {
    * transaction. An image of length 0 means "this slot holds nothing here".
    */
   writeCheckpoint(k: number, images: ReadonlyArray<SlotImage>): void;
+  /**
+   * More images of checkpoint k, the last one written (a large checkpoint is written in parts,
+   * each its own transaction, so that the worker answers heartbeats between them: a checkpoint
+   * counts only once committed, and a rollback discards every part of one that was not).
+   */
+  appendImages(k: number, images: ReadonlyArray<SlotImage>): void;
   /** For every slot ever written at or before k: its latest image at or before k. */
   slotsAt(k: number): Map<number, Uint8Array>;
   /** Highest k passed to writeCheckpoint and not discarded (0 when none). */
@@ -87,9 +93,10 @@ function checkBound(k: number, what: string): void {
   assert(Number.isSafeInteger(k) && k >= 0, `${what}: checkpoint ${k} is a non-negative integer`);
 }
 
-function checkImages(k: number, lastWritten: number, images: ReadonlyArray<SlotImage>): void {
+function checkImages(k: number, lastWritten: number, images: ReadonlyArray<SlotImage>, append = false): void {
   checkK(k, "writeCheckpoint");
-  assert(k > lastWritten, `checkpoint ${k} written after ${lastWritten}: checkpoints only increase`);
+  if (append) assert(k === lastWritten, `images appended to checkpoint ${k}, but the last one written is ${lastWritten}`);
+  else assert(k > lastWritten, `checkpoint ${k} written after ${lastWritten}: checkpoints only increase`);
   const seen = new Set<number>();
   for (const { slot } of images) {
     assert(Number.isInteger(slot) && slot >= 0 && slot < SLOT_COUNT, `slot ${slot} in 0..${SLOT_COUNT - 1}`);
@@ -253,6 +260,19 @@ class SqliteCheckpointStore implements CheckpointStore {
     this.imageBytes += added;
   }
 
+  appendImages(k: number, images: ReadonlyArray<SlotImage>): void {
+    this.checkOpen();
+    checkImages(k, this.written, images, true);
+    let added = 0;
+    this.db.transaction(() => {
+      for (const { slot, image } of images) {
+        this.q.addImage.run(slot, k, image);
+        added += image.length;
+      }
+    })();
+    this.imageBytes += added;
+  }
+
   slotsAt(k: number): Map<number, Uint8Array> {
     this.checkOpen();
     checkBound(k, "slotsAt");
@@ -356,6 +376,15 @@ export class MemoryCheckpointStore implements CheckpointStore {
   writeCheckpoint(k: number, images: ReadonlyArray<SlotImage>): void {
     checkImages(k, this.lastWritten, images);
     this.checkpoints.push(k);
+    this.keep(k, images);
+  }
+
+  appendImages(k: number, images: ReadonlyArray<SlotImage>): void {
+    checkImages(k, this.lastWritten, images, true);
+    this.keep(k, images);
+  }
+
+  private keep(k: number, images: ReadonlyArray<SlotImage>): void {
     for (const { slot, image } of images) {
       let kept = this.images.get(slot);
       if (kept === undefined) {

@@ -85,9 +85,9 @@ export class KeyedState {
    * Checkpoint images of the slots `owned` says are this worker's and that changed since the last
    * call; every dirty mark is cleared (a slot that left is written by its new owner).
    */
-  dirtyImages(owned: (slot: number) => boolean): Array<{ slot: number; image: Uint8Array }> {
+  dirtyImages(owned: (slot: number) => boolean, from = 0, to = SLOT_COUNT): Array<{ slot: number; image: Uint8Array }> {
     const out: Array<{ slot: number; image: Uint8Array }> = [];
-    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+    for (let slot = from; slot < to; slot++) {
       if (this.dirty[slot] === 0) continue;
       this.dirty[slot] = 0;
       if (owned(slot)) out.push({ slot, image: encodeSlotImage(this.exportSlot(slot)) });
@@ -113,16 +113,27 @@ export class KeyedState {
    * keys installed; throws on an image that does not decode (a damaged store).
    */
   restore(images: ReadonlyMap<number, Uint8Array>, owned: (slot: number) => boolean): number {
+    this.clear();
+    return this.installImages(images, owned);
+  }
+
+  /** Forgets every key (a rollback starts from nothing but its checkpoint). */
+  clear(): void {
     for (const stage of this.statefulStages) this.maps[stage]!.fill(undefined);
+    this.dirty.fill(0);
+  }
+
+  /** Installs checkpoint images of the slots `owned` says are this worker's; returns the keys. They are not dirty (the store holds them). */
+  installImages(images: Iterable<readonly [number, Uint8Array]>, owned: (slot: number) => boolean): number {
     let keys = 0;
     for (const [slot, image] of images) {
       if (!owned(slot)) continue;
       const d = decodeSlotImage(image);
       if (!d.ok) throw new Error(`the checkpoint image of slot ${slot} is damaged: ${d.reason}`);
       for (const e of d.entries) this.install(e.stage, slot, e.key, e.state);
+      this.dirty[slot] = 0;
       keys += d.entries.length;
     }
-    this.dirty.fill(0);
     return keys;
   }
 

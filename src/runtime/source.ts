@@ -9,8 +9,7 @@ import { log } from "../log.ts";
 import type { Link, Server, Transport } from "../net/transport.ts";
 
 export type Ingest = (buf: Uint8Array, start: number, end: number, conn: number) => void;
-/** Makes `count` frames (their exact wire bytes) durable before any of them is processed. */
-export type Record = (framed: Uint8Array, count: number) => void;
+import { LoggedChunk, type LogFrames } from "./logged-chunk.ts";
 
 export class Source {
   private server: Server | undefined;
@@ -28,51 +27,10 @@ export class Source {
     /** Called after each chunk, so the dataflow can check for congestion once per chunk. */
     private readonly afterChunk: () => void,
     /** With resilience: the input log, written before the frames are processed. */
-    private readonly record?: Record,
+    private readonly record?: LogFrames,
   ) {}
 
-  /** A chunk's complete frames, as they came, while they are logged. */
-  private staged = new Uint8Array(64 * 1024);
-  private stagedLen = 0;
-  private stagedCount = 0;
 
-  private readonly stage = (buf: Uint8Array, start: number, end: number): void => {
-    const need = this.stagedLen + 4 + (end - start);
-    if (need > this.staged.length) {
-      const next = new Uint8Array(Math.max(need, this.staged.length * 2));
-      next.set(this.staged.subarray(0, this.stagedLen));
-      this.staged = next;
-    }
-    const b = this.staged;
-    const n = end - start;
-    let p = this.stagedLen;
-    b[p] = n >>> 24;
-    b[p + 1] = (n >>> 16) & 0xff;
-    b[p + 2] = (n >>> 8) & 0xff;
-    b[p + 3] = n & 0xff;
-    p += 4;
-    b.set(buf.subarray(start, end), p);
-    this.stagedLen = p + n;
-    this.stagedCount++;
-  };
-
-  /** Logs the staged frames, then hands each to the dataflow from the staging buffer. */
-  private logThenIngest(conn: number): void {
-    if (this.stagedCount === 0) return;
-    this.record!(this.staged.subarray(0, this.stagedLen), this.stagedCount);
-    const b = this.staged;
-    const end = this.stagedLen;
-    this.stagedLen = 0;
-    this.stagedCount = 0;
-    for (let p = 0; p < end; ) {
-      const n = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
-      this.frames++;
-      this.ingest(b, p + 4, p + 4 + n, conn);
-      p += 4 + n;
-    }
-    // A burst's buffer is not kept for ever.
-    if (this.staged.length > 4 * 1024 * 1024) this.staged = new Uint8Array(64 * 1024);
-  }
 
   get port(): number {
     return this.server?.port ?? this.addr.port;
@@ -84,6 +42,12 @@ export class Source {
       this.conns.add(link);
       if (this.muted || this.paused) link.pause();
       const reader = new FrameReader(this.addr.maxFrame);
+      const logged = this.record
+        ? new LoggedChunk(this.record, (buf, start, end) => {
+            this.frames++;
+            this.ingest(buf, start, end, link.id);
+          })
+        : undefined;
       const onFrame = (buf: Uint8Array, start: number, end: number) => {
         this.frames++;
         this.ingest(buf, start, end, link.id);
@@ -91,9 +55,10 @@ export class Source {
       return {
         data: (l, chunk) => {
           let err;
-          if (this.record) {
-            err = reader.feed(chunk, this.stage);
-            this.logThenIngest(link.id);
+          if (logged) {
+            logged.begin(chunk);
+            err = reader.feed(chunk, logged.collect);
+            logged.end();
           } else err = reader.feed(chunk, onFrame);
           if (err) {
             log.error(

@@ -91,6 +91,19 @@ function behaves(name: string, harness: () => Harness): void {
       expect(s.bytes).toBe(5);
     });
 
+    test("a checkpoint written in parts: images appended to the last one written count as its own; to another, refused", () => {
+      const s = harness().open();
+      s.writeCheckpoint(1, [{ slot: 0, image: bytes(0xa1) }]);
+      s.writeCheckpoint(2, [{ slot: 0, image: bytes(0xa2) }]);
+      s.appendImages(2, [{ slot: 700, image: bytes(0xc2) }]);
+      expect(at(s, 2)).toEqual({ 0: "a2", 700: "c2" });
+      expect(at(s, 1)).toEqual({ 0: "a1" });
+      expect(() => s.appendImages(1, [{ slot: 5, image: bytes() }])).toThrow(InvariantError);
+      expect(() => s.appendImages(3, [{ slot: 5, image: bytes() }])).toThrow(InvariantError);
+      s.discardAfter(1);
+      expect(at(s, 2)).toEqual({ 0: "a1" });
+    });
+
     test("a checkpoint with no changed slot still counts as written", () => {
       const s = harness().open();
       s.writeCheckpoint(3, []);
