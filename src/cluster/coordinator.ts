@@ -160,7 +160,10 @@ export class Coordinator {
     this.toIdle();
   }
 
-  /** Members that are dead but still members: the next grow or shrink removes them. */
+  /**
+   * Members that are dead but still members (down): without resilience the next grow or shrink
+   * removes them; with it they come back, or a shrink naming them gives them up.
+   */
   get down(): number[] {
     const p = this.phase;
     return [...this.deadMembers, ...(p.kind === "migrating" ? p.dead : [])];
@@ -568,7 +571,9 @@ export class Coordinator {
   }
 
   /**
-   * A worker's connections are gone. Joiners that die before migrating are dropped; a
+   * A worker's connections are gone. With resilience a death during a grow or shrink undoes it
+   * (see `undoEvent`) and one before it moves anything calls it off. Otherwise: joiners that die
+   * before migrating are dropped; a
    * participant that dies mid-migration is removed and the event completes without it.
    */
   onWorkerLost(id: number): void {

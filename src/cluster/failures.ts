@@ -1,8 +1,10 @@
 // What a worker does when another member fails: the fail-stop policy (docs/design-decisions.md,
-// "Failures"). There is no reconnection, so a link that closes is a failure of one of its two
+// "Failures"). A link is never reconnected, so a link that closes is a failure of one of its two
 // ends; the coordinator (the initializer) alone decides which member is out, and makes it true by
 // cutting that member off, so a process still running cannot go on as a member the others have
-// removed. A worker that loses the initializer stops; any other loss is reported to it.
+// removed. A worker that loses the initializer stops (with resilience it waits for it to come
+// back, and comes back itself as a new incarnation: src/cluster/recovery.ts); any other loss is
+// reported to the coordinator.
 import type { Clock } from "../clock.ts";
 import type { Member } from "../codec/control.ts";
 import { UnreachableError, type WallarooError } from "../errors.ts";
