@@ -114,6 +114,11 @@ export class Coordinator {
   private readonly deadMembers = new Set<number>();
   /** Set once formation is complete. */
   formed = false;
+  /**
+   * With resilience: a grow or shrink was undone by this member's death and its frames are
+   * ignored everywhere until a rollback: no other event can run before that one.
+   */
+  private undoneBy: string | undefined;
 
   constructor(
     private readonly host: CoordinatorHost,
@@ -143,6 +148,7 @@ export class Coordinator {
 
   /** A recovery brought these members back. */
   recovered(ids: readonly number[]): void {
+    this.undoneBy = undefined;
     for (const id of ids) this.deadMembers.delete(id);
     this.host.downChanged(this.down);
   }
@@ -300,6 +306,8 @@ export class Coordinator {
     if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
     if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
     if (this.host.cluster !== undefined && this.host.recovering() && this.deadMembers.size === 0) return { ok: false, text: RECOVERING_SHRINK };
+    if (this.undoneBy !== undefined)
+      return { ok: false, text: `Worker ${this.undoneBy} died during a grow or shrink, which is undone: start it again (the cluster rolls back) before the next shrink.` };
     // With resilience a down member comes back with its state: only a shrink that gives it up
     // (names it) may go on without it.
     if (this.host.cluster !== undefined && this.deadMembers.size > 0) {
@@ -566,6 +574,7 @@ export class Coordinator {
       return this.host.rollBackNow();
     }
     this.deadMembers.add(id);
+    this.undoneBy = name;
     this.host.downChanged(this.down);
     log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
   }

@@ -259,3 +259,39 @@ describe("a member that dies while the cluster is idle", () => {
     }
   });
 });
+
+describe("with resilience", () => {
+  /** A formed resilient coordinator (the host names a cluster). */
+  function resilient(n: number) {
+    const f = formed(n);
+    (f.host as unknown as { cluster: string }).cluster = "c-1";
+    return f;
+  }
+
+  test("a member that dies mid-shrink undoes it: it is down, and no shrink runs until a rollback brings it back", () => {
+    const { clock, host, c } = resilient(4);
+    expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+    clock.advance(0);
+    expect(c.busy).toBe(true);
+    c.onWorkerLost(2);
+    expect(c.busy).toBe(false);
+    expect(c.down).toEqual([2]);
+    expect(host.completed).toBeUndefined();
+    // Even a shrink that gives the dead member up waits for the rollback of the undone event.
+    expect(c.onShrink({ names: ["w2"], count: 0 }, host.members()).text).toMatch(/^Worker w2 died during a grow or shrink, which is undone/);
+    c.recovered([2]);
+    expect(c.down).toEqual([]);
+    expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+  });
+
+  test("a join is refused while a member is down, and from a worker without resilience", () => {
+    const { host, c } = resilient(3);
+    const answers: Array<string | undefined> = [];
+    c.onJoin({ name: "j", count: 1, host: "h", controlPort: 1, dataPort: 2 }, (_ok, reason) => void answers.push(reason));
+    expect(answers[0]).toMatch(/runs with resilience: start the joining worker with --resilience-dir/);
+    c.onWorkerLost(1);
+    c.onJoin({ name: "j", count: 1, host: "h", controlPort: 1, dataPort: 2, resilient: true }, (_ok, reason) => void answers.push(reason));
+    expect(answers[1]).toMatch(/^Worker w1 is down: start it again/);
+    expect(host.downs.at(-1)).toEqual([1]);
+  });
+});
