@@ -20,7 +20,7 @@ import { Source } from "../runtime/source.ts";
 import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
-import { Entry, ENTRY_LIMITS } from "./entry.ts";
+import { Entry } from "./entry.ts";
 import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
@@ -30,10 +30,9 @@ import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
 import { Peers } from "./peers.ts";
 import { HELD_LIMITS, Pressure } from "./pressure.ts";
-import { Checkpointer } from "./checkpointer.ts";
-import { Recovery } from "./recovery.ts";
 import { Relays } from "./relays.ts";
-import { Resilience, type CommitBody, type ResilienceConfig } from "./resilience.ts";
+import { ResilientWorker, type ResilientWorkerHost } from "./resilient-worker.ts";
+import type { ResilienceConfig } from "./resilience.ts";
 import { RoutingTable } from "./routing-table.ts";
 
 export { HELD_LIMITS, INITIALIZER_NAME };
@@ -95,16 +94,8 @@ export class Worker implements Router {
   /** Members the coordinator says are down (every member hears it). */
   private downNames: string[] = [];
   private downIds = new Set<number>();
-  /** A resilient cluster's id (initializer), sent with the topology so members record it. */
-  private clusterId: string | undefined;
-  readonly resilience: Resilience | undefined;
-  private readonly recovery: Recovery | undefined;
-  /** Data frames of an epoch below this were sent before a rollback: discarded on arrival. */
-  private floorEpoch = 0;
-  /** A resilient member whose initializer died (or that restarted): it waits for a rollback. */
-  private awaitingInitializer = false;
-  /** member id → the link it rejoined on (coordinator), or the initializer's (member): their control links after a rollback. */
-  private readonly rejoinLinks = new Map<number, Link>();
+  /** With `--resilience-dir`: checkpoints, and recovery after a crash. */
+  private readonly res: ResilientWorker | undefined;
   private readonly sources: Source[] = [];
   private readonly servers: Server[] = [];
   private readonly inbound = new Set<InboundData>();
@@ -218,8 +209,8 @@ export class Worker implements Router {
       initializerId: () => this.initializerId,
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
-      initializerLost: (why) => this.initializerLost(why),
-      memberLost: (id) => this.recovery?.onDown(id),
+      initializerLost: (why) => this.res?.initializerLost(why) ?? false,
+      memberLost: (id) => this.res?.recovery.onDown(id),
       epoch: () => this.table.epoch,
     });
     this.entry = new Entry({
@@ -233,67 +224,44 @@ export class Worker implements Router {
       stopping: () => this.stopping,
       resilient: cfg.resilience !== undefined,
     });
-    if (cfg.resilience) {
-      this.resilience = new Resilience(
-        {
-          clock: this.clock,
-          name: cfg.name,
-          app: cfg.app.name,
-          dataflow: this.dataflow,
-          selfId: () => this.selfId,
-          initializerId: () => this.initializerId,
-          // Every known member takes part (joiners and leavers of a migration whose outcome is checkpointed too).
-          others: () => this.membershipState.members.filter((m) => m.id !== this.selfId).map((m) => m.id),
-          owns: (slot) => this.table.owners[slot] === this.selfId,
-          relayBarrier: (k, round) => {
-            for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.get(m.id)?.barrier(k, round);
-          },
-          roundDone: (k, round) => {
-            if (this.isInitializer) this.resilience!.checkpointer?.onRoundDone(this.selfId, k, round);
-            else this.peers.sendTo(this.initializerId, "barrierDone", { k, round });
-          },
-          written: (k, slots, bytes, failed) => {
-            if (this.isInitializer) this.resilience!.checkpointer?.onWritten(this.selfId, k, slots, bytes, failed);
-            else this.peers.sendTo(this.initializerId, "snapshotWritten", { k, slots, bytes, ...(failed !== undefined ? { failed } : {}) });
-          },
-          sinkQueuedBytes: () => (cfg.out ? this.sink.queuedBytes : 0),
-        },
-        cfg.resilience,
-        this.isInitializer,
-      );
-      this.recovery = new Recovery({
-        clock: this.clock,
-        name: cfg.name,
-        resilience: this.resilience,
-        membership: this.membershipState,
-        table: this.table,
-        migration: this.migration,
-        dataflow: this.dataflow,
-        peers: this.peers,
-        failures: this.failures,
-        coordinator: () => this.coordinator,
-        inbound: () => this.inbound,
-        setFloor: (epoch) => (this.floorEpoch = epoch),
-        adopted: (members) => {
-          this.membershipState.adopt(members);
-          this.membershipState.commit(members);
-          this.initializerId = this.membershipState.initializerId;
-        },
-        send: (id, type, body) => this.peers.sendTo(id, type, body),
-        controlLinkFor: (id) => this.rejoinLinks.get(id),
-        holdSources: (on) => this.pressure.hold("recovery", on),
-        resetPressure: () => this.pressure.forgetHeld(),
-        pressureCheck: () => this.pressure.check(),
-        dismiss: (names) => this.failures.dropJoiners(names, "Join abandoned: the cluster rolled back to a checkpoint taken before this worker joined; start it again to join."),
-        recovered: (ids) => {
-          this.rejoinLinks.clear();
-          for (const id of ids) this.heartbeats.reset(id);
-          this.coordinator!.recovered(ids);
-        },
-        congested: () => this.sink.congested || this.peers.anyCongested() || this.pressure.heldHigh,
-        stopping: () => this.stopping,
-      });
-    }
+    if (cfg.resilience) this.res = new ResilientWorker(this.resilientHost(cfg.resilience));
+  }
+
+  private resilientHost(resilience: ResilienceConfig): ResilientWorkerHost {
+    const w = this;
+    return {
+      cfg: { ...this.cfg, resilience },
+      clock: this.clock,
+      isInitializer: this.isInitializer,
+      membership: this.membershipState,
+      table: this.table,
+      peers: this.peers,
+      pressure: this.pressure,
+      failures: this.failures,
+      control: this.control,
+      entry: this.entry,
+      heartbeats: this.heartbeats,
+      dataflow: this.dataflow,
+      migration: this.migration,
+      sink: this.sink,
+      started: this.started,
+      inbound: () => this.inbound,
+      coordinator: () => this.coordinator,
+      initializerId: () => this.initializerId,
+      setInitializerId: (id) => (this.initializerId = id),
+      stopping: () => this.stopping,
+      isReady: () => this.ready,
+      becomeReady() {
+        if (w.ready) return;
+        w.ready = true;
+        log.info("phase_4", "|~~ INIT PHASE IV: Cluster is ready to work! ~~|");
+      },
+      setDown: (names) => (this.downNames = names),
+      unmuteSources: () => {
+        for (const s of this.sources) s.unmute();
+      },
+      fatal: (err) => this.fatal(err),
+    };
   }
 
   // ------------------------------------------------------------------------ what others see
@@ -317,12 +285,12 @@ export class Worker implements Router {
 
   /** A checkpoint is in flight (initializer with resilience). */
   get checkpointing(): boolean {
-    return this.resilience?.checkpointer?.busy ?? false;
+    return this.res?.checkpointer?.busy ?? false;
   }
 
   /** The epoch of the last rollback here (0 if none): frames and tables older than it are discarded. */
   get floor(): number {
-    return this.floorEpoch;
+    return this.res?.floor ?? 0;
   }
 
   /** Every member this worker knows of, joiners of an event in flight included. */
@@ -391,7 +359,7 @@ export class Worker implements Router {
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
-        const input = this.resilience?.inputLog;
+        const input = this.res?.resilience.inputLog;
         const src = new Source(
           s.name ?? this.cfg.app.source.name,
           s,
@@ -412,22 +380,15 @@ export class Worker implements Router {
     if (this.isInitializer) {
       this.startAsInitializer();
       this.startedResolve();
-    } else if (this.resilience?.memberId !== undefined) await this.rejoinAfterCrash();
+    } else if (this.res?.resilience.memberId !== undefined) await this.res.rejoinAfterCrash();
     else if (this.cfg.role === "worker") await this.entry.register(this.cfg.control!);
     else await this.entry.join(this.cfg.join!, this.cfg.workerCount);
   }
 
   private startAsInitializer(): void {
     this.initializerId = 0;
-    const r = this.resilience;
-    const commit = r?.lastCommit();
-    let cluster: string | undefined;
-    if (r) {
-      cluster = r.clusterId ?? this.cfg.clusterId ?? crypto.randomUUID();
-      r.rememberCluster(cluster, this.membershipState.self);
-      r.rememberMember(0);
-      this.clusterId = cluster;
-    }
+    const start = this.res?.initializerStarts();
+    const cluster = start?.cluster;
     this.coordinator = new Coordinator(
       {
         self: this.membershipState.self,
@@ -447,19 +408,18 @@ export class Worker implements Router {
         fence: (id) => this.failures.fence(id),
         downChanged: (ids) => this.downChanged(ids),
         keysOf: (id) => this.keysAt.get(id),
-        migrationStarts: () => this.resilience?.checkpointer?.abandon("a grow or shrink starts"),
-        checkpointNow: () => this.resilience?.checkpointer?.now(),
+        migrationStarts: () => this.res?.checkpointer?.abandon("a grow or shrink starts"),
+        checkpointNow: () => this.res?.checkpointer?.now(),
         undone: () => {
           this.migration.suspend();
           for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "undone", { epoch: this.table.epoch });
         },
-        rollBackNow: () => this.recovery?.rollBackAlone(),
-        recovering: () => this.recovery?.active ?? false,
+        rollBackNow: () => this.res?.recovery.rollBackAlone(),
+        recovering: () => this.res?.recovery.active ?? false,
       },
       this.clock,
     );
-    if (r) r.checkpointer = this.makeCheckpointer(r, cluster!, commit?.k ?? 0);
-    if (commit) return this.recoverAsInitializer(commit);
+    if (start?.commit) return this.res!.recoverAsInitializer(start.commit);
     this.formation = new Formation({
       workerCount: this.cfg.workerCount,
       clock: this.clock,
@@ -473,9 +433,8 @@ export class Worker implements Router {
         this.onStart(members);
         // Checkpoint 0 is the cluster as formed, before any input (the sources were muted until
         // now, and read nothing before this turn ends): nothing to write anywhere.
-        if (this.resilience) this.resilience.recordFormation(this.commitBody(0, this.resilience.inputLog!.end, cluster!));
+        this.res?.formed();
         this.heartbeats.start();
-        this.resilience?.checkpointer?.start();
         log.info("initialized", "Application has successfully initialized.");
         log.info("autoscale_idle", "AUTOSCALE: Waiting for new autoscale event.");
       },
@@ -484,161 +443,8 @@ export class Worker implements Router {
     this.formation.begin();
   }
 
-  /** The initializer's checkpoints: barrier rounds over the data links, commits in its store. */
-  private makeCheckpointer(r: Resilience, cluster: string, lastCommitted: number): Checkpointer {
-    // A message can cross to another worker at each stateful step and each step that must run on
-    // the initializer: one barrier round per such crossing moves everything in flight home.
-    const crossings = this.cfg.app.stages.filter((st) => st.kind === "stateful" || (st.kind === "map" && !st.parallel)).length;
-    const input = r.inputLog!;
-    return new Checkpointer(
-      {
-        clock: this.clock,
-        selfId: 0,
-        // Every known member: after a migration, joiners and leavers too (the checkpoint of its
-        // outcome is taken before they are told).
-        participants: () => this.membershipState.members.map((m) => m.id),
-        canStart: () => {
-          const c = this.coordinator!;
-          return this.ready && !this.stopping && (!c.busy || c.phaseKind === "committing") && c.down.length === 0 && !this.recovery!.active;
-        },
-        hold: (on) => this.pressure.hold("checkpoint", on),
-        position: () => input.end,
-        beginRound: (k, round) => r.barriers.begin(k, round),
-        snapshot: (k) => {
-          for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.sendTo(m.id, "snapshot", { k });
-          void r.snapshot(k);
-        },
-        commit: (k, position) => {
-          r.store.commit(k, JSON.stringify(this.commitBody(k, position, cluster)));
-          for (const m of this.membershipState.members) if (m.id !== this.selfId) this.peers.sendTo(m.id, "committed", { k });
-          r.committed(k, position);
-          this.coordinator!.onCheckpointCommitted();
-        },
-      },
-      r.cfg.intervalMs,
-      Math.max(1, crossings),
-      lastCommitted,
-    );
-  }
-
-  /** What a commit of checkpoint `k` records: the membership it names and the table as it is now. */
-  private commitBody(k: number, position: number, cluster: string): CommitBody {
-    return {
-      k,
-      position,
-      epoch: this.table.epoch,
-      owners: Array.from(this.table.owners),
-      members: [...(this.coordinator!.target ?? this.membershipState.committed)],
-      nextId: this.coordinator!.nextIdValue,
-      cluster,
-    };
-  }
-
-  /**
-   * The initializer started again with its files: the membership, the table and the input log
-   * come from its last committed checkpoint, every other member is down until it reconnects, and
-   * the recovery rolls everyone back to that checkpoint.
-   */
-  private recoverAsInitializer(commit: CommitBody): void {
-    const self = this.membershipState.self;
-    const members = commit.members.map((m) => (m.id === 0 ? { ...m, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort } : m));
-    this.membershipState.adopt(members);
-    this.membershipState.commit(members);
-    this.table.adopt(0, commit.epoch, commit.owners);
-    const c = this.coordinator!;
-    c.formed = true;
-    c.reserveIds(commit.nextId);
-    const others = members.filter((m) => m.id !== 0);
-    log.warn(
-      "recovering",
-      `Recovering from checkpoint ${commit.k}: waiting for ${others.map((m) => m.name).join(",") || "no other worker"} to reconnect; the sources stay paused until then`,
-      { k: commit.k },
-    );
-    this.ready = true;
-    for (const s of this.sources) s.unmute();
-    this.heartbeats.start();
-    this.resilience!.checkpointer!.start();
-    if (others.length > 0) c.markDown(others.map((m) => m.id));
-    else this.recovery!.rollBackAlone();
-  }
-
-  /** A member started again with its files: it asks the initializer to take it back. */
-  private async rejoinAfterCrash(): Promise<void> {
-    const r = this.resilience!;
-    const init = this.cfg.role === "worker" ? this.cfg.control! : r.initializerAddress;
-    if (!init) throw new WallarooError(`The resilience files of ${this.name} do not say where the initializer is; remove them to start anew.`);
-    this.awaitingInitializer = true;
-    log.warn("rejoin_after_crash", `${this.name} has resilience files of cluster ${r.clusterId}: rejoining it as the same member`);
-    await this.entry.rejoin(init, { cluster: r.clusterId ?? "", epoch: this.table.epoch });
-  }
-
-  /** A resilient member lost the initializer: it waits for it to come back instead of stopping. */
-  private initializerLost(why: string): boolean {
-    const r = this.resilience;
-    if (!r || this.isInitializer || this.stopping) return false;
-    if (this.awaitingInitializer) return true;
-    const init = this.membershipState.byId(this.initializerId);
-    const addr = this.cfg.role === "worker" ? this.cfg.control! : init ? { host: init.host, port: init.controlPort } : r.initializerAddress;
-    if (!addr) return false;
-    this.awaitingInitializer = true;
-    // What status says meanwhile: nothing is processed until it is back.
-    this.downNames = [INITIALIZER_NAME];
-    log.warn("initializer_lost", `Lost the initializer (${why}): waiting for it to be started again (up to ${ENTRY_LIMITS.rejoinDeadlineMs / 1000} s)`);
-    this.entry.rejoin(addr, { cluster: r.clusterId ?? "", epoch: this.table.epoch }).catch((err: unknown) => this.fatal(err instanceof WallarooError ? err : new UnreachableError(String(err))));
-    return true;
-  }
-
-  /** Coordinator: a member is back after a crash. */
-  private onRejoin(link: Link, b: ControlBody<"rejoin">): void {
-    // A restarted initializer listens before it has read its files: a member may be quicker.
-    if (this.isInitializer && this.recovery && !this.coordinator) return void this.started.then(() => this.onRejoin(link, b));
-    if (!this.coordinator || !this.recovery) return refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.");
-    const m = this.membershipState.byName(b.name);
-    log.debug("rejoin_received", `rejoin from ${b.name} on link ${link.id} (${link.remote}); bound: ${this.control.linkOf(b.name)?.id}`);
-    // Back before its old connections were seen to close: it died all the same.
-    if (m && this.peers.get(m.id)?.alive && !this.coordinator.down.includes(m.id)) this.failures.linkLost(m.id, "it started again");
-    if (m) {
-      // Its control link from now on: the rollback goes out on it.
-      if (!this.control.identify(link, b.name)) return refuseLink(link, `Another connection speaks for ${b.name}.`);
-      this.rejoinLinks.set(m.id, link);
-    }
-    const refusal = this.recovery.onRejoin(b);
-    if (refusal) {
-      if (m) this.rejoinLinks.delete(m.id);
-      return refuseLink(link, refusal);
-    }
-  }
-
-  /** A member: the coordinator rolls the cluster back to a checkpoint. */
-  private onRollback(b: ControlBody<"rollback">): void {
-    if (this.isInitializer || !this.recovery) return;
-    if (this.awaitingInitializer) {
-      const rejoined = this.entry.accepted(true);
-      if (rejoined) {
-        this.rejoinLinks.set(this.membershipState.initializerId, rejoined);
-        // It speaks for the initializer now (its heartbeats count), not its dead predecessor's link.
-        this.control.release(INITIALIZER_NAME);
-        this.control.identify(rejoined, INITIALIZER_NAME);
-      }
-      this.awaitingInitializer = false;
-    }
-    void this.recovery.apply(b).then(() => {
-      this.rejoinLinks.clear();
-      // Silence counts from now: whoever came back was not heard from while the rollback ran.
-      for (const m of b.members) this.heartbeats.reset(m.id);
-      this.resilience!.rememberCluster(this.resilience!.clusterId ?? "", this.membershipState.byId(this.initializerId)!);
-      this.downNames = [];
-      this.peers.sendTo(this.initializerId, "rolledBack", { k: b.k, epoch: b.epoch });
-      this.heartbeats.start();
-      if (!this.ready) {
-        this.ready = true;
-        log.info("phase_4", "|~~ INIT PHASE IV: Cluster is ready to work! ~~|");
-      }
-    });
-  }
-
   private formAsInitializer(formed: Topology, links: ReadonlyMap<number, Link>): void {
-    const topology = this.clusterId ? { ...formed, cluster: this.clusterId } : formed;
+    const topology = this.res ? this.res.withCluster(formed) : formed;
     this.membershipState.adopt(topology.members);
     this.table.adopt(0, topology.epoch, topology.owners);
     for (const m of this.membershipState.others()) {
@@ -654,14 +460,7 @@ export class Worker implements Router {
     this.membershipState.adopt(t.members);
     this.initializerId = this.membershipState.initializerId;
     this.table.adopt(this.membershipState.selfId, t.epoch, t.owners);
-    if (this.resilience && t.cluster) {
-      const r = this.resilience;
-      // Files of an earlier life (a join undone before any checkpoint named it) count for nothing.
-      r.store.discardAfter(0);
-      r.rememberCluster(t.cluster, this.membershipState.byId(this.initializerId)!);
-      // A worker of the formation is in checkpoint 0; a joiner only once a checkpoint names it.
-      if (this.cfg.role === "worker") r.rememberMember(this.membershipState.selfId);
-    }
+    this.res?.onTopology(t);
     if (this.cfg.role === "joiner") {
       log.info("join_received", "***Received cluster information!***");
       log.info("join_joining", "AUTOSCALE: Joining Worker");
@@ -745,10 +544,10 @@ export class Worker implements Router {
       register: (link, b) => {
         if (!this.formation)
           return refuseLink(link, this.coordinator ? "The cluster is already formed; start the worker with --join to add it to a running cluster." : "Only the initializer accepts registrations.");
-        if ((b.resilient ?? false) !== (this.resilience !== undefined))
+        if ((b.resilient ?? false) !== (this.res !== undefined))
           return refuseLink(
             link,
-            this.resilience ? "This cluster runs with resilience: start every worker with --resilience-dir (or --run-with-resilience) too." : "This cluster runs without resilience: start the worker without --resilience-dir.",
+            this.res ? "This cluster runs with resilience: start every worker with --resilience-dir (or --run-with-resilience) too." : "This cluster runs without resilience: start the worker without --resilience-dir.",
           );
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
         const other = this.control.linkOf(b.name);
@@ -778,7 +577,7 @@ export class Worker implements Router {
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
       linkLost: coordinatorOnly("linkLost", (from, b) => {
         // Seen before a rollback the coordinator has since made: about a member's earlier incarnation.
-        if (b.epoch !== undefined && b.epoch < this.floorEpoch) return log.debug("stale_report", `Ignoring ${from.name}'s report about worker ${b.id} from epoch ${b.epoch}`);
+        if (b.epoch !== undefined && b.epoch < this.floor) return log.debug("stale_report", `Ignoring ${from.name}'s report about worker ${b.id} from epoch ${b.epoch}`);
         this.failures.reported(from, b.id);
       }),
       heartbeat: fromMember("heartbeat", (from, b) => {
@@ -787,18 +586,13 @@ export class Worker implements Router {
       down: (_l, b) => {
         this.downNames = [...b.names];
       },
-      barrierDone: coordinatorOnly("barrierDone", (from, b) => this.resilience?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
-      snapshot: fromInitializer("snapshot", (b) => void this.resilience?.snapshot(b.k)),
-      snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.resilience?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
-      committed: fromInitializer("committed", (b) => {
-        this.resilience?.committed(b.k);
-        // A joiner is a member to come back as once a checkpoint names it (not before: a grow
-        // undone by a crash never made it one).
-        if (this.resilience && this.resilience.memberId === undefined && this.selfId >= 0) this.resilience.rememberMember(this.selfId);
-      }),
-      rollback: fromInitializer("rollback", (b) => this.onRollback(b)),
-      rolledBack: coordinatorOnly("rolledBack", (from, b) => this.recovery?.onRolledBack(from.id, b.k, b.epoch)),
-      rejoin: (link, b) => this.onRejoin(link, b),
+      barrierDone: coordinatorOnly("barrierDone", (from, b) => this.res?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
+      snapshot: fromInitializer("snapshot", (b) => void this.res?.resilience.snapshot(b.k)),
+      snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.res?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
+      committed: fromInitializer("committed", (b) => this.res?.onCommitted(b.k)),
+      rollback: fromInitializer("rollback", (b) => this.res?.onRollback(b)),
+      rolledBack: coordinatorOnly("rolledBack", (from, b) => this.res?.recovery.onRolledBack(from.id, b.k, b.epoch)),
+      rejoin: (link, b) => (this.res ? this.res.onRejoin(link, b) : refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.")),
       undone: fromInitializer("undone", () => this.migration.suspend()),
     };
   }
@@ -806,8 +600,8 @@ export class Worker implements Router {
   /** Coordinator: the members that are down changed; the sources pause while any is, and everyone is told. */
   private downChanged(ids: readonly number[]): void {
     this.pressure.setDown(ids);
-    if (ids.length > 0) this.resilience?.checkpointer?.abandon("a member is down");
-    for (const id of ids) if (!this.downIds.has(id)) this.recovery?.onDown(id);
+    if (ids.length > 0) this.res?.checkpointer?.abandon("a member is down");
+    for (const id of ids) if (!this.downIds.has(id)) this.res?.recovery.onDown(id);
     this.downIds = new Set(ids);
     const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
     if (names.join() === this.downNames.join()) return;
@@ -858,7 +652,7 @@ export class Worker implements Router {
     log.info("leaving", "AUTOSCALE: Shutting down.");
     await this.closeEverything();
     // No longer a member: nothing to recover.
-    this.resilience?.destroy();
+    this.res?.destroy();
     this.exitResolve(0);
   }
 
@@ -873,8 +667,8 @@ export class Worker implements Router {
       afterChunk: () => this.pressure.check(),
       lost: (id) => this.failures.linkLost(id, "data connection closed"),
       refused: (name) => this.failures.refuses(name),
-      barrier: (from, k, round) => this.resilience?.barriers.onBarrier(from, k, round),
-      floor: () => this.floorEpoch,
+      barrier: (from, k, round) => this.res?.resilience.barriers.onBarrier(from, k, round),
+      floor: () => this.floor,
       admittedAt: (name) => this.failures.admittedAt(name),
     });
     this.inbound.add(inb);
@@ -931,7 +725,7 @@ export class Worker implements Router {
     else log.info("shutdown", "Shutting down cleanly");
     await this.closeEverything();
     // A clean shutdown leaves nothing to recover (as the original): only a crash keeps the files.
-    this.resilience?.destroy();
+    this.res?.destroy();
     this.exitResolve(this.cfg.role === "joiner" && !this.ready && reason ? 1 : 0);
   }
 
@@ -956,7 +750,7 @@ export class Worker implements Router {
     // A worker that cannot go on applies nothing more: the cluster has moved, or will move, on without it.
     for (const inb of [...this.inbound]) inb.link.destroy();
     void this.closeEverything().finally(() => {
-      this.resilience?.close();
+      this.res?.close();
       this.exitResolve(err.exitCode);
     });
   }
