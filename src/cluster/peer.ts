@@ -129,9 +129,12 @@ export class Peer {
   }
 
   /** A checkpoint's barrier: after every record this worker sent to this peer so far. */
-  barrier(checkpoint: number, round: number): void {
+  /** Returns false when there is no data link to send it on (the checkpoint cannot complete). */
+  barrier(checkpoint: number, round: number): boolean {
     this.flushBatch();
-    this.data?.write(encodeBarrier(this.seq++, this.epochNow(), checkpoint, round));
+    if (!this.data || this.data.closed) return false;
+    this.data.write(encodeBarrier(this.seq++, this.epochNow(), checkpoint, round));
+    return true;
   }
 
   /** Streams a slot's state in frames of bounded size, then STATE_END. Returns bytes sent. */

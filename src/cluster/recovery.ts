@@ -93,18 +93,21 @@ export class Recovery {
   // ---------------------------------------------------------------------------- coordinator
 
   /**
-   * Coordinator: a member is back. Returns why it is refused, or undefined when accepted (the
-   * rollback starts once every down member is back).
+   * Coordinator: a member is back. Returns why it is refused (or, `stop`, told to stop: it is no
+   * member any more), or undefined when accepted (the rollback starts once every down member is
+   * back).
    */
-  onRejoin(b: ControlBody<"rejoin">): string | undefined {
+  onRejoin(b: ControlBody<"rejoin">): { reason: string; stop?: boolean } | undefined {
     const h = this.host;
     const c = h.coordinator();
     assert(c !== undefined, "only the coordinator takes rejoins");
     const cluster = h.resilience.clusterId;
-    if (b.cluster !== cluster) return `This worker's resilience files belong to cluster ${b.cluster}, not to this one (${cluster}).`;
+    if (b.cluster !== cluster) return { reason: `This worker's resilience files belong to cluster ${b.cluster}, not to this one (${cluster}).` };
     const m = h.membership.byName(b.name);
-    if (!m) return `Worker ${b.name} is not a member of this cluster (it was removed): remove its resilience files to start it anew.`;
-    if (!c.down.includes(m.id)) return `Worker ${b.name} is a live member of this cluster; a second process cannot take its place.`;
+    // It left (a shrink whose outcome was committed before it heard) or was given up: nothing of
+    // it is needed, its files included.
+    if (!m) return { reason: `Worker ${b.name} is no longer a member of this cluster (it left or was removed).`, stop: true };
+    if (!c.down.includes(m.id)) return { reason: `Worker ${b.name} is a live member of this cluster; a second process cannot take its place.` };
     this.back.set(m.id, { ...m, host: b.host, controlPort: b.controlPort, dataPort: b.dataPort });
     this.maxEpoch = Math.max(this.maxEpoch, b.epoch);
     log.info("member_back", `Worker ${b.name} is back (${this.back.size} of ${c.down.length} down members)`);

@@ -6,7 +6,7 @@
 import type { HostPort } from "../address.ts";
 import type { AppSpec } from "../app/types.ts";
 import type { Clock } from "../clock.ts";
-import type { ControlBody, Topology } from "../codec/control.ts";
+import { encodeControl, type ControlBody, type Topology } from "../codec/control.ts";
 import { UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
@@ -96,7 +96,10 @@ export class ResilientWorker {
         others: () => others().map((m) => m.id),
         owns: (slot) => h.table.owners[slot] === selfId(),
         relayBarrier: (k, round) => {
-          for (const m of others()) h.peers.get(m.id)?.barrier(k, round);
+          for (const m of others()) {
+            // Its loss is being handled elsewhere; the checkpoint waits for its deadline or an abandon.
+            if (!h.peers.get(m.id)?.barrier(k, round)) log.warn("barrier_unsent", `Checkpoint ${k}: no data connection to ${m.name} for barrier round ${round}`);
+          }
         },
         roundDone: (k, round) => {
           if (h.isInitializer) this.resilience.checkpointer?.onRoundDone(selfId(), k, round);
@@ -272,10 +275,12 @@ export class ResilientWorker {
       this.rejoinLinks.set(m.id, link);
     }
     const refusal = this.recovery.onRejoin(b);
-    if (refusal) {
-      if (m) this.rejoinLinks.delete(m.id);
-      return refuseLink(link, refusal);
-    }
+    if (!refusal) return;
+    if (m) this.rejoinLinks.delete(m.id);
+    if (!refusal.stop) return refuseLink(link, refusal.reason);
+    log.warn("not_a_member", `${refusal.reason} Telling it to stop.`);
+    link.write(encodeControl("shutdown", { reason: refusal.reason }));
+    link.end();
   }
 
   // --------------------------------------------------------------------------------- member
