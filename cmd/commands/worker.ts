@@ -30,7 +30,7 @@ const args = {
   "run-with-resilience": { type: "boolean", description: `resilience in the default directory (${DEFAULT_RESILIENCE_DIR}) unless --resilience-dir names one` },
   "time-between-checkpoints": { type: "string", description: "checkpoint interval (default 1s; a bare number is nanoseconds, as in the original)", valueHint: "1s|250ms|ns" },
   "resilience-fsync": { type: "boolean", description: "sync every checkpoint and input-log write to disk, so a machine crash loses nothing either (slower)" },
-  "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s; give every member the same)", valueHint: "250ms|1s" },
+  "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s, at least 500ms)", valueHint: "1s|2s" },
   ...logArgs,
 } as const;
 
@@ -85,7 +85,8 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     external: str("external") ? parseHostPort(str("external")!, "--external") : undefined,
     sources,
     out,
-    failureTimeoutMs: durationArg("failure-timeout", str("failure-timeout"), "ms", 100, 600_000),
+    // At least two heartbeats (every 250 ms) fit in any timeout: members with different timeouts never flap.
+    failureTimeoutMs: durationArg("failure-timeout", str("failure-timeout"), "ms", 500, 600_000),
     resilience: resilienceConfig(a, str),
   };
 }

@@ -267,8 +267,13 @@ export class ResilientWorker {
     if (!c) return refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.");
     const m = h.membership.byName(b.name);
     log.debug("rejoin_received", `rejoin from ${b.name} on link ${link.id} (${link.remote}); bound: ${h.control.linkOf(b.name)?.id}`);
-    // Back before its old connections were seen to close: it died all the same.
-    if (m && h.peers.get(m.id)?.alive && !c.down.includes(m.id)) h.failures.linkLost(m.id, "it started again");
+    // Back before its old connections were seen to close (or it only thought the initializer
+    // dead): its earlier self is out all the same, and its old control link, closing, speaks for
+    // nobody (a destroyed link may report its close only later).
+    if (m && h.peers.get(m.id)?.alive && !c.down.includes(m.id)) {
+      h.failures.linkLost(m.id, "it started again");
+      h.control.release(b.name);
+    }
     if (m) {
       // Its control link from now on: the rollback goes out on it.
       if (!h.control.identify(link, b.name)) return refuseLink(link, `Another connection speaks for ${b.name}.`);
