@@ -41,6 +41,8 @@ export interface CoordinatorHost {
   rollBackNow(): void;
   /** With resilience: a recovery (rollback or replay) is under way. */
   recovering(): boolean;
+  /** With resilience: these down members are given up (removed; the rollback leaves them out). */
+  giveUp(ids: readonly number[]): void;
 }
 
 export type JoinReply = (ok: boolean, reason: string | undefined, topology: ControlBody<"topology"> | undefined) => void;
@@ -306,14 +308,24 @@ export class Coordinator {
     if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
     if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
     if (this.host.cluster !== undefined && this.host.recovering() && this.deadMembers.size === 0) return { ok: false, text: RECOVERING_SHRINK };
+    // With resilience a down member comes back with its state. A shrink naming down members gives
+    // them up instead: the cluster rolls back to its last checkpoint without them, their slots
+    // starting empty elsewhere (their state is lost), once every other down member is back.
+    if (this.host.cluster !== undefined && this.deadMembers.size > 0) {
+      const down = this.host.members().filter((m) => this.deadMembers.has(m.id));
+      const named = down.filter((m) => req.names.includes(m.name));
+      if (named.length === 0) return { ok: false, text: this.downRefusal() };
+      if (named.length !== req.names.length) return { ok: false, text: "A shrink that gives up down workers names only them; shrink the others once the cluster has recovered." };
+      const ids = named.map((m) => m.id);
+      for (const id of ids) this.deadMembers.delete(id);
+      if (this.deadMembers.size === 0) this.undoneBy = undefined;
+      log.warn("give_up", `AUTOSCALE: giving up ${named.map((m) => m.name).join(",")}: the cluster rolls back to its last checkpoint without them; their state is lost`);
+      this.host.giveUp(ids);
+      this.host.downChanged(this.down);
+      return { ok: true, text: `Shrinking by ${named.length} workers!` };
+    }
     if (this.undoneBy !== undefined)
       return { ok: false, text: `Worker ${this.undoneBy} died during a grow or shrink, which is undone: start it again (the cluster rolls back) before the next shrink.` };
-    // With resilience a down member comes back with its state: only a shrink that gives it up
-    // (names it) may go on without it.
-    if (this.host.cluster !== undefined && this.deadMembers.size > 0) {
-      const down = this.host.members().filter((m) => this.deadMembers.has(m.id)).map((m) => m.name);
-      if (!down.every((n) => req.names.includes(n))) return { ok: false, text: this.downRefusal() };
-    }
     const eligible = this.eligible(committed);
     let leaving: string[];
     if (req.names.length > 0) {

@@ -204,13 +204,23 @@ export class Failures {
     }
   }
 
-  /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
-  lost(id: number): void {
+  /**
+   * Member `id` is no member any more (a down member given up, with resilience; a participant
+   * lost mid-migration): cut off, forgotten, its name free. Returns it, if it was known.
+   */
+  giveUp(id: number): Member | undefined {
     const h = this.host;
     this.cutOff(id);
     const [m] = h.membership.remove((x) => x.id === id);
     if (m) h.control.release(m.name);
     h.pressure.forget(id);
+    return m;
+  }
+
+  /** A participant died mid-migration (the coordinator says so): forget it, keep what we can. */
+  lost(id: number): void {
+    const h = this.host;
+    const m = this.giveUp(id);
     const { kept, lost } = h.migration.onLost(id);
     // Slots it owed here start from what arrived: what waited for them ran, the held queue shrank.
     h.pressure.check();

@@ -68,6 +68,11 @@ export interface RecoveryHost {
 export class Recovery {
   /** Coordinator: down members that are back, at their new addresses. */
   private readonly back = new Map<number, Member>();
+  /**
+   * Coordinator: members given up while down. Every rollback leaves them out (their slots empty)
+   * until a commit no longer names them; kept in the store, so a restarted initializer knows.
+   */
+  private readonly givenUp = new Set<number>();
   /** Highest epoch a returning member reported: the rollback's epoch goes past it. */
   private maxEpoch = 0;
   private rolling: { k: number; epoch: number; waiting: Set<number>; ids: number[] } | undefined;
@@ -83,7 +88,30 @@ export class Recovery {
   rollbacks = 0;
   replayed = 0;
 
-  constructor(private readonly host: RecoveryHost) {}
+  constructor(private readonly host: RecoveryHost) {
+    const kept = host.resilience.store.getMeta("givenUp");
+    if (kept) for (const id of JSON.parse(kept) as number[]) this.givenUp.add(id);
+  }
+
+  /** A give-up not yet made durable by a commit: no grow or shrink may run before that commit. */
+  get settling(): boolean {
+    return this.givenUp.size > 0;
+  }
+
+  /** Coordinator: a commit names `members`: members given up that it leaves out are settled. */
+  committed(members: readonly Member[]): void {
+    let changed = false;
+    for (const id of [...this.givenUp]) {
+      if (members.some((m) => m.id === id)) continue;
+      this.givenUp.delete(id);
+      changed = true;
+    }
+    if (changed) this.keepGivenUp();
+  }
+
+  private keepGivenUp(): void {
+    this.host.resilience.store.setMeta({ givenUp: JSON.stringify([...this.givenUp]) });
+  }
 
   /** A recovery is under way (members are back, or a rollback or replay runs). */
   get active(): boolean {
@@ -135,6 +163,24 @@ export class Recovery {
     this.host.holdSources(on);
   }
 
+  /**
+   * Coordinator: down members the operator gave up. The rollback that follows (once every other
+   * down member is back) leaves them out; their slots start empty at live members.
+   */
+  giveUp(ids: readonly number[]): void {
+    for (const id of ids) {
+      this.givenUp.add(id);
+      this.back.delete(id);
+    }
+    this.keepGivenUp();
+    if (this.rolling || this.replaying) {
+      this.generation++;
+      this.rolling = undefined;
+    }
+    this.hold(true);
+    this.maybeRollBack(true);
+  }
+
   /** Coordinator: a restarted initializer alone in its cluster rolls back and replays at once. */
   rollBackAlone(): void {
     this.hold(true);
@@ -149,12 +195,14 @@ export class Recovery {
     const gen = ++this.generation;
     const commit = h.resilience.lastCommit();
     assert(commit !== undefined, "a resilient cluster commits a checkpoint when it forms");
-    const members = commit.members.map((m) => this.back.get(m.id) ?? h.membership.byId(m.id) ?? m);
+    const members = commit.members.filter((m) => !this.givenUp.has(m.id)).map((m) => this.back.get(m.id) ?? h.membership.byId(m.id) ?? m);
+    const { owners, empty } = this.withoutGivenUp(commit.owners, members);
     // Known workers the checkpoint does not name (joiners of an event it predates) are not members.
     const strangers = h.membership.members.filter((m) => !members.some((x) => x.id === m.id)).map((m) => m.name);
     if (strangers.length > 0) h.dismiss(strangers);
     const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
-    const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners: commit.owners };
+    const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners, ...(empty.length > 0 ? { empty } : {}) };
+    if (empty.length > 0) log.warn("state_lost", `Slots of given-up workers start empty: ${empty.length} slots (slot ${empty.join(", slot ")})`);
     const ids = [...new Set([...down, ...this.back.keys()])];
     // Every member answers, this one too (its own rollback dials the members that came back).
     this.rolling = { k: commit.k, epoch, waiting: new Set(members.map((m) => m.id)), ids };
@@ -237,6 +285,26 @@ export class Recovery {
   }
 
   /**
+   * The checkpoint's table with every slot of a given-up member given to the least-loaded live
+   * member (ties to the lowest id): those slots start empty.
+   */
+  private withoutGivenUp(owners: readonly number[], members: readonly Member[]): { owners: number[]; empty: number[] } {
+    if (this.givenUp.size === 0) return { owners: [...owners], empty: [] };
+    const load = new Map<number, number>(members.map((m) => [m.id, 0]));
+    for (const o of owners) if (load.has(o)) load.set(o, load.get(o)! + 1);
+    const out = [...owners];
+    const empty: number[] = [];
+    for (let s = 0; s < out.length; s++) {
+      if (!this.givenUp.has(out[s]!)) continue;
+      const to = [...load].sort((a, b) => a[1] - b[1] || a[0] - b[0])[0]![0];
+      load.set(to, load.get(to)! + 1);
+      out[s] = to;
+      empty.push(s);
+    }
+    return { owners: out, empty };
+  }
+
+  /**
    * The peer for member `m`: kept while it is alive at the same addresses, otherwise a fresh one
    * (whose control link is the one `m` rejoined on, if any). A fresh one has no data link yet.
    */
@@ -272,9 +340,13 @@ export class Recovery {
     const images = [...r.store.slotsAt(b.k)];
     // In parts, yielding between them, so that heartbeats go out while many keys are restored.
     h.dataflow.state.clear();
+    // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
+    const empty = new Set(b.empty ?? []);
+    const mine = (s: number) => b.owners[s] === self && !empty.has(s);
+    for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
     let keys = 0;
     for (let i = 0; i < images.length; i += CHECKPOINT_PART_SLOTS) {
-      keys += h.dataflow.state.installImages(images.slice(i, i + CHECKPOINT_PART_SLOTS), (s) => b.owners[s] === self);
+      keys += h.dataflow.state.installImages(images.slice(i, i + CHECKPOINT_PART_SLOTS), mine);
       if (i + CHECKPOINT_PART_SLOTS < images.length) await h.clock.sleep(0);
     }
     const redial: Member[] = [];

@@ -142,6 +142,8 @@ export class ResilientWorker {
         this.rejoinLinks.clear();
         for (const id of ids) h.heartbeats.reset(id);
         h.coordinator()!.recovered(ids);
+        // Make the recovered cluster (without members given up) the one a later crash returns to.
+        this.resilience.checkpointer?.now();
       },
       congested: () => h.sink.congested || h.peers.anyCongested() || h.pressure.heldHigh,
       stopping: () => h.stopping(),
@@ -203,7 +205,9 @@ export class ResilientWorker {
           void r.snapshot(k);
         },
         commit: (k, position) => {
-          r.store.commit(k, JSON.stringify(this.commitBody(k, position, cluster)));
+          const body = this.commitBody(k, position, cluster);
+          r.store.commit(k, JSON.stringify(body));
+          this.recovery.committed(body.members);
           for (const m of others()) h.peers.sendTo(m.id, "committed", { k });
           r.committed(k, position);
           h.coordinator()!.onCheckpointCommitted();

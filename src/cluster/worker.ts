@@ -283,6 +283,11 @@ export class Worker implements Router {
     return this.table.epoch;
   }
 
+  /** A recovery (rollback or replay) is under way (initializer with resilience). */
+  get recovering(): boolean {
+    return this.res?.recovery.active ?? false;
+  }
+
   /** A checkpoint is in flight (initializer with resilience). */
   get checkpointing(): boolean {
     return this.res?.checkpointer?.busy ?? false;
@@ -415,7 +420,11 @@ export class Worker implements Router {
           for (const m of this.membershipState.others()) this.peers.sendTo(m.id, "undone", { epoch: this.table.epoch });
         },
         rollBackNow: () => this.res?.recovery.rollBackAlone(),
-        recovering: () => this.res?.recovery.active ?? false,
+        giveUp: (ids) => {
+          for (const id of ids) this.failures.giveUp(id);
+          this.res?.recovery.giveUp(ids);
+        },
+        recovering: () => (this.res ? this.res.recovery.active || this.res.recovery.settling : false),
       },
       this.clock,
     );

@@ -82,7 +82,11 @@ export const CONTROL = {
   /** From the coordinator: checkpoint `k` is committed; older ones may go. */
   committed: { id: 30, schema: v.object({ k: count }) },
   /** From the coordinator: roll back to checkpoint `k` under table `owners` at `epoch` (a new one), with these members. */
-  rollback: { id: 31, schema: v.object({ k: count, epoch, members: v.array(MemberSchema), owners: v.array(id) }) },
+  rollback: {
+    id: 31,
+    /** `empty`: slots of members given up, starting empty at their new owners (their images are not theirs). */
+    schema: v.object({ k: count, epoch, members: v.array(MemberSchema), owners: v.array(id), empty: v.optional(v.array(count)) }),
+  },
   /** To the coordinator: rolled back, and connected to every member. */
   rolledBack: { id: 32, schema: v.object({ k: count, epoch }) },
   /** A member back after a crash (its own, or the initializer's), at its new addresses. */

@@ -228,6 +228,39 @@ describe("crash recovery", () => {
   }, 120_000);
 });
 
+describe("giving a member up", () => {
+  test("a member whose machine is gone is given up by name: the cluster rolls back without it, its slots start empty elsewhere, and the rest goes on", async () => {
+    const dir = resilienceDir();
+    const rx = receiver(new ReplayingAlphabetValidator());
+    const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms") }).start(3);
+    const init = c.initializer.child;
+    await init.waitForLog(COMMITTED, 10_000);
+    const s = await sender(c.sourcePort, new AlphabetWorkload(31));
+    void s.atRate(10_000);
+    await rx.waitLines(2000, 15_000, "outputs before the kill");
+    const w1 = c.members.get("w1")!;
+    w1.child.kill("SIGKILL");
+    await w1.child.waitExit(5000);
+    await init.waitForLog("Worker w1 is down", 10_000);
+    // A shrink naming it gives it up.
+    const r = await c.run(["shrink", "--external", `${HOST}:${c.initializer.external}`, "--workers", "w1"]);
+    expect({ code: r.code, out: r.stdout.trim() }).toEqual({ code: 0, out: expect.stringContaining("Shrinking by 1 workers!") });
+    await init.waitForLog(/AUTOSCALE: giving up w1: the cluster rolls back to its last checkpoint without them/, 10_000);
+    await init.waitForLog(/Slots of given-up workers start empty: \d+ slots/, 10_000);
+    await init.waitForLog(RESUMED, 20_000);
+    c.members.delete("w1");
+    await c.waitMembership(["initializer", "w2"], 20_000);
+    // A commit without it follows at once: a later crash does not bring it back.
+    const from = init.lines.length;
+    await init.waitForLog(COMMITTED, 10_000, from);
+    // Every letter keeps producing outputs (w1's letters from their new owners).
+    const before = rx.lines;
+    await rx.waitLines(before + 5000, 20_000, "outputs after the give-up");
+    await s.stop();
+    s.close();
+  }, 90_000);
+});
+
 describe("who may join a resilient cluster", () => {
   test("a joiner without --resilience-dir is refused and nothing changes", async () => {
     const dir = resilienceDir();

@@ -49,6 +49,11 @@ export class Casualties {
   /** One log line of the process `node` (undefined: the simulator). */
   onLog(node: string | undefined, event: string, msg: string): void {
     if ((LOSS_EVENTS as readonly string[]).includes(event)) this.lossLines.set(event, (this.lossLines.get(event) ?? 0) + 1);
+    // With resilience only a member given up loses anything: its slots, named in the line.
+    if (this.roster.resilient) {
+      if (event === "state_lost") for (const m of msg.matchAll(/slot (\d+)/g)) this.tainted.add(Number(m[1]));
+      return;
+    }
     if (node === INIT && (DECLARED_DEAD as readonly string[]).includes(event)) this.declaredDead(msg);
     // A worker stopping on an error, or a slot whose state a worker says was lost: taint now,
     // not at the exit (the cluster may have moved the slots on by then).
@@ -75,7 +80,7 @@ export class Casualties {
   }
 
   keyTainted(key: string): boolean {
-    if (this.roster.resilient) return false;
+    if (this.roster.resilient) return this.tainted.has(slotOf(key));
     return this.initializerDied || this.tainted.has(slotOf(key));
   }
 

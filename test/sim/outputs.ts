@@ -21,7 +21,7 @@ export class OutputCheck {
   /**
    * `replays`: a resilient run, whose outputs are at least once: a value may come out again after
    * a rollback (with the same window), and a connection may go back to an earlier value; a
-   * window that is not consecutive is a problem at once (no key may lose anything).
+   * window that is not consecutive is a problem at the end unless the key was given up.
    */
   constructor(
     keys: number,
@@ -59,7 +59,6 @@ export class OutputCheck {
     last.set(k, d);
     const want = [d - 3, d - 2, d - 1, d].map((x) => Math.max(0, x)).join(",");
     const got = [m[2], m[3], m[4], m[5]].join(",");
-    if (got !== want && this.replays) this.problem(`key-${k}: window [${got}] where [${want}] was expected`);
     if (got !== want && !this.badWindows.has(k)) this.badWindows.set(k, `key-${k}: window [${got}] where [${want}] was expected`);
   }
 

@@ -187,7 +187,7 @@ class Scenario {
   private settled(): boolean {
     const c = this.c;
     const init = c.initializer;
-    return init !== undefined && quiescent(c) && init.down.length === 0 && c.live().every((w) => w.isReady && !w.isStopping && init.membership.includes(w.name));
+    return init !== undefined && quiescent(c) && init.down.length === 0 && !init.recovering && c.live().every((w) => w.isReady && !w.isStopping && init.membership.includes(w.name));
   }
 
   private members(): string[] {
@@ -243,10 +243,26 @@ class Scenario {
     }
   }
 
-  /** Resilience: the killed worker is started again with its configuration and must recover. */
+  /**
+   * Resilience: the killed worker is started again with its configuration and must recover; now
+   * and then (never the initializer) the operator gives it up instead, by name.
+   */
   private async recoverFrom(name: string): Promise<void> {
     const c = this.c;
     await c.runFor(this.r() * 1500);
+    if (name !== INIT && this.r() < 0.15) {
+      const init = c.initializer!;
+      // Only a member can be given up (a joiner's death undoes its grow by itself).
+      await c.runUntil(`the initializer to see ${name} down`, () => init.down.includes(name) || !init.knownMembers.includes(name) || !c.isAlive(INIT), SETTLE_MS);
+      if (c.isAlive(INIT) && init.down.includes(name)) {
+        this.say(`operator: give ${name} up (shrink it by name while down)`);
+        this.count("give-up");
+        const req = c.shrink([name], 0);
+        await c.runUntil("the initializer to answer the give-up", () => req.answer !== undefined, SETTLE_MS);
+        if (req.answer === "Shrinking by 1 workers!") return;
+        this.say(`give-up answered "${req.answer}": restart instead`);
+      }
+    }
     this.say(`restart ${name} with its original configuration (it recovers)`);
     this.count("recover");
     c.restart(name);

@@ -58,6 +58,10 @@ class FakeHost implements CoordinatorHost {
   undone() {}
   rollBackNow() {}
   recovering = () => false;
+  readonly givenUp: number[] = [];
+  giveUp(ids: readonly number[]) {
+    this.givenUp.push(...ids);
+  }
 }
 
 /** Grows a 2-worker cluster by one; each round is installed `roundMs(i)` after its plan. */
@@ -277,11 +281,23 @@ describe("with resilience", () => {
     expect(c.busy).toBe(false);
     expect(c.down).toEqual([2]);
     expect(host.completed).toBeUndefined();
-    // Even a shrink that gives the dead member up waits for the rollback of the undone event.
-    expect(c.onShrink({ names: ["w2"], count: 0 }, host.members()).text).toMatch(/^Worker w2 died during a grow or shrink, which is undone/);
+    // Another shrink waits for the rollback of the undone event…
+    expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).text).toMatch(/^Worker w2 is down: start it again/);
     c.recovered([2]);
     expect(c.down).toEqual([]);
     expect(c.onShrink({ names: ["w1"], count: 0 }, host.members()).ok).toBe(true);
+  });
+
+  test("a shrink naming down members gives them up (a rollback without them), and names nobody else", () => {
+    const { host, c } = resilient(4);
+    c.onWorkerLost(2);
+    c.onWorkerLost(3);
+    expect(c.onShrink({ names: ["w2", "w1"], count: 0 }, host.members()).text).toMatch(/^A shrink that gives up down workers names only them/);
+    expect(c.onShrink({ names: [], count: 1 }, host.members()).ok).toBe(false);
+    expect(c.onShrink({ names: ["w2"], count: 0 }, host.members())).toEqual({ ok: true, text: "Shrinking by 1 workers!" });
+    expect(host.givenUp).toEqual([2]);
+    expect(c.down).toEqual([3]);
+    expect(c.busy).toBe(false);
   });
 
   test("a join is refused while a member is down, and from a worker without resilience", () => {

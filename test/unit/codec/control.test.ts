@@ -39,7 +39,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   snapshot: { k: 12 },
   snapshotWritten: { k: 12, slots: 3, bytes: 400 },
   committed: { k: 12 },
-  rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0] },
+  rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0], empty: [1] },
   rolledBack: { k: 12, epoch: 9 },
   rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },
   undone: { epoch: 7 },
