@@ -150,6 +150,16 @@ export class ResilientWorker {
     });
   }
 
+  /**
+   * A member is down: nothing sent under tables up to `epoch` is applied any more. The rollback
+   * that follows replays it all; applying some of it now could produce outputs the replay does
+   * not produce again (in a pipeline with more than one keyed step, a survivor could apply a
+   * message whose predecessor died with the member).
+   */
+  discardUntilRollback(epoch: number): void {
+    this.floor = Math.max(this.floor, epoch + 1);
+  }
+
   get checkpointer(): Checkpointer | undefined {
     return this.resilience.checkpointer;
   }
@@ -338,6 +348,7 @@ export class ResilientWorker {
     this.awaitingInitializer = true;
     // What status says meanwhile: nothing is processed until it is back.
     h.setDown([INITIALIZER_NAME]);
+    this.discardUntilRollback(h.table.epoch);
     log.warn("initializer_lost", `Lost the initializer (${why}): waiting for it to be started again (up to ${ENTRY_LIMITS.rejoinDeadlineMs / 1000} s)`);
     h.entry.rejoin(addr, { cluster: r.clusterId ?? "", epoch: h.table.epoch }).catch((err: unknown) => h.fatal(err instanceof WallarooError ? err : new UnreachableError(String(err))));
     return true;

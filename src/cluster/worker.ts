@@ -592,9 +592,10 @@ export class Worker implements Router {
       heartbeat: fromMember("heartbeat", (from, b) => {
         if (this.isInitializer) this.keysAt.set(from.id, b.keys);
       }),
-      down: (_l, b) => {
+      down: fromInitializer("down", (b) => {
         this.downNames = [...b.names];
-      },
+        if (b.names.length > 0 && b.epoch !== undefined) this.res?.discardUntilRollback(b.epoch);
+      }),
       barrierDone: coordinatorOnly("barrierDone", (from, b) => this.res?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
       snapshot: fromInitializer("snapshot", (b) => void this.res?.resilience.snapshot(b.k)),
       snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.res?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
@@ -610,12 +611,13 @@ export class Worker implements Router {
   private downChanged(ids: readonly number[]): void {
     this.pressure.setDown(ids);
     if (ids.length > 0) this.res?.checkpointer?.abandon("a member is down");
+    if (ids.length > 0) this.res?.discardUntilRollback(this.table.epoch);
     for (const id of ids) if (!this.downIds.has(id)) this.res?.recovery.onDown(id);
     this.downIds = new Set(ids);
     const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
     if (names.join() === this.downNames.join()) return;
     this.downNames = names;
-    for (const p of this.peers.live()) p.sendControl("down", { names });
+    for (const p of this.peers.live()) p.sendControl("down", { names, ...(this.res && names.length > 0 ? { epoch: this.table.epoch } : {}) });
     if (names.length === 0) log.info("members_up", "No member is down: the sources resume.");
   }
 

@@ -72,7 +72,7 @@ export const CONTROL = {
   /** Every failure-timeout/4 between the initializer and each member: liveness, and the keys the sender holds. */
   heartbeat: { id: 25, schema: v.object({ keys: count }) },
   /** From the coordinator: the members that are down now (empty when none); the sources are paused while any is. */
-  down: { id: 26, schema: v.object({ names: v.array(name) }) },
+  down: { id: 26, schema: v.object({ names: v.array(name), epoch: v.optional(epoch) }) },
   /** To the coordinator: this member has round `round` of checkpoint `k`'s barrier from every other member. */
   barrierDone: { id: 27, schema: v.object({ k: count, round: count }) },
   /** From the coordinator: every barrier round is done; write checkpoint `k` (what changed since the last one). */

@@ -34,7 +34,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   pressure: { high: true },
   linkLost: { id: 0xfffe },
   heartbeat: { keys: 100_000 },
-  down: { names: ["w2"] },
+  down: { names: ["w2"], epoch: 4 },
   barrierDone: { k: 12, round: 1 },
   snapshot: { k: 12 },
   snapshotWritten: { k: 12, slots: 3, bytes: 400 },
