@@ -325,7 +325,8 @@ describe("file input log on disk", () => {
 
     const log = openInputLog(dir, { fsync: false, segmentBytes: 64 * 1024 });
     expect(log.end).toBeGreaterThanOrEqual(acked);
-    expect(log.end % 100).toBe(0); // a batch is one write: none was half-counted
+    // A batch is one write, but a write that SIGKILL interrupts may have stored part of it: the
+    // frames it did store whole are valid (checked below), a torn last one is cut on reopen.
     let pos = 0;
     let seen = 0;
     while (pos < log.end) {
