@@ -27,7 +27,7 @@ export interface CheckpointerHost {
   position(): number;
   /** Starts barrier round `round` of checkpoint `k` here. */
   beginRound(k: number, round: number): void;
-  /** Tells every member (this one included) to write checkpoint `k`. */
+  /** Tells every member (this one included) to take and write checkpoint `k`. */
   snapshot(k: number): void;
   /** Durably records checkpoint `k` as committed at input position `position`; tells the members. */
   commit(k: number, position: number): void;
@@ -36,7 +36,17 @@ export interface CheckpointerHost {
 type State =
   | { kind: "idle" }
   | { kind: "rounds"; k: number; round: number; position: number; started: number; waiting: Set<number> }
-  | { kind: "writing"; k: number; position: number; started: number; waiting: Set<number>; slots: number; bytes: number };
+  | {
+      kind: "writing";
+      k: number;
+      position: number;
+      started: number;
+      /** Members whose images are not taken yet: the sources stay paused until none is left. */
+      capturing: Set<number>;
+      waiting: Set<number>;
+      slots: number;
+      bytes: number;
+    };
 
 export class Checkpointer {
   private state: State = { kind: "idle" };
@@ -128,8 +138,16 @@ export class Checkpointer {
       this.host.beginRound(k, s.round);
       return;
     }
-    this.state = { kind: "writing", k, position: s.position, started: s.started, waiting: new Set(this.host.participants()), slots: 0, bytes: 0 };
+    const ids = this.host.participants();
+    this.state = { kind: "writing", k, position: s.position, started: s.started, capturing: new Set(ids), waiting: new Set(ids), slots: 0, bytes: 0 };
     this.host.snapshot(k);
+  }
+
+  /** Member `from` has taken checkpoint `k`'s images: once every member has, the sources go on. */
+  onCaptured(from: number, k: number): void {
+    const s = this.state;
+    if (s.kind !== "writing" || s.k !== k || !s.capturing.delete(from)) return;
+    if (s.capturing.size === 0) this.host.hold(false);
   }
 
   /** Member `from` has written checkpoint `k` (or could not: `failed` says why). */

@@ -65,9 +65,13 @@ export interface ResilienceHost {
   relayBarrier(k: number, round: number): void;
   /** This member has barrier round `round` of `k` from everyone: tell the coordinator. */
   roundDone(k: number, round: number): void;
+  /** Checkpoint `k`'s images are taken here: the coordinator may let the sources go on. */
+  captured(k: number): void;
   /** Checkpoint `k` is written here and the sink flushed (or, `failed`, why not): tell the coordinator. */
   written(k: number, slots: number, bytes: number, failed?: string): void;
-  sinkQueuedBytes(): number;
+  /** A mark of the sink's output so far, and whether all of it has left the process. */
+  sinkMark(): unknown;
+  sinkHandedOver(mark: unknown): boolean;
 }
 
 export class Resilience {
@@ -183,23 +187,34 @@ export class Resilience {
     let bytes = 0;
     let slots = 0;
     const rollbacks = this.rollbacks;
+    // First every image, in memory: then the sources may go on (what arrives next changes no
+    // image taken), and the images are written while they do.
+    const parts: Array<Array<{ slot: number; image: Uint8Array }>> = [];
     for (let from = 0; from < SLOT_COUNT; from += CHECKPOINT_PART_SLOTS) {
-      // A rollback meanwhile made this checkpoint moot (and discarded its parts).
+      // A rollback meanwhile made this checkpoint moot.
       if (this.rollbacks !== rollbacks) return;
       const images = h.dataflow.state.dirtyImages((s) => h.owns(s), from, from + CHECKPOINT_PART_SLOTS);
       for (const i of images) bytes += i.image.length;
       slots += images.length;
-      if (from === 0) this.store.writeCheckpoint(k, images);
-      else if (images.length > 0) this.store.appendImages(k, images);
+      parts.push(images);
       if (from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) await h.clock.sleep(0);
+    }
+    if (this.rollbacks !== rollbacks) return;
+    // Outputs of what the checkpoint covers must leave this process before it commits: after a
+    // crash they are not produced again. Those written from now on are the next checkpoint's.
+    const mark = h.sinkMark();
+    h.captured(k);
+    for (let i = 0; i < parts.length; i++) {
+      if (this.rollbacks !== rollbacks) return;
+      if (i === 0) this.store.writeCheckpoint(k, parts[i]!);
+      else if (parts[i]!.length > 0) this.store.appendImages(k, parts[i]!);
+      if (i + 1 < parts.length && parts[i + 1]!.length > 0) await h.clock.sleep(0);
     }
     this.written++;
     this.writtenBytes += bytes;
-    // Outputs of what the checkpoint covers must have left this process: after a crash they are
-    // not produced again.
     const until = h.clock.now() + SINK_FLUSH_MS;
-    while (h.sinkQueuedBytes() > 0 && h.clock.now() < until) await h.clock.sleep(1);
-    if (h.sinkQueuedBytes() > 0) {
+    while (!h.sinkHandedOver(mark) && h.clock.now() < until) await h.clock.sleep(1);
+    if (!h.sinkHandedOver(mark)) {
       // The checkpoint cannot cover outputs still here: it is abandoned, and the next one tries again.
       const why = `the sink of ${h.name} did not take its output within ${SINK_FLUSH_MS} ms`;
       log.warn("checkpoint_sink_slow", `Checkpoint ${k}: ${why}`);

@@ -105,11 +105,16 @@ export class ResilientWorker {
           if (h.isInitializer) this.resilience.checkpointer?.onRoundDone(selfId(), k, round);
           else h.peers.sendTo(h.initializerId(), "barrierDone", { k, round });
         },
+        captured: (k) => {
+          if (h.isInitializer) this.resilience.checkpointer?.onCaptured(selfId(), k);
+          else h.peers.sendTo(h.initializerId(), "snapshotCaptured", { k });
+        },
         written: (k, slots, bytes, failed) => {
           if (h.isInitializer) this.resilience.checkpointer?.onWritten(selfId(), k, slots, bytes, failed);
           else h.peers.sendTo(h.initializerId(), "snapshotWritten", { k, slots, bytes, ...(failed !== undefined ? { failed } : {}) });
         },
-        sinkQueuedBytes: () => (h.cfg.out ? h.sink.queuedBytes : 0),
+        sinkMark: () => (h.cfg.out ? h.sink.mark() : undefined),
+        sinkHandedOver: (mark) => !h.cfg.out || h.sink.handedOver(mark as ReturnType<Sink["mark"]>),
       },
       h.cfg.resilience,
       h.isInitializer,

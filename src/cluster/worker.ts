@@ -598,6 +598,7 @@ export class Worker implements Router {
       }),
       barrierDone: coordinatorOnly("barrierDone", (from, b) => this.res?.checkpointer?.onRoundDone(from.id, b.k, b.round)),
       snapshot: fromInitializer("snapshot", (b) => void this.res?.resilience.snapshot(b.k)),
+      snapshotCaptured: coordinatorOnly("snapshotCaptured", (from, b) => this.res?.checkpointer?.onCaptured(from.id, b.k)),
       snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.res?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
       committed: fromInitializer("committed", (b) => this.res?.onCommitted(b.k)),
       rollback: fromInitializer("rollback", (b) => this.res?.onRollback(b)),

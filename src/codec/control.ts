@@ -77,6 +77,8 @@ export const CONTROL = {
   barrierDone: { id: 27, schema: v.object({ k: count, round: count }) },
   /** From the coordinator: every barrier round is done; write checkpoint `k` (what changed since the last one). */
   snapshot: { id: 28, schema: v.object({ k: count }) },
+  /** To the coordinator: checkpoint `k`'s images are taken here (in memory): the sources may resume. */
+  snapshotCaptured: { id: 35, schema: v.object({ k: count }) },
   /** To the coordinator: checkpoint `k` is written here (and this member's sink flushed). */
   snapshotWritten: { id: 29, schema: v.object({ k: count, slots: count, bytes: count, failed: v.optional(v.string()) }) },
   /** From the coordinator: checkpoint `k` is committed; older ones may go. */

@@ -52,6 +52,7 @@ class MemLink implements Link {
   handlers: LinkHandlers | undefined;
   /** No more input or output; the close handler runs (or ran) as an event. */
   closed = false;
+  sentBytes = 0;
   private reported = false;
   private ending = false;
   private paused = false;
@@ -102,6 +103,7 @@ class MemLink implements Link {
     if (this.out.len > 0) {
       const bytes = this.out.buf.slice(0, this.out.len);
       this.out.len = 0;
+      this.sentBytes += bytes.length;
       const r = this.net.random;
       for (let off = 0; off < bytes.length; ) {
         // Mostly large chunks, sometimes tiny ones that cut a frame header.

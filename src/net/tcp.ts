@@ -35,6 +35,7 @@ class TcpLink implements Link {
   private yielding = false;
   private busyMs = 0;
   closed = false;
+  sentBytes = 0;
   handlers: LinkHandlers;
 
   constructor(
@@ -79,6 +80,7 @@ class TcpLink implements Link {
     if (this.out.len > LINK_LIMITS.highWaterBytes) this.wasCongested = true;
     const n = this.socket.write(this.out.buf.subarray(0, this.out.len));
     if (n < 0) return; // closed; the close handler reports it
+    this.sentBytes += n;
     if (n === this.out.len) {
       this.out.len = 0;
       // Give back memory after a burst.

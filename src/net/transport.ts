@@ -15,6 +15,8 @@ export interface Link {
   readonly out: OutBuffer;
   /** Bytes accepted from us but not yet by the kernel. */
   readonly queuedBytes: number;
+  /** Bytes the kernel has taken from this link so far (they survive this process's crash). */
+  readonly sentBytes: number;
   /** True above the high-water mark; producers must stop until `onDrain`. */
   readonly congested: boolean;
   readonly closed: boolean;

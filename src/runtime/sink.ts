@@ -47,6 +47,22 @@ export class Sink {
     return this.link ? this.link.queuedBytes : this.pending.len;
   }
 
+  /**
+   * A mark of every output so far: `handedOver(mark)` says when all of it has left this process
+   * (the kernel took it), outputs written after the mark aside.
+   */
+  mark(): { link: Link | undefined; bytes: number } {
+    const l = this.link;
+    return { link: l, bytes: l ? l.sentBytes + l.queuedBytes : this.pending.len };
+  }
+
+  handedOver(mark: { link: Link | undefined; bytes: number }): boolean {
+    const l = this.link;
+    // Reconnected since (or never connected): what was queued then went, or goes, first on this link.
+    if (!l || l !== mark.link) return l !== undefined && l.queuedBytes === 0 && this.pending.len === 0;
+    return l.sentBytes >= mark.bytes;
+  }
+
   /** Where output goes now: the connection's buffer, or the pending one while disconnected. */
   private target(): OutBuffer {
     return this.link ? this.link.out : this.pending;

@@ -47,6 +47,12 @@ describe("checkpointer", () => {
     expect(events.at(-1)).toBe("round 1/2");
     allDone(cp, 1, 2);
     expect(events.at(-1)).toBe("snapshot 1");
+    // The sources go on once every member has taken its images, before they are written.
+    cp.onCaptured(0, 1);
+    cp.onCaptured(1, 1);
+    expect(events.at(-1)).toBe("snapshot 1");
+    cp.onCaptured(2, 1);
+    expect(events.at(-1)).toBe("release");
     cp.onWritten(0, 1, 1, 10);
     cp.onWritten(1, 1, 1, 10);
     expect(events).not.toContain("commit 1 at 100");

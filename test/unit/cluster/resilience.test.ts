@@ -35,8 +35,10 @@ function make(store: MemoryCheckpointStore, name = "w1", appName = "counter", qu
     owns: () => true,
     relayBarrier() {},
     roundDone() {},
+    captured: (k) => void written.push(`captured ${k}`),
     written: (k, slots) => void written.push(`${k}:${slots}`),
-    sinkQueuedBytes: queued,
+    sinkMark: () => "mark",
+    sinkHandedOver: () => queued() === 0,
   };
   return { r: new Resilience(host, { store, inputLog: new MemoryInputLog(), intervalMs: 1000, fsync: false }, name === "initializer"), written, clock, dataflow };
 }
@@ -93,14 +95,16 @@ describe("Resilience", () => {
     // Written in parts: both slots end up in checkpoint 1.
     expect(await drive(done, () => store.slotsAt(1).has(900))).toBe(false);
     expect([...store.slotsAt(1).keys()].sort((a, b) => a - b)).toEqual([7, 900]);
-    expect(written).toEqual([]);
+    // Every image was taken before the first was written: the sources could go on already.
+    expect(written).toEqual(["captured 1"]);
     queued = 0;
     expect(await drive(done)).toBe(true);
-    expect(written).toEqual(["1:2"]);
+    expect(written).toEqual(["captured 1", "1:2"]);
     // Asked again for an older number: ignored, nothing cleared.
     dataflow.state.get(1, 8, "b");
     await drive(r.snapshot(1));
     await drive(r.snapshot(2));
+    expect(written).toEqual(["captured 1", "1:2", "captured 2", "2:1"]);
     expect([...store.slotsAt(2).keys()].sort((a, b) => a - b)).toEqual([7, 8, 900]);
   });
 });

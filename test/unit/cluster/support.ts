@@ -33,6 +33,8 @@ export class FakeLink implements Link {
   readonly out = new GrowBuffer(1024);
   readonly remote: string;
   closed = false;
+  /** Its kernel never takes anything. */
+  readonly sentBytes = 0;
   /** Calls in order: "write", "flushSoon", "end", "destroy", "pause", "resume". */
   readonly calls: string[] = [];
 

@@ -38,6 +38,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   barrierDone: { k: 12, round: 1 },
   snapshot: { k: 12 },
   snapshotWritten: { k: 12, slots: 3, bytes: 400 },
+  snapshotCaptured: { k: 12 },
   committed: { k: 12 },
   rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0], empty: [1] },
   rolledBack: { k: 12, epoch: 9 },

@@ -25,6 +25,7 @@ class FakeLink implements Link {
   ended = false;
   destroyed = false;
   flushes = 0;
+  sentBytes = 0;
   /** What the peer received, in order. */
   delivered = "";
 
@@ -61,6 +62,7 @@ class FakeLink implements Link {
   take(n = this.out.len): void {
     if (this.congested) this.wasCongested = true;
     this.delivered += text(this.out.buf.subarray(0, n));
+    this.sentBytes += n;
     this.out.buf.copyWithin(0, n, this.out.len);
     this.out.len -= n;
     if (this.wasCongested && this.out.len < LINK_LIMITS.lowWaterBytes) {
