@@ -219,6 +219,34 @@ describe("while the receiver is away", () => {
   });
 });
 
+describe("a mark of the output so far (what a checkpoint covers)", () => {
+  test("handed over once the kernel took every byte before the mark, whatever came after", async () => {
+    const { net, sink } = await started(true);
+    sink.output(asText, "before\n");
+    const mark = sink.mark();
+    sink.output(asText, "after\n");
+    expect(sink.handedOver(mark)).toBe(false);
+    net.last.take(3);
+    expect(sink.handedOver(mark)).toBe(false);
+    net.last.take(4);
+    expect(sink.handedOver(mark)).toBe(true);
+    expect(sink.queuedBytes).toBe(6);
+  });
+
+  test("across a reconnection: handed over once the new connection has nothing queued", async () => {
+    const { clock, net, sink } = await started(true);
+    sink.output(asText, "before\n");
+    const mark = sink.mark();
+    net.last.lose();
+    net.up = true;
+    clock.advance(SINK_RECONNECT_MS);
+    await settle();
+    expect(sink.handedOver(mark)).toBe(false);
+    net.last.take();
+    expect(sink.handedOver(mark)).toBe(true);
+  });
+});
+
 describe("a lost connection", () => {
   test("what the kernel had not taken is sent again first on the next connection; one warning", async () => {
     const { clock, net, sink } = await started(true);
