@@ -60,11 +60,8 @@ export class Failures {
    * True when `name` is a member this worker cut off (and not a new worker that joined under
    * that name since): a data connection from it is closed unread.
    */
-  refuses(name: string): boolean {
-    const id = this.cut.get(name);
-    if (id === undefined) return false;
-    const now = this.host.membership.byName(name);
-    return now === undefined || now.id === id;
+  refuses(name: string, id: number): boolean {
+    return this.cut.get(name) === id;
   }
 
   /** name → epoch of the rollback that took it back after a crash: links it opened before are its earlier self's. */
@@ -198,7 +195,8 @@ export class Failures {
     h.pressure.forget(m.id);
     h.peers.drop(m.id, lingerMs);
     for (const inb of h.inbound) {
-      if (inb.senderName !== m.name) continue;
+      // By id: a new worker of the same name (joined since) keeps its links.
+      if (inb.senderName !== m.name || inb.sender() !== m.id) continue;
       inb.forgetSender();
       h.clock.setTimeout(() => inb.link.end(), lingerMs);
     }

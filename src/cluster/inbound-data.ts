@@ -12,16 +12,14 @@ import type { Migration } from "./migration.ts";
 export interface InboundHost {
   readonly dataflow: Dataflow;
   readonly migration: Migration;
-  /** A member's id by name, or -1 while it is not known here yet. */
-  memberId(name: string): number;
   /** This worker's sink is congested, so its inputs stay paused. */
   pausedForSink(): boolean;
   /** After each chunk: output it produced may have filled the sink. */
   afterChunk(): void;
   /** The connection closed: the peer that dialed it is lost. */
   lost(peerId: number): void;
-  /** The member this name stands for was cut off: nothing it sent may be applied any more. */
-  refused(name: string): boolean;
+  /** The member `id` of this name was cut off: nothing it sent may be applied any more. */
+  refused(name: string, id: number): boolean;
   /** A checkpoint's barrier from member `from`. */
   barrier(from: number, checkpoint: number, round: number): void;
   /** Frames of an epoch below this were in flight before a rollback: discarded. */
@@ -62,11 +60,13 @@ export class InboundData {
       state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
       barrier: (k, round) => host.barrier(this.sender(), k, round),
-      hello: (name) => {
+      hello: (name, id) => {
         this.name = name;
         this.helloEpoch = this.head.epoch;
-        this.peerId = -1;
-        if (host.refused(name)) {
+        // The sender's id: a new incarnation of a name is not its predecessor (the id is always
+        // known to the sender; a joiner's may not be known here yet).
+        this.peerId = id;
+        if (host.refused(name, id)) {
           // Its hello came late (a slow or partitioned link) from a member already declared
           // dead: what follows was sent before it died and the cluster has moved on without it.
           this.cutOff = true;
@@ -80,12 +80,8 @@ export class InboundData {
     if (host.pausedForSink()) link.pause();
   }
 
-  /**
-   * The worker at the other end. A joiner's hello can arrive before this worker hears of the
-   * joiner from the coordinator, so the name is resolved when first needed.
-   */
+  /** The member at the other end (its id from its hello), -1 before the hello, -2 once forgotten. */
   sender(): number {
-    if (this.peerId === -1 && this.name) this.peerId = this.host.memberId(this.name);
     return this.peerId;
   }
 

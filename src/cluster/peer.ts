@@ -59,8 +59,8 @@ export class Peer {
     return true;
   }
 
-  helloData(selfName: string): void {
-    this.data?.write(encodeHello(this.seq++, this.epochNow(), selfName));
+  helloData(selfName: string, selfId: number): void {
+    this.data?.write(encodeHello(this.seq++, this.epochNow(), selfName, selfId));
   }
 
   /** Appends one record; the payload is written by `fill` at the returned offset. */

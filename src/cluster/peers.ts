@@ -19,6 +19,8 @@ export const DIAL_LIMITS = {
 
 export interface PeersHost {
   readonly name: string;
+  /** This worker's member id (its data hello says it, so an earlier incarnation is told apart). */
+  selfId(): number;
   readonly transport: Transport;
   readonly clock: Clock;
   epoch(): number;
@@ -108,7 +110,7 @@ export class Peers {
         });
         if (dropped()) return link.end();
         p.data = link;
-        p.helloData(h.name);
+        p.helloData(h.name, h.selfId());
       }
     } catch (err) {
       if (dropped()) return;

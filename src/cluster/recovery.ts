@@ -93,6 +93,11 @@ export class Recovery {
     if (kept) for (const id of JSON.parse(kept) as number[]) this.givenUp.add(id);
   }
 
+  /** Members given up whose give-up no commit has recorded yet. */
+  isGivenUp(id: number): boolean {
+    return this.givenUp.has(id);
+  }
+
   /** A give-up not yet made durable by a commit: no grow or shrink may run before that commit. */
   get settling(): boolean {
     return this.givenUp.size > 0;

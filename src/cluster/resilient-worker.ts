@@ -256,7 +256,10 @@ export class ResilientWorker {
   recoverAsInitializer(commit: CommitBody): void {
     const h = this.h;
     const self = h.membership.self;
-    const members = commit.members.map((m) => (m.id === 0 ? { ...m, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort } : m));
+    // Members given up before the crash, whose give-up no commit recorded, stay given up.
+    const members = commit.members
+      .filter((m) => !this.recovery.isGivenUp(m.id))
+      .map((m) => (m.id === 0 ? { ...m, host: self.host, controlPort: self.controlPort, dataPort: self.dataPort } : m));
     h.membership.adopt(members);
     h.membership.commit(members);
     h.table.adopt(0, commit.epoch, commit.owners);

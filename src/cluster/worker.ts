@@ -122,6 +122,7 @@ export class Worker implements Router {
     this.dataflow = new Dataflow(cfg.app, this, this.sink);
     this.peers = new Peers({
       name: cfg.name,
+      selfId: () => this.membershipState.selfId,
       transport: cfg.transport,
       clock: this.clock,
       epoch: () => this.table.epoch,
@@ -674,11 +675,10 @@ export class Worker implements Router {
     const inb = new InboundData(link, {
       dataflow: this.dataflow,
       migration: this.migration,
-      memberId: (name) => this.membershipState.byName(name)?.id ?? -1,
       pausedForSink: () => this.pressure.inboundPausedForSink,
       afterChunk: () => this.pressure.check(),
       lost: (id) => this.failures.linkLost(id, "data connection closed"),
-      refused: (name) => this.failures.refuses(name),
+      refused: (name, id) => this.failures.refuses(name, id),
       barrier: (from, k, round) => this.res?.resilience.barriers.onBarrier(from, k, round),
       floor: () => this.floor,
       admittedAt: (name) => this.failures.admittedAt(name),

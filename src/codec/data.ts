@@ -13,7 +13,8 @@
 //   kind 3  STATE      rest = slot:u16be count:u32be entry{count}
 //           entry      = stage:u8 keyLen:u16be key:utf8 stateLen:u32be state
 //   kind 4  STATE_END  rest = slot:u16be keys:u32be   ; the slot's state is complete
-//   kind 5  HELLO      rest = nameLen:u16be name:utf8 ; first frame on a connection: who sends
+//   kind 5  HELLO      rest = nameLen:u16be name:utf8 id:u16be ; first frame on a connection: who
+//                      sends (its member id tells an incarnation from an earlier one of the name)
 //   kind 6  BARRIER    rest = checkpoint:u32be round:u8 ; "everything I sent you before this
 //                      round of checkpoint k is before this frame" (docs/resilience.md)
 //
@@ -194,13 +195,14 @@ export function encodeStateEnd(seq: number, epoch: number, slot: number, keys: n
   return out;
 }
 
-export function encodeHello(seq: number, epoch: number, name: string): Uint8Array {
+export function encodeHello(seq: number, epoch: number, name: string, id: number): Uint8Array {
   const nb = utf8Length(name);
-  const out = new Uint8Array(DATA_HEADER_BYTES + 2 + nb);
+  const out = new Uint8Array(DATA_HEADER_BYTES + 2 + nb + 2);
   const p = beginFrame(out, 0, DATA_KIND.hello, seq, epoch);
   writeU16(out, p, nb);
   writeUtf8(out, p + 2, name);
-  endFrame(out, 0, p + 2 + nb);
+  writeU16(out, p + 2 + nb, id);
+  endFrame(out, 0, p + 4 + nb);
   return out;
 }
 
@@ -220,7 +222,7 @@ export interface DataVisitor {
   marker(slots: number[]): void;
   state(slot: number, stage: number, key: string, buf: Uint8Array, start: number, end: number): void;
   stateEnd(slot: number, keys: number): void;
-  hello(name: string): void;
+  hello(name: string, id: number): void;
   barrier(checkpoint: number, round: number): void;
 }
 
@@ -321,11 +323,11 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
       case DATA_KIND.hello: {
         if (end - p < 2) return DATA_ERROR.truncated;
         const nl = readU16(buf, p);
-        if (end - p - 2 < nl) return DATA_ERROR.truncated;
+        if (end - p - 4 < nl) return DATA_ERROR.truncated;
         const name = tryUtf8(buf, p + 2, p + 2 + nl);
         if (name === null) return DATA_ERROR.utf8;
-        v.hello(name);
-        p += 2 + nl;
+        v.hello(name, readU16(buf, p + 2 + nl));
+        p += 4 + nl;
         break;
       }
       case DATA_KIND.barrier: {

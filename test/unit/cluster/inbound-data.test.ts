@@ -35,7 +35,6 @@ function setup(epoch = 1, floor = 0) {
   const host = {
     dataflow: {},
     migration,
-    memberId: (name: string) => (name === "w1" ? 7 : -1),
     pausedForSink: () => false,
     afterChunk: () => {},
     lost: (id: number) => (lost = id),
@@ -53,7 +52,7 @@ const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 describe("InboundData", () => {
   test("frames of a later epoch wait, in order, until the table reaches it", () => {
     const s = setup(1);
-    s.inb.onChunk(concat(encodeHello(0, 1, "w1"), encodeMarker(1, 1, [3]), encodeMarker(2, 2, [4]), encodeStateEnd(3, 1, 9, 0)));
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1", 7), encodeMarker(1, 1, [3]), encodeMarker(2, 2, [4]), encodeStateEnd(3, 1, 9, 0)));
     // The epoch-2 marker and everything after it wait, even the epoch-1 frame behind it.
     expect(s.seen).toEqual(["marker from 7 epoch 1 [3]"]);
     expect(s.events).toEqual(["pause"]);
@@ -69,14 +68,14 @@ describe("InboundData", () => {
 
   test("frames of an epoch below the rollback's floor were in flight before it: dropped, their sequence counted", () => {
     const s = setup(5, 5);
-    s.inb.onChunk(concat(encodeHello(0, 4, "w1"), encodeMarker(1, 4, [3]), encodeBarrier(2, 4, 9, 1), encodeBarrier(3, 5, 10, 1), encodeStateEnd(4, 5, 9, 0)));
+    s.inb.onChunk(concat(encodeHello(0, 4, "w1", 7), encodeMarker(1, 4, [3]), encodeBarrier(2, 4, 9, 1), encodeBarrier(3, 5, 10, 1), encodeStateEnd(4, 5, 9, 0)));
     expect(s.seen).toEqual(["barrier from 7 k 10 round 1", "end 9 0"]);
     expect(s.events).not.toContain("destroy");
   });
 
   test("a sequence gap closes the connection and nothing after it is applied", () => {
     const s = setup(1);
-    s.inb.onChunk(concat(encodeHello(0, 1, "w1"), encodeMarker(2, 1, [3])));
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1", 7), encodeMarker(2, 1, [3])));
     expect(s.seen).toEqual([]);
     expect(s.events).toEqual(["destroy"]);
   });
@@ -95,7 +94,7 @@ describe("InboundData", () => {
 
   test("a hello from a member that was cut off closes the connection; nothing after it is applied and its close loses nobody", () => {
     const s = setup(1);
-    s.inb.onChunk(concat(encodeHello(0, 1, "gone"), encodeMarker(1, 1, [3]), encodeStateEnd(2, 1, 9, 0)));
+    s.inb.onChunk(concat(encodeHello(0, 1, "gone", 5), encodeMarker(1, 1, [3]), encodeStateEnd(2, 1, 9, 0)));
     expect(s.seen).toEqual([]);
     expect(s.events).toEqual(["destroy"]);
     s.inb.onClose();

@@ -38,7 +38,7 @@ function frames(bytes: Uint8Array): Frame[] {
       marker: (slots) => void f.items.push(`marker ${slots.join(",")}`),
       state: (slot, stage, key, b, s, e) => void f.items.push(`state ${slot} ${stage} ${key} ${e - s} ${b[s]}`),
       stateEnd: (slot, keys) => void f.items.push(`end ${slot} ${keys}`),
-      hello: (name) => void f.items.push(`hello ${name}`),
+      hello: (name, id) => void f.items.push(`hello ${name} ${id}`),
       barrier: (k, round) => void f.items.push(`barrier ${k} ${round}`),
     });
     expect(bad).toBeNull();
@@ -134,7 +134,7 @@ describe("Peer data batches", () => {
 
   test("sequence numbers run on across every kind of frame", async () => {
     const s = setup();
-    s.peer.helloData("w0");
+    s.peer.helloData("w0", 0);
     s.record("a", "1");
     s.peer.marker(7, [5]);
     s.record("a", "2");
@@ -142,7 +142,7 @@ describe("Peer data batches", () => {
     s.peer.marker(7, []);
     await endOfTurn();
     expect(s.sent().map((f) => [f.seq, f.kind, f.items])).toEqual([
-      [0, "hello", ["hello w0"]],
+      [0, "hello", ["hello w0 0"]],
       [1, "data", ["record 1 0 5 a 1"]],
       [2, "marker", ["marker 5"]],
       [3, "data", ["record 1 0 5 a 2"]],
@@ -208,7 +208,7 @@ describe("Peer without a data link", () => {
     expect(s.data.out.len).toBe(0);
     // Other frames are skipped without throwing.
     s.peer.marker(8, [1]);
-    s.peer.helloData("w0");
+    s.peer.helloData("w0", 0);
   });
 
   test("records staged before the data link closed are dropped at the end of the turn", async () => {

@@ -27,6 +27,7 @@ function setup() {
   const lost: string[] = [];
   const peers = new Peers({
     name: "me",
+    selfId: () => 0,
     transport,
     clock,
     epoch: () => 1,

@@ -38,7 +38,7 @@ type Call =
   | ["marker", number[]]
   | ["state", number, number, string, string]
   | ["stateEnd", number, number]
-  | ["hello", string]
+  | ["hello", string, number]
   | ["barrier", number, number];
 
 /** A visitor that records every call, copying views (valid only during the call) as hex. */
@@ -51,7 +51,7 @@ function recorder(): { calls: Call[]; v: DataVisitor } {
       marker: (slots) => calls.push(["marker", slots]),
       state: (slot, stage, key, buf, s, e) => calls.push(["state", slot, stage, key, hex(buf.subarray(s, e))]),
       stateEnd: (slot, keys) => calls.push(["stateEnd", slot, keys]),
-      hello: (name) => calls.push(["hello", name]),
+      hello: (name, id) => calls.push(["hello", name, id]),
       barrier: (k, round) => calls.push(["barrier", k, round]),
     },
   };
@@ -153,12 +153,12 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
     calls: [["stateEnd", 5, 10]],
   },
   {
-    name: "HELLO w1",
-    encode: () => encodeHello(0, 0, "w1"),
-    // len=13 | kind 5 | seq 0 | epoch 0 | nameLen 2 | "w1"
-    bytes: "0000000d 05 00000000 00000000 0002 7731",
+    name: "HELLO w1, member 3",
+    encode: () => encodeHello(0, 0, "w1", 3),
+    // len=15 | kind 5 | seq 0 | epoch 0 | nameLen 2 | "w1" | id 3
+    bytes: "0000000f 05 00000000 00000000 0002 7731 0003",
     head: { kind: 5, seq: 0, epoch: 0 },
-    calls: [["hello", "w1"]],
+    calls: [["hello", "w1", 3]],
   },
   {
     name: "BARRIER round 2 of checkpoint 258",
@@ -170,10 +170,10 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
   },
   {
     name: "HELLO with seq and epoch at the u32 limits",
-    encode: () => encodeHello(0xffffffff, 0x80000000, "initializer"),
-    bytes: "00000016 05 ffffffff 80000000 000b " + hex(te.encode("initializer")),
+    encode: () => encodeHello(0xffffffff, 0x80000000, "initializer", 0xfffe),
+    bytes: "00000018 05 ffffffff 80000000 000b " + hex(te.encode("initializer")) + " fffe",
     head: { kind: 5, seq: 0xffffffff, epoch: 0x80000000 },
-    calls: [["hello", "initializer"]],
+    calls: [["hello", "initializer", 0xfffe]],
   },
   {
     name: "DATA with a RAW and a non-RAW record",
@@ -331,7 +331,7 @@ describe("visitBody errors", () => {
   });
 
   test("bytes after the last record are trailing", () => {
-    for (const frame of [twoRecords, encodeMarker(1, 2, [5]), encodeStateEnd(0, 0, 1, 2), encodeHello(0, 0, "w"), encodeState(0, 0, 1, []), encodeBarrier(0, 0, 1, 1)]) {
+    for (const frame of [twoRecords, encodeMarker(1, 2, [5]), encodeStateEnd(0, 0, 1, 2), encodeHello(0, 0, "w", 1), encodeState(0, 0, 1, []), encodeBarrier(0, 0, 1, 1)]) {
       const longer = new Uint8Array(frame.length + 1);
       longer.set(frame);
       const d = decodeBody(longer, 4, longer.length);
@@ -364,7 +364,7 @@ describe("visitBody errors", () => {
     const s = encodeState(0, 0, 1, [{ stage: 0, key: "ab", state: new Uint8Array([1]) }]);
     s[4 + 9 + 6 + 3] = 0xff;
     expect(decodeFrame(s).bodyErr).toBe(DATA_ERROR.utf8);
-    const h = encodeHello(0, 0, "ab");
+    const h = encodeHello(0, 0, "ab", 1);
     h[4 + 9 + 2] = 0xc0;
     expect(decodeFrame(h).bodyErr).toBe(DATA_ERROR.utf8);
   });
@@ -377,7 +377,7 @@ describe("visitBody errors", () => {
         { stage: 0, key: "b", state: new Uint8Array([3]) },
       ]),
       encodeStateEnd(0, 0, 1, 1),
-      encodeHello(0, 0, "worker"),
+      encodeHello(0, 0, "worker", 2),
     ];
     for (const f of frames) {
       for (let end = 4 + 9; end < f.length; end++) {
@@ -418,7 +418,7 @@ describe("STATE round trips", () => {
   });
 
   test("HELLO with a multi-byte name", () => {
-    expect(decodeFrame(encodeHello(1, 2, "wörker-🔑")).calls).toEqual([["hello", "wörker-🔑"]]);
+    expect(decodeFrame(encodeHello(1, 2, "wörker-🔑", 9)).calls).toEqual([["hello", "wörker-🔑", 9]]);
   });
 });
 
