@@ -9,7 +9,7 @@ import { assert } from "../assert.ts";
 
 export interface BarriersHost {
   initializerId(): number;
-  /** Every other member taking part (the committed members but this one). */
+  /** Every other member taking part (every member known here but this one). */
   others(): readonly number[];
   /** Sends BARRIER(k, round) on this worker's data link to every other member. */
   relay(k: number, round: number): void;

@@ -58,7 +58,7 @@ export interface ResilienceHost {
   readonly dataflow: Dataflow;
   selfId(): number;
   initializerId(): number;
-  /** Every other committed member. */
+  /** Every other member taking part in a checkpoint (every member known here). */
   others(): readonly number[];
   owns(slot: number): boolean;
   /** BARRIER(k, round) on every data link. */

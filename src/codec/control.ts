@@ -69,7 +69,7 @@ export const CONTROL = {
   pressure: { id: 23, schema: v.object({ high: v.boolean() }) },
   /** To the coordinator: the sender's connection to member `id` broke (ids 13 and 15 are retired). */
   linkLost: { id: 24, schema: v.object({ id, epoch: v.optional(epoch) }) },
-  /** Every failure-timeout/4 between the initializer and each member: liveness, and the keys the sender holds. */
+  /** Every 250 ms between the initializer and each member: liveness, and the keys the sender holds. */
   heartbeat: { id: 25, schema: v.object({ keys: count }) },
   /** From the coordinator: the members that are down now (empty when none); the sources are paused while any is. */
   down: { id: 26, schema: v.object({ names: v.array(name), epoch: v.optional(epoch) }) },
