@@ -68,7 +68,7 @@ export class Checkpointer {
     readonly rounds: number,
     lastCommitted = 0,
   ) {
-    assert(rounds >= 1 && rounds <= 255, `barrier rounds ${rounds} out of range`);
+    assert(rounds >= 0 && rounds <= 255, `barrier rounds ${rounds} out of range`);
     assert(intervalMs > 0, "a checkpoint interval must be positive");
     this.lastCommitted = lastCommitted;
     this.lastStarted = lastCommitted;
@@ -123,7 +123,13 @@ export class Checkpointer {
     this.state = { kind: "rounds", k, round: 1, position: h.position(), started, waiting: new Set(h.participants()) };
     this.deadline = h.clock.setTimeout(() => this.abandon(`not committed within ${CHECKPOINT_LIMITS.deadlineMs} ms`), CHECKPOINT_LIMITS.deadlineMs);
     log.debug("checkpoint_start", `Checkpoint ${k} at input position ${this.state.position}`);
-    h.beginRound(k, 1);
+    if (this.rounds > 0) return h.beginRound(k, 1);
+    // No rounds (every message makes one hop, from here): this worker takes its images, then a
+    // barrier on every data link makes each member take its own before reading on; the sources
+    // go on as soon as this worker's are taken.
+    const ids = h.participants();
+    this.state = { kind: "writing", k, position: this.state.position, started, capturing: new Set([h.selfId]), waiting: new Set(ids), slots: 0, bytes: 0 };
+    h.snapshot(k);
   }
 
   /** Member `from` has round `round` of checkpoint `k` from every other member. */

@@ -20,8 +20,8 @@ export interface InboundHost {
   lost(peerId: number): void;
   /** The member `id` of this name was cut off: nothing it sent may be applied any more. */
   refused(name: string, id: number): boolean;
-  /** A checkpoint's barrier from member `from`. */
-  barrier(from: number, checkpoint: number, round: number): void;
+  /** A checkpoint's barrier from member `from`, on this connection. */
+  barrier(from: number, checkpoint: number, round: number, on: InboundData): void;
   /** Frames of an epoch below this were in flight before a rollback: discarded. */
   floor(): number;
   /** The epoch of the rollback that took member `name` back after a crash (0 if none). */
@@ -45,6 +45,8 @@ export class InboundData {
   private cutOff = false;
   private name = "";
   private seq = 0;
+  /** Held at a checkpoint's barrier: what follows it waits until this worker took its images. */
+  private held = false;
   /** The epoch its hello carried: a link from before a rollback belongs to an earlier incarnation. */
   private helloEpoch = 0;
 
@@ -59,7 +61,7 @@ export class InboundData {
       marker: (slots) => mig.onMarker(this.sender(), this.head.epoch, slots),
       state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
-      barrier: (k, round) => host.barrier(this.sender(), k, round),
+      barrier: (k, round) => host.barrier(this.sender(), k, round, this),
       hello: (name, id) => {
         this.name = name;
         this.helloEpoch = this.head.epoch;
@@ -98,9 +100,20 @@ export class InboundData {
     this.peerId = -2;
   }
 
+  /** Frames after the one being handled wait (in order) until `unhold`. */
+  hold(): void {
+    this.held = true;
+  }
+
+  unhold(): void {
+    this.held = false;
+    if (this.blocked.length > 0) this.release(this.host.migration.epoch);
+    else this.resume();
+  }
+
   private readonly onFrame = (buf: Uint8Array, start: number, end: number): void => {
     if (this.cutOff) return;
-    if (this.blocked.length > 0 || this.ahead(buf, start, end)) {
+    if (this.held || this.blocked.length > 0 || this.ahead(buf, start, end)) {
       if (this.blocked.length === 0) this.link.pause();
       this.blocked.push(buf.slice(start, end));
       return;
@@ -154,7 +167,7 @@ export class InboundData {
   /** The table reached `epoch`: runs the frames that waited for it, and reads on if none wait. */
   release(epoch: number): void {
     if (this.blocked.length === 0) return;
-    while (this.blocked.length > 0) {
+    while (this.blocked.length > 0 && !this.held) {
       const f = this.blocked[0]!;
       if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
       this.blocked.shift();
@@ -165,6 +178,6 @@ export class InboundData {
 
   /** Reads on unless frames wait for a plan or the sink is congested. */
   resume(): void {
-    if (this.blocked.length === 0 && !this.host.pausedForSink()) this.link.resume();
+    if (this.blocked.length === 0 && !this.held && !this.host.pausedForSink()) this.link.resume();
   }
 }

@@ -19,7 +19,7 @@ import type { Membership } from "./membership.ts";
 import type { Migration } from "./migration.ts";
 import type { Peer } from "./peer.ts";
 import type { Peers } from "./peers.ts";
-import { CHECKPOINT_PART_SLOTS, type CommitBody, type Resilience } from "./resilience.ts";
+import { CHECKPOINT_PART_SLOTS, CHECKPOINT_YIELD_BYTES, type CommitBody, type Resilience } from "./resilience.ts";
 import type { RoutingTable } from "./routing-table.ts";
 
 export const RECOVERY_LIMITS = {
@@ -350,9 +350,15 @@ export class Recovery {
     const mine = (s: number) => b.owners[s] === self && !empty.has(s);
     for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
     let keys = 0;
+    let sinceYield = 0;
     for (let i = 0; i < images.length; i += CHECKPOINT_PART_SLOTS) {
-      keys += h.dataflow.state.installImages(images.slice(i, i + CHECKPOINT_PART_SLOTS), mine);
-      if (i + CHECKPOINT_PART_SLOTS < images.length) await h.clock.sleep(0);
+      const part = images.slice(i, i + CHECKPOINT_PART_SLOTS);
+      keys += h.dataflow.state.installImages(part, mine);
+      for (const [, image] of part) sinceYield += image.length;
+      if (sinceYield >= CHECKPOINT_YIELD_BYTES && i + CHECKPOINT_PART_SLOTS < images.length) {
+        sinceYield = 0;
+        await h.clock.sleep(0);
+      }
     }
     const redial: Member[] = [];
     for (const m of b.members) {

@@ -31,8 +31,10 @@ export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
 export const DEFAULT_RESILIENCE_DIR = "/tmp/wallaroo";
 /** A member waits this long for its sink to take a checkpoint's outputs before it says written. */
 const SINK_FLUSH_MS = 10_000;
-/** Slots encoded and written per part of a checkpoint (and restored per turn in a rollback). */
+/** Slots encoded per part of a checkpoint (and restored per turn in a rollback). */
 export const CHECKPOINT_PART_SLOTS = 64;
+/** A checkpoint yields to the event loop (heartbeats, the data) after about this much encoding or writing. */
+export const CHECKPOINT_YIELD_BYTES = 4 * 1024 * 1024;
 
 /** What the initializer records with each commit: all a recovery needs besides the stores. */
 export interface CommitBody {
@@ -176,7 +178,7 @@ export class Resilience {
   // ------------------------------------------------------------------ a member's checkpoint
 
   /** Checkpoint `k`: every barrier round is done, nothing is in flight. Write what changed, then flush the sink. */
-  async snapshot(k: number): Promise<void> {
+  async snapshot(k: number, onCaptured?: () => void): Promise<void> {
     const h = this.host;
     // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
     // left unanswered, and the dirty marks stay for the next checkpoint.
@@ -190,26 +192,52 @@ export class Resilience {
     // First every image, in memory: then the sources may go on (what arrives next changes no
     // image taken), and the images are written while they do.
     const parts: Array<Array<{ slot: number; image: Uint8Array }>> = [];
+    // The event loop gets a turn only after real work: a small state is taken in one go.
+    let sinceYield = 0;
     for (let from = 0; from < SLOT_COUNT; from += CHECKPOINT_PART_SLOTS) {
       // A rollback meanwhile made this checkpoint moot.
       if (this.rollbacks !== rollbacks) return;
       const images = h.dataflow.state.dirtyImages((s) => h.owns(s), from, from + CHECKPOINT_PART_SLOTS);
-      for (const i of images) bytes += i.image.length;
+      for (const i of images) sinceYield += i.image.length;
       slots += images.length;
       parts.push(images);
-      if (from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) await h.clock.sleep(0);
+      if (sinceYield >= CHECKPOINT_YIELD_BYTES && from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) {
+        bytes += sinceYield;
+        sinceYield = 0;
+        await h.clock.sleep(0);
+      }
     }
+    bytes += sinceYield;
     if (this.rollbacks !== rollbacks) return;
     // Outputs of what the checkpoint covers must leave this process before it commits: after a
     // crash they are not produced again. Those written from now on are the next checkpoint's.
     const mark = h.sinkMark();
+    onCaptured?.();
     h.captured(k);
-    for (let i = 0; i < parts.length; i++) {
-      if (this.rollbacks !== rollbacks) return;
-      if (i === 0) this.store.writeCheckpoint(k, parts[i]!);
-      else if (parts[i]!.length > 0) this.store.appendImages(k, parts[i]!);
-      if (i + 1 < parts.length && parts[i + 1]!.length > 0) await h.clock.sleep(0);
+    // Written in transactions of about CHECKPOINT_YIELD_BYTES, a turn of the event loop between them.
+    let batch: Array<{ slot: number; image: Uint8Array }> = [];
+    let batchBytes = 0;
+    let first = true;
+    const flush = () => {
+      if (first) this.store.writeCheckpoint(k, batch);
+      else if (batch.length > 0) this.store.appendImages(k, batch);
+      first = false;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const part of parts) {
+      for (const i of part) {
+        batch.push(i);
+        batchBytes += i.image.length;
+      }
+      if (batchBytes >= CHECKPOINT_YIELD_BYTES) {
+        if (this.rollbacks !== rollbacks) return;
+        flush();
+        await h.clock.sleep(0);
+      }
     }
+    if (this.rollbacks !== rollbacks) return;
+    if (first || batch.length > 0) flush();
     this.written++;
     this.writtenBytes += bytes;
     const until = h.clock.now() + SINK_FLUSH_MS;

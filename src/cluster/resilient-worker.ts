@@ -183,6 +183,18 @@ export class ResilientWorker {
     return { cluster, commit };
   }
 
+  /**
+   * A barrier on a data link: of a round, or (round 0) the initializer's mark of a checkpoint in
+   * a one-hop pipeline: what it sent before is before the checkpoint, so this member takes its
+   * images before reading on from that link.
+   */
+  onBarrier(from: number, k: number, round: number, on: InboundData): void {
+    if (round > 0) return this.resilience.barriers.onBarrier(from, k, round);
+    if (from !== this.h.initializerId() || this.h.isInitializer) return;
+    on.hold();
+    void this.resilience.snapshot(k, () => on.unhold()).finally(() => on.unhold());
+  }
+
   /** The topology the initializer sends at formation, with the cluster's id. */
   withCluster(t: Topology): Topology {
     return this.clusterId ? { ...t, cluster: this.clusterId } : t;
@@ -199,8 +211,12 @@ export class ResilientWorker {
     const h = this.h;
     const r = this.resilience;
     // A message can cross to another worker at each stateful step and each step that must run on
-    // the initializer: one barrier round per such crossing moves everything in flight home.
+    // the initializer: one barrier round per such crossing moves everything in flight home. With
+    // one crossing at most, every message goes from the initializer to its owner in one hop: no
+    // rounds, a barrier per link marks the point instead (and the sources pause only while the
+    // initializer takes its own images).
     const crossings = h.cfg.app.stages.filter((st) => st.kind === "stateful" || (st.kind === "map" && !st.parallel)).length;
+    const rounds = crossings <= 1 ? 0 : crossings;
     const input = r.inputLog!;
     const others = () => h.membership.members.filter((m) => m.id !== h.membership.selfId);
     return new Checkpointer(
@@ -216,6 +232,12 @@ export class ResilientWorker {
         position: () => input.end,
         beginRound: (k, round) => r.barriers.begin(k, round),
         snapshot: (k) => {
+          if (rounds === 0) {
+            void r.snapshot(k, () => {
+              for (const m of others()) if (!h.peers.get(m.id)?.barrier(k, 0)) log.warn("barrier_unsent", `Checkpoint ${k}: no data connection to ${m.name}`);
+            });
+            return;
+          }
           for (const m of others()) h.peers.sendTo(m.id, "snapshot", { k });
           void r.snapshot(k);
         },
@@ -229,7 +251,7 @@ export class ResilientWorker {
         },
       },
       r.cfg.intervalMs,
-      Math.max(1, crossings),
+      rounds,
       lastCommitted,
     );
   }

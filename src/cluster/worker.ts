@@ -679,7 +679,7 @@ export class Worker implements Router {
       afterChunk: () => this.pressure.check(),
       lost: (id) => this.failures.linkLost(id, "data connection closed"),
       refused: (name, id) => this.failures.refuses(name, id),
-      barrier: (from, k, round) => this.res?.resilience.barriers.onBarrier(from, k, round),
+      barrier: (from, k, round, on) => this.res?.onBarrier(from, k, round, on),
       floor: () => this.floor,
       admittedAt: (name) => this.failures.admittedAt(name),
     });

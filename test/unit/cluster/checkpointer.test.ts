@@ -111,3 +111,21 @@ describe("checkpointer", () => {
     expect(cp.busy).toBe(false);
   });
 });
+
+describe("checkpointer, one-hop pipelines (no rounds)", () => {
+  test("this worker takes its images and the sources go on; the commit waits for every member's write", () => {
+    const { clock, events, cp } = setup(0);
+    cp.start();
+    clock.advance(1000);
+    expect(events).toEqual(["hold", "snapshot 1"]);
+    cp.onCaptured(1, 1); // a member's capture does not hold the sources
+    expect(events.at(-1)).toBe("snapshot 1");
+    cp.onCaptured(0, 1);
+    expect(events.at(-1)).toBe("release");
+    cp.onWritten(0, 1, 1, 10);
+    cp.onWritten(1, 1, 1, 10);
+    expect(events.filter((e) => e.startsWith("commit"))).toEqual([]);
+    cp.onWritten(2, 1, 1, 10);
+    expect(events.slice(-2)).toEqual(["commit 1 at 100", "release"]);
+  });
+});
