@@ -6,7 +6,8 @@ import { assert } from "../assert.ts";
 
 /** Makes `count` frames (their exact wire bytes) durable before any of them is processed. */
 export type LogFrames = (framed: Uint8Array, count: number) => void;
-export type Process = (buf: Uint8Array, start: number, end: number) => void;
+/** Processes one frame's payload; `conn` is the connection's id (handed through). */
+export type Process = (buf: Uint8Array, start: number, end: number, conn: number) => void;
 
 export class LoggedChunk {
   /** The frame completed from earlier chunks, with its length: at most one per chunk. */
@@ -20,7 +21,9 @@ export class LoggedChunk {
   constructor(
     private readonly log: LogFrames,
     private readonly process: Process,
+    private readonly conn: number,
   ) {}
+
 
   /** Starts a chunk: `collect` is then handed each of its frames by the frame reader. */
   begin(chunk: Uint8Array): void {
@@ -50,18 +53,21 @@ export class LoggedChunk {
     this.carriedLen = n;
   };
 
-  /** Logs what the chunk completed, then processes it in order. */
-  end(): void {
+  /** Logs what the chunk completed, then processes it in order; returns how many frames. */
+  end(): number {
     const chunk = this.chunk!;
+    const conn = this.conn;
+    const process = this.process;
     this.chunk = undefined;
     const carried = this.carriedLen >= 0;
     if (carried) this.log(this.carried.subarray(0, this.carriedLen + 4), 1);
     const n = this.count;
     // The whole frames of the chunk, each preceded by its u32 length, back to back.
     if (n > 0) this.log(chunk.subarray(this.offsets[0]! - 4, this.offsets[2 * n - 1]!), n);
-    if (carried) this.process(this.carried, 4, 4 + this.carriedLen);
+    if (carried) process(this.carried, 4, 4 + this.carriedLen, conn);
     const o = this.offsets;
-    for (let i = 0; i < n; i++) this.process(chunk, o[2 * i]!, o[2 * i + 1]!);
+    for (let i = 0; i < n; i++) process(chunk, o[2 * i]!, o[2 * i + 1]!, conn);
     if (this.carried.length > 1024 * 1024) this.carried = new Uint8Array(0);
+    return n + (carried ? 1 : 0);
   }
 }

@@ -42,12 +42,7 @@ export class Source {
       this.conns.add(link);
       if (this.muted || this.paused) link.pause();
       const reader = new FrameReader(this.addr.maxFrame);
-      const logged = this.record
-        ? new LoggedChunk(this.record, (buf, start, end) => {
-            this.frames++;
-            this.ingest(buf, start, end, link.id);
-          })
-        : undefined;
+      const logged = this.record ? new LoggedChunk(this.record, this.ingest, link.id) : undefined;
       const onFrame = (buf: Uint8Array, start: number, end: number) => {
         this.frames++;
         this.ingest(buf, start, end, link.id);
@@ -58,7 +53,7 @@ export class Source {
           if (logged) {
             logged.begin(chunk);
             err = reader.feed(chunk, logged.collect);
-            logged.end();
+            this.frames += logged.end();
           } else err = reader.feed(chunk, onFrame);
           if (err) {
             log.error(
