@@ -8,6 +8,11 @@ export type Timer = { readonly __timer: unique symbol };
 export interface Clock {
   /** Milliseconds on a monotonic scale (only differences mean anything). */
   now(): number;
+  /**
+   * Milliseconds since the Unix epoch, with a fraction: comparable between processes (on one
+   * host to ≈ 2 µs; across hosts as far as their clocks agree). For latencies that cross workers.
+   */
+  epochMs(): number;
   setTimeout(fn: () => void, ms: number): Timer;
   clearTimeout(timer: Timer | undefined): void;
   sleep(ms: number): Promise<void>;
@@ -15,6 +20,7 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => performance.now(),
+  epochMs: () => performance.timeOrigin + performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as Timer,
   clearTimeout: (timer) => {
     if (timer !== undefined) clearTimeout(timer as unknown as ReturnType<typeof setTimeout>);

@@ -8,6 +8,7 @@
 import { assert } from "../assert.ts";
 import type { Clock, Timer } from "../clock.ts";
 import { log } from "../log.ts";
+import { Histogram } from "../metrics/histogram.ts";
 
 export const CHECKPOINT_LIMITS = {
   /** A checkpoint not committed after this long is abandoned (and tried again later). */
@@ -59,6 +60,8 @@ export class Checkpointer {
   private lastStarted: number;
   /** Durations of committed checkpoints, newest last (at most 1000), for status and benchmarks. */
   readonly durationsMs: number[] = [];
+  /** Every committed checkpoint's duration, for the metrics. */
+  readonly seconds = new Histogram();
   abandoned = 0;
 
   constructor(
@@ -170,6 +173,7 @@ export class Checkpointer {
     this.lastCommitted = k;
     const ms = this.host.clock.now() - s.started;
     this.durationsMs.push(ms);
+    this.seconds.observe(ms / 1000);
     if (this.durationsMs.length > 1000) this.durationsMs.shift();
     log.debug("checkpoint_committed", `Checkpoint ${k} committed: ${s.slots} slots, ${s.bytes} bytes written in ${ms.toFixed(1)} ms`, {
       k,

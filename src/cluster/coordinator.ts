@@ -5,6 +5,8 @@ import { assert } from "../assert.ts";
 import type { Clock, Timer } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
+import { Histogram } from "../metrics/histogram.ts";
+import type { Autoscale } from "../metrics/status.ts";
 import { ROUND_SLOTS, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
@@ -109,8 +111,21 @@ export const UNDERWAY_SHRINK = "Autoscale event currently underway, cannot shrin
 export const RECOVERING_JOIN = "The cluster is recovering from a crash, cannot join at this time";
 export const RECOVERING_SHRINK = "The cluster is recovering from a crash, cannot shrink at this time";
 
+/** What the coordinator has done, for the metrics (read at scrape time). */
+export interface CoordinatorStats {
+  grows: number;
+  shrinks: number;
+  /** Join and shrink requests answered no. */
+  joinRefusals: number;
+  shrinkRefusals: number;
+  rounds: number;
+  /** From the first round to the last slot installed, per grow or shrink. */
+  readonly migrationSeconds: Histogram;
+}
+
 export class Coordinator {
   private phase: Phase = { kind: "idle" };
+  readonly stats: CoordinatorStats = { grows: 0, shrinks: 0, joinRefusals: 0, shrinkRefusals: 0, rounds: 0, migrationSeconds: new Histogram() };
   private nextId: number;
   /** Members whose connections died outside a migration; the next event completes without them. */
   private readonly deadMembers = new Set<number>();
@@ -135,6 +150,40 @@ export class Coordinator {
 
   get busy(): boolean {
     return this.phase.kind !== "idle";
+  }
+
+  /** The event in flight and how far it is, for /status and `wallaroo top`. */
+  get progress(): Autoscale {
+    const p = this.phase;
+    const nameOf = (ms: readonly Member[]) => ms.map((m) => m.name);
+    switch (p.kind) {
+      case "idle":
+        return { phase: "idle" };
+      case "waitingForJoiners":
+        return { phase: p.kind, what: "grow", joiners: p.pending.map((j) => j.name), joiners_arrived: p.pending.length, joiners_expected: p.count };
+      case "connecting":
+        return { phase: p.kind, what: "grow", joiners: nameOf(p.joiners), waiting_for: [...p.waiting] };
+      case "committing":
+        return { phase: p.kind, what: p.what, joiners: nameOf(p.joiners), leaving: p.leaving };
+      case "migrating":
+        return {
+          phase: p.kind,
+          what: p.what,
+          joiners: nameOf(p.joiners),
+          leaving: nameOf(p.leaving),
+          slots_moved: p.slots,
+          slots_total: p.total,
+          keys_moved: p.keys,
+          bytes_moved: p.bytes,
+          rounds: p.round,
+          elapsed_seconds: (this.clock.now() - p.started) / 1000,
+        };
+    }
+  }
+
+  /** Leavers of the shrink in flight (their plans say so: they turn unready before handing over). */
+  get leaving(): readonly number[] {
+    return this.phase.kind === "migrating" ? this.phase.leaving.map((m) => m.id) : [];
   }
 
   private downRefusal(): string {
@@ -165,6 +214,7 @@ export class Coordinator {
     const p = this.phase;
     if (p.kind !== "committing") return;
     this.host.complete(p.members, p.leaving);
+    this.completed(p.what);
     this.toIdle();
   }
 
@@ -196,6 +246,7 @@ export class Coordinator {
 
   onJoin(req: { name: string; count: number; host: string; controlPort: number; dataPort: number; resilient?: boolean }, reply: JoinReply): void {
     const refuse = (reason: string) => {
+      this.stats.joinRefusals++;
       log.warn("join_refused", `Join of ${req.name} refused: ${reason}`);
       reply(false, reason, undefined);
     };
@@ -305,6 +356,12 @@ export class Coordinator {
 
   /** Validates and starts a shrink; returns the reply text and whether it was accepted. */
   onShrink(req: { names: readonly string[]; count: number }, committed: readonly Member[]): { ok: boolean; text: string } {
+    const r = this.shrink(req, committed);
+    if (!r.ok) this.stats.shrinkRefusals++;
+    return r;
+  }
+
+  private shrink(req: { names: readonly string[]; count: number }, committed: readonly Member[]): { ok: boolean; text: string } {
     if (!this.formed) return { ok: false, text: "Cluster is not yet initialized, cannot shrink at this time" };
     if (this.phase.kind !== "idle") return { ok: false, text: UNDERWAY_SHRINK };
     if (this.host.cluster !== undefined && this.host.recovering() && this.deadMembers.size === 0) return { ok: false, text: RECOVERING_SHRINK };
@@ -455,7 +512,8 @@ export class Coordinator {
     if (!repair) p.slots += moves.length;
     p.timer = this.clock.setTimeout(() => this.roundStalled(epoch), COORDINATOR_LIMITS.roundStallMs);
     if (repair) log.warn("migration_repair", `AUTOSCALE: round ${p.round} gives ${moves.length} slots of dead workers to live ones`);
-    const plan = { epoch, moves, participants, ...(p.dead.size > 0 ? { dead: [...p.dead] } : {}) };
+    const leaving = p.leaving.filter((m) => !p.dead.has(m.id)).map((m) => m.id);
+    const plan = { epoch, moves, participants, ...(p.dead.size > 0 ? { dead: [...p.dead] } : {}), ...(leaving.length > 0 ? { leaving } : {}) };
     for (const id of participants) if (id !== this.host.self.id) this.host.send(id, "plan", plan);
     this.host.applyPlan(plan);
   }
@@ -518,6 +576,8 @@ export class Coordinator {
     const p = this.phase;
     assert(p.kind === "migrating", "finish needs a migration");
     const ms = this.clock.now() - p.started;
+    this.stats.migrationSeconds.observe(ms / 1000);
+    this.stats.rounds += p.round;
     log.info("migration_done", `Migration complete: ${p.slots} slots, ${p.keys} keys, ${p.bytes} bytes in ${p.round} rounds, ${ms.toFixed(1)} ms`, {
       slots: p.slots,
       keys: p.keys,
@@ -538,7 +598,13 @@ export class Coordinator {
       return;
     }
     this.host.complete(members, leavingNames);
+    this.completed(p.what);
     this.toIdle();
+  }
+
+  private completed(what: "grow" | "shrink"): void {
+    if (what === "grow") this.stats.grows++;
+    else this.stats.shrinks++;
   }
 
   /** A grow that moved nothing yet is called off: its joiners are refused or told to stop. */

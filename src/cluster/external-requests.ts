@@ -2,9 +2,11 @@
 // queries, the cluster-wide key count gathered from every member, shutdown. The worker hands
 // in what it knows through ExternalHost; this file never touches a connection.
 import type { ControlBody, Member } from "../codec/control.ts";
-import { EXTERNAL_MSG, encodeClusterStatus, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MAX_FRAME, EXTERNAL_MSG, encodeClusterStatus, externalBodyBytes, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import type { ClusterStatuses, WorkerStatus } from "../metrics/status.ts";
 import type { Clock } from "../clock.ts";
 import { log } from "../log.ts";
+import { GATHER_DEADLINE_MS, Gathering } from "./gathering.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { ExternalReply } from "../runtime/external-server.ts";
 
@@ -30,6 +32,8 @@ export interface ExternalHost {
   /** Forwards a shrink to the coordinator. */
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">>;
   clusterKeyCounts(reply: ExternalReply): void;
+  /** Every member's status (this worker's first), and the members that did not answer in time. */
+  workersStatus(finish: (statuses: WorkerStatus[], missing: string[]) => void): void;
   shutdown(reason: string | undefined): void;
 }
 
@@ -81,6 +85,8 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
       return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, JSON.stringify(h.dataflow.state.counts()));
     case EXTERNAL_MSG.ClusterStateEntityCountQuery:
       return h.clusterKeyCounts(reply);
+    case EXTERNAL_MSG.WorkersStatusQuery:
+      return h.workersStatus((workers, missing) => reply(EXTERNAL_MSG.WorkersStatusQueryResponse, fitExternal({ workers, missing })));
     case EXTERNAL_MSG.CleanShutdown:
       log.info("external_shutdown", `External Clean Shutdown received${payload ? `: ${payload}` : "."}`);
       return h.shutdown(payload || undefined);
@@ -89,6 +95,19 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
     default:
       log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type})`);
   }
+}
+
+/**
+ * The statuses as one external reply: the channel carries at most 16 KiB, so a large cluster's
+ * answer leaves out the latency buckets first (`trimmed`), then the members lists, then workers.
+ */
+export function fitExternal(s: ClusterStatuses): string {
+  const fits = (x: ClusterStatuses) => externalBodyBytes(JSON.stringify(x)) <= EXTERNAL_MAX_FRAME;
+  if (fits(s)) return JSON.stringify(s);
+  let t: ClusterStatuses = { ...s, trimmed: true, workers: s.workers.map((w) => ({ ...w, latency: { ...w.latency, buckets: [] } })) };
+  if (!fits(t)) t = { ...t, workers: t.workers.map((w, i) => (i === 0 ? w : { ...w, members: [] })) };
+  while (!fits(t) && t.workers.length > 1) t = { ...t, workers: t.workers.slice(0, -1), missing: [...t.missing, t.workers.at(-1)!.name] };
+  return JSON.stringify(t);
 }
 
 /** Per stage, slot → keys for the slots this worker owns that hold keys (the 25/26 shape). */
@@ -104,46 +123,21 @@ export function slotKeyCounts(dataflow: Dataflow, owned: readonly number[]): Rec
 }
 
 /** How long the cluster-wide key count waits for members before answering without them. */
-export const KEY_COUNT_DEADLINE_MS = 3000;
+export const KEY_COUNT_DEADLINE_MS = GATHER_DEADLINE_MS;
 
-/**
- * The cluster-wide key count: this worker's own counts plus every member's answer, sent when
- * all have answered or at the deadline (the original waited forever for a silent worker).
- */
+/** The cluster-wide key count: this worker's own counts plus every member's answer. */
 export class ClusterKeyCounts {
-  private nextReqId = 1;
-  private readonly pending = new Map<number, { result: Record<string, unknown>; waiting: Set<string>; done: () => void }>();
+  private readonly gathering: Gathering<unknown>;
 
-  constructor(
-    private readonly clock: Clock,
-    /** Asks member `id` for its counts; false when it cannot be reached. */
-    private readonly ask: (id: number, reqId: number) => boolean,
-  ) {}
+  constructor(clock: Clock, ask: (id: number, reqId: number) => boolean) {
+    this.gathering = new Gathering(clock, ask, "Cluster state entity count");
+  }
 
   gather(selfName: string, own: Record<string, unknown>, others: readonly Member[], reply: ExternalReply): void {
-    const reqId = this.nextReqId++;
-    const result: Record<string, unknown> = { [selfName]: own };
-    const waiting = new Set<string>();
-    for (const m of others) if (this.ask(m.id, reqId)) waiting.add(m.name);
-    let finished = false;
-    const done = () => {
-      if (finished) return;
-      finished = true;
-      this.clock.clearTimeout(timer);
-      this.pending.delete(reqId);
-      if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
-      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(result));
-    };
-    const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
-    this.pending.set(reqId, { result, waiting, done });
-    if (waiting.size === 0) done();
+    this.gathering.gather(selfName, own, others, (answers) => reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(Object.fromEntries(answers))));
   }
 
   collect(body: ControlBody<"keyCountReply">): void {
-    const q = this.pending.get(body.reqId);
-    if (!q) return;
-    q.result[body.name] = body.counts;
-    q.waiting.delete(body.name);
-    if (q.waiting.size === 0) q.done();
+    this.gathering.collect(body.reqId, body.name, body.counts);
   }
 }

@@ -3,13 +3,36 @@
 // and state to the dataflow and the migration. A frame that breaks the protocol closes the
 // connection (the peer is then lost); nothing here throws on bad input.
 import { DATA_KIND, DATA_MAX_FRAME, readHead, visitBody, type DataVisitor, type FrameHead } from "../codec/data.ts";
-import { FrameReader } from "../codec/frame.ts";
+import { FrameReader, readU32 } from "../codec/frame.ts";
+import type { Clock } from "../clock.ts";
+import { Histogram } from "../metrics/histogram.ts";
+import { ChunkMeter } from "../runtime/chunk-meter.ts";
 import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { Migration } from "./migration.ts";
 
+/** What came in on the data links from one member (by name, across its connections). */
+export interface InboundStats {
+  bytes: number;
+  frames: number;
+  /** DATA frames, and the records in them. */
+  batches: number;
+  records: number;
+  /** Connections closed for a malformed or oversized frame. */
+  malformed: number;
+  /** Time spent per record, measured per chunk. */
+  readonly seconds: Histogram;
+}
+
+export function newInboundStats(): InboundStats {
+  return { bytes: 0, frames: 0, batches: 0, records: 0, malformed: 0, seconds: new Histogram() };
+}
+
 export interface InboundHost {
+  readonly clock: Clock;
+  /** The stats of the member of this name (kept while this worker runs). */
+  statsOf(name: string): InboundStats;
   readonly dataflow: Dataflow;
   readonly migration: Migration;
   /** This worker's sink is congested, so its inputs stay paused. */
@@ -49,6 +72,11 @@ export class InboundData {
   private held = false;
   /** The epoch its hello carried: a link from before a rollback belongs to an earlier incarnation. */
   private helloEpoch = 0;
+  /** Counted here until the hello says whose the connection is. */
+  private stats: InboundStats = newInboundStats();
+  /** Records handled on this connection (the stats may change hands at the hello). */
+  private handled = 0;
+  private readonly meter: ChunkMeter;
 
   constructor(
     readonly link: Link,
@@ -56,14 +84,17 @@ export class InboundData {
   ) {
     const df = host.dataflow;
     const mig = host.migration;
+    this.meter = new ChunkMeter(host.clock);
     this.visitor = {
       record: (stage, flags, slot, key, buf, s, e) => df.receive(stage, flags, slot, key, buf, s, e),
       marker: (slots) => mig.onMarker(this.sender(), this.head.epoch, slots),
       state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
       barrier: (k, round) => host.barrier(this.sender(), k, round, this),
+      time: (ms) => df.latency.from(ms),
       hello: (name, id) => {
         this.name = name;
+        this.stats = host.statsOf(name);
         this.helloEpoch = this.head.epoch;
         // The sender's id: a new incarnation of a name is not its predecessor (the id is always
         // known to the sender; a joiner's may not be known here yet).
@@ -122,9 +153,15 @@ export class InboundData {
   };
 
   onChunk(chunk: Uint8Array): void {
+    const before = this.handled;
+    this.meter.begin();
     const err = this.reader.feed(chunk, this.onFrame);
+    this.stats.bytes += chunk.length;
+    this.meter.end(this.handled - before, this.stats.seconds);
+    this.host.dataflow.latency.settle();
     this.host.afterChunk();
     if (err) {
+      this.stats.malformed++;
       log.error("data_oversized", `Data frame of ${err.claimed} bytes from ${this.name || this.link.remote} exceeds ${err.max}. Closed connection.`);
       this.link.destroy();
     }
@@ -149,6 +186,7 @@ export class InboundData {
     const h = this.head;
     const err = readHead(buf, start, end, h) ?? (h.seq !== this.seq ? `sequence ${h.seq} where ${this.seq} was expected` : null);
     if (err) {
+      this.stats.malformed++;
       log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${err}. Closed connection.`);
       this.link.destroy();
       return;
@@ -158,7 +196,15 @@ export class InboundData {
     // replay produces it again.
     if (h.epoch < this.host.floor() && h.kind !== DATA_KIND.hello) return;
     const verr = visitBody(buf, start, end, h.kind, this.visitor);
+    this.stats.frames++;
+    if (h.kind === DATA_KIND.data && !verr) {
+      const n = readU32(buf, start + 9);
+      this.stats.batches++;
+      this.stats.records += n;
+      this.handled += n;
+    }
     if (verr) {
+      this.stats.malformed++;
       log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${verr}. Closed connection.`);
       this.link.destroy();
     }
@@ -167,12 +213,16 @@ export class InboundData {
   /** The table reached `epoch`: runs the frames that waited for it, and reads on if none wait. */
   release(epoch: number): void {
     if (this.blocked.length === 0) return;
+    const before = this.handled;
+    this.meter.begin();
     while (this.blocked.length > 0 && !this.held) {
       const f = this.blocked[0]!;
       if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
       this.blocked.shift();
       this.handle(f, 0, f.length);
     }
+    this.meter.end(this.handled - before, this.stats.seconds);
+    this.host.dataflow.latency.settle();
     this.resume();
   }
 

@@ -17,6 +17,8 @@ import {
   recordBytes,
   utf8Length,
   writeRecordHead,
+  writeTime,
+  TIME_FRAME_BYTES,
   type StateEntry,
 } from "../codec/data.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member } from "../codec/control.ts";
@@ -34,12 +36,19 @@ export class Peer {
   private stageLen = 0;
   private stageCount = 0;
   private stageEpoch = 0;
+  /** When the input of the batch's first record was ingested (0: unknown). */
+  private stageIngest = 0;
   private scheduled = false;
   dropped = 0;
+  /** DATA frames and records written to the data link. */
+  batches = 0;
+  records = 0;
 
   constructor(
     public member: Member,
     private readonly epochNow: () => number,
+    /** When the input being processed now was ingested (ms since the epoch; 0: unknown). */
+    private readonly ingestNow: () => number = () => 0,
   ) {}
 
   get id(): number {
@@ -78,7 +87,10 @@ export class Peer {
     if (pl < 64) for (let i = 0; i < pl; i++) this.stage[p + i] = payload[start + i]!;
     else this.stage.set(payload.subarray(start, end), p);
     this.stageLen = p + pl;
-    if (this.stageCount === 0) this.stageEpoch = this.epochNow();
+    if (this.stageCount === 0) {
+      this.stageEpoch = this.epochNow();
+      this.stageIngest = this.ingestNow();
+    }
     this.stageCount++;
     if (!this.scheduled) {
       this.scheduled = true;
@@ -107,7 +119,10 @@ export class Peer {
       this.dropped += this.stageCount;
     } else {
       const out = link.out;
-      out.ensure(DATA_HEADER_BYTES + 4 + this.stageLen);
+      out.ensure(TIME_FRAME_BYTES + DATA_HEADER_BYTES + 4 + this.stageLen);
+      // The batch's ingest time goes just before it, so the end-to-end latency of what the peer
+      // outputs from it still counts from the source.
+      if (this.stageIngest > 0) out.len = writeTime(out.buf, out.len, this.seq++, this.stageEpoch, this.stageIngest);
       const start = out.len;
       let p = beginFrame(out.buf, start, DATA_KIND.data, this.seq++, this.stageEpoch);
       writeU32(out.buf, p, this.stageCount);
@@ -116,6 +131,8 @@ export class Peer {
       p += this.stageLen;
       writeU32(out.buf, start, p - start - 4);
       out.len = p;
+      this.batches++;
+      this.records += this.stageCount;
       link.flushSoon();
     }
     this.stageLen = 0;

@@ -24,6 +24,8 @@ export interface PeersHost {
   readonly transport: Transport;
   readonly clock: Clock;
   epoch(): number;
+  /** When the input being processed now was ingested (a data batch carries it to the peer). */
+  ingestAt(): number;
   /** Handlers for a control link this worker dials to member `id`; its close counts only while `current()`. */
   controlHandlers(id: number, current: () => boolean): LinkHandlers;
   /** A data link's queue drained below its low-water mark. */
@@ -52,7 +54,7 @@ export class Peers {
   ensure(m: Member): Peer {
     let p = this.byId.get(m.id);
     if (!p) {
-      p = new Peer(m, () => this.host.epoch());
+      p = new Peer(m, () => this.host.epoch(), () => this.host.ingestAt());
       this.byId.set(m.id, p);
     }
     return p;

@@ -91,6 +91,19 @@ export class Pressure {
     if (this.highAt.delete(id)) this.check();
   }
 
+  /** Why the sources would stop now (each one alone is enough): for the metrics. */
+  causes(): Record<"sink" | "peers" | "held" | "down" | "checkpoint" | "recovery", boolean> {
+    const h = this.host;
+    return {
+      sink: h.sinkCongested(),
+      peers: h.peersCongested(),
+      held: this.heldHigh,
+      down: this.downAt.size > 0,
+      checkpoint: this.holds.has("checkpoint"),
+      recovery: this.holds.has("recovery"),
+    };
+  }
+
   check(): void {
     const h = this.host;
     const sinkFull = h.sinkCongested();

@@ -271,7 +271,10 @@ export class Recovery {
           continue;
         }
         waitedSince = -1;
+        // The original ingest time is not logged: replayed outputs count from their replay.
+        h.dataflow.latency.from(h.clock.epochMs());
         pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), (buf, s, e) => h.dataflow.ingest(buf, s, e));
+        h.dataflow.latency.settle();
         await h.clock.sleep(0);
       }
     } finally {

@@ -25,7 +25,7 @@ import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, typ
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
 import { DEFAULT_FAILURE_TIMEOUT_MS, Heartbeats } from "./heartbeats.ts";
-import { InboundData } from "./inbound-data.ts";
+import { InboundData, newInboundStats, type InboundStats } from "./inbound-data.ts";
 import { INITIALIZER_NAME, Membership } from "./membership.ts";
 import { Migration } from "./migration.ts";
 import { Peers } from "./peers.ts";
@@ -34,6 +34,11 @@ import { Relays } from "./relays.ts";
 import { ResilientWorker, type ResilientWorkerHost } from "./resilient-worker.ts";
 import type { ResilienceConfig } from "./resilience.ts";
 import { RoutingTable } from "./routing-table.ts";
+import { Gathering } from "./gathering.ts";
+import { workerMetrics } from "./worker-metrics.ts";
+import { readiness, workerStatus, type ObservedWorker } from "./worker-status.ts";
+import type { Registry } from "../metrics/registry.ts";
+import type { WorkerStatus } from "../metrics/status.ts";
 
 export { HELD_LIMITS, INITIALIZER_NAME };
 
@@ -99,6 +104,12 @@ export class Worker implements Router {
   private readonly sources: Source[] = [];
   private readonly servers: Server[] = [];
   private readonly inbound = new Set<InboundData>();
+  /** What each member's data links brought in, by name, for the metrics. */
+  private readonly inboundStats = new Map<string, InboundStats>();
+  /** A shrink's plan named this worker: it is leaving (unready) until it exits or the event is undone. */
+  private leaving = false;
+  private readonly statuses: Gathering<WorkerStatus>;
+  private metricsRegistry: Registry | undefined;
   private coordinator: Coordinator | undefined;
   private formation: Formation | undefined;
   private readonly entry: Entry;
@@ -119,13 +130,15 @@ export class Worker implements Router {
     this.membershipState = new Membership({ id: -1, name: cfg.name, host: "", controlPort: 0, dataPort: 0 });
     this.keyCounts = new ClusterKeyCounts(this.clock, (id, reqId) => this.peers.sendTo(id, "keyCountReq", { reqId }));
     this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, cfg.transport, this.clock);
-    this.dataflow = new Dataflow(cfg.app, this, this.sink);
+    this.dataflow = new Dataflow(cfg.app, this, this.sink, this.clock);
+    this.statuses = new Gathering(this.clock, (id, reqId) => this.peers.sendTo(id, "statusReq", { reqId }), "Worker status");
     this.peers = new Peers({
       name: cfg.name,
       selfId: () => this.membershipState.selfId,
       transport: cfg.transport,
       clock: this.clock,
       epoch: () => this.table.epoch,
+      ingestAt: () => this.dataflow.latency.at,
       controlHandlers: (id, current) =>
         this.control.handlers(() => {
           if (current()) this.failures.linkLost(id, "control connection closed");
@@ -373,6 +386,8 @@ export class Worker implements Router {
           (b, st, e) => this.dataflow.ingest(b, st, e),
           () => this.pressure.check(),
           input ? (framed, n) => input.append(framed, n) : undefined,
+          this.clock,
+          this.dataflow.latency,
         );
         await src.listen();
         this.sources.push(src);
@@ -572,7 +587,14 @@ export class Worker implements Router {
       tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
       joinReply: (_l, b) => this.relays.settle(b.reqId, b),
       addWorkers: (_l, b) => void this.addMembers(b.members),
-      plan: (_l, b) => this.migration.apply(b),
+      plan: (_l, b) => {
+        // Unready before anything is handed over: an orchestrator stops sending work here first.
+        if (!this.leaving && b.leaving?.includes(this.selfId)) {
+          this.leaving = true;
+          log.info("leaving_started", "AUTOSCALE: this worker leaves the cluster: handing its slots over (readiness: not ready)");
+        }
+        this.migration.apply(b);
+      },
       slotsInstalled: coordinatorOnly("slotsInstalled", (_f, b) => this.coordinator!.onInstalled(b)),
       complete: (_l, b) => this.onComplete(b.members, b.leaving),
       tryShrink: coordinatorOnly("tryShrink", (from, b) => this.requests.relayedShrink(from, b)),
@@ -602,10 +624,19 @@ export class Worker implements Router {
       snapshotCaptured: coordinatorOnly("snapshotCaptured", (from, b) => this.res?.checkpointer?.onCaptured(from.id, b.k)),
       snapshotWritten: coordinatorOnly("snapshotWritten", (from, b) => this.res?.checkpointer?.onWritten(from.id, b.k, b.slots, b.bytes, b.failed)),
       committed: fromInitializer("committed", (b) => this.res?.onCommitted(b.k)),
-      rollback: fromInitializer("rollback", (b) => this.res?.onRollback(b)),
+      rollback: fromInitializer("rollback", (b) => {
+        this.leaving = false;
+        this.res?.onRollback(b);
+      }),
       rolledBack: coordinatorOnly("rolledBack", (from, b) => this.res?.recovery.onRolledBack(from.id, b.k, b.epoch)),
       rejoin: (link, b) => (this.res ? this.res.onRejoin(link, b) : refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.")),
-      undone: fromInitializer("undone", () => this.migration.suspend()),
+      undone: fromInitializer("undone", () => {
+        // A leaver of an undone shrink stays a member.
+        this.leaving = false;
+        this.migration.suspend();
+      }),
+      statusReq: fromMember("statusReq", (from, b) => this.peers.sendTo(from.id, "statusReply", { reqId: b.reqId, name: this.name, status: this.statusReport() })),
+      statusReply: (_l, b) => this.statuses.collect(b.reqId, b.name, b.status),
     };
   }
 
@@ -673,6 +704,12 @@ export class Worker implements Router {
 
   private acceptData(link: Link): LinkHandlers {
     const inb = new InboundData(link, {
+      clock: this.clock,
+      statsOf: (name) => {
+        let st = this.inboundStats.get(name);
+        if (!st) this.inboundStats.set(name, (st = newInboundStats()));
+        return st;
+      },
       dataflow: this.dataflow,
       migration: this.migration,
       pausedForSink: () => this.pressure.inboundPausedForSink,
@@ -722,8 +759,57 @@ export class Worker implements Router {
           this.membershipState.committed.filter((m) => m.id !== this.selfId),
           reply,
         ),
+      workersStatus: (finish) =>
+        this.statuses.gather(
+          this.name,
+          this.statusReport(),
+          this.membershipState.committed.filter((m) => m.id !== this.selfId),
+          (answers, missing) => finish([...answers.values()], missing),
+        ),
       shutdown: (reason) => void this.shutdown(true, reason),
     };
+  }
+
+  // ------------------------------------------------------------------------------ metrics
+
+  private observed(): ObservedWorker {
+    return {
+      name: this.name,
+      role: this.cfg.role,
+      app: this.cfg.app,
+      clock: this.clock,
+      dataflow: this.dataflow,
+      sink: this.sink,
+      migration: this.migration,
+      table: this.table,
+      peers: this.peers,
+      pressure: this.pressure,
+      sources: () => this.sources,
+      inbound: () => this.inboundStats,
+      coordinator: () => this.coordinator,
+      committed: () => this.membershipState.committed,
+      down: () => this.downNames,
+      isReady: () => this.ready,
+      isStopping: () => this.stopping,
+      isLeaving: () => this.leaving,
+      resilience: () => this.res,
+    };
+  }
+
+  /** Every series of this worker in the Prometheus text format (`/metrics`). */
+  metricsText(): string {
+    this.metricsRegistry ??= workerMetrics(this.observed());
+    return this.metricsRegistry.text();
+  }
+
+  /** What this worker says about itself (`/status`). */
+  statusReport(): WorkerStatus {
+    return workerStatus(this.observed());
+  }
+
+  /** What `/readyz` answers. */
+  readiness(): { ready: boolean; why?: string } {
+    return readiness(this.observed());
   }
 
   // ------------------------------------------------------------------------------ shutdown

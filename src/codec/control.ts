@@ -9,6 +9,7 @@
 import * as v from "valibot";
 import { writeU32 } from "./frame.ts";
 import { readU16, writeU16 } from "./data.ts";
+import { WorkerStatusSchema } from "../metrics/status.ts";
 
 export const CONTROL_MAX_FRAME = 16 * 1024 * 1024;
 
@@ -53,6 +54,8 @@ export const CONTROL = {
       participants: v.array(id),
       /** workers that died: moves from them carry no state and expect no markers */
       dead: v.optional(v.array(id)),
+      /** members this shrink removes: they turn unready before they hand anything over */
+      leaving: v.optional(v.array(id)),
     }),
   },
   slotsInstalled: { id: 12, schema: v.object({ epoch, slots: v.array(count), keys: count, bytes: count }) },
@@ -95,6 +98,9 @@ export const CONTROL = {
   rejoin: { id: 33, schema: v.object({ name, cluster: v.string(), host: v.string(), controlPort: port, dataPort: port, epoch }) },
   /** From the coordinator: the grow or shrink in flight is undone; ignore its markers and state until the rollback. */
   undone: { id: 34, schema: v.object({ epoch }) },
+  /** `wallaroo top` asks a worker, which asks every member for its status (src/metrics/status.ts). */
+  statusReq: { id: 36, schema: v.object({ reqId: count }) },
+  statusReply: { id: 37, schema: v.object({ reqId: count, name, status: WorkerStatusSchema }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

@@ -17,6 +17,9 @@
 //                      sends (its member id tells an incarnation from an earlier one of the name)
 //   kind 6  BARRIER    rest = checkpoint:u32be round:u8 ; "everything I sent you before this
 //                      round of checkpoint k is before this frame" (docs/resilience.md)
+//   kind 7  TIME       rest = ingestMs:f64be        ; the DATA frame right after it carries
+//                      messages whose input the initializer read at this time (ms since the
+//                      Unix epoch): the end-to-end latency of their outputs counts from it
 //
 // DATA frames are batches: the writer opens a frame, appends records in place and patches the
 // length and count when the batch closes (at the end of the event-loop turn or before any other
@@ -30,12 +33,14 @@ export const DATA_KIND = {
   stateEnd: 4,
   hello: 5,
   barrier: 6,
+  time: 7,
 } as const;
 export type DataKind = (typeof DATA_KIND)[keyof typeof DATA_KIND];
 
 export const RECORD_FLAG = { raw: 1 } as const;
 
 export const DATA_HEADER_BYTES = 4 + 1 + 4 + 4; // length, kind, seq, epoch
+export const TIME_FRAME_BYTES = DATA_HEADER_BYTES + 8;
 export const DATA_MAX_FRAME = 16 * 1024 * 1024;
 export const MAX_KEY_BYTES = 0xffff;
 
@@ -216,6 +221,17 @@ export function encodeBarrier(seq: number, epoch: number, checkpoint: number, ro
   return out;
 }
 
+const f64 = new DataView(new ArrayBuffer(8));
+
+/** Writes a whole TIME frame at `off` (room for TIME_FRAME_BYTES must exist); returns the end offset. */
+export function writeTime(buf: Uint8Array, off: number, seq: number, epoch: number, ingestMs: number): number {
+  const p = beginFrame(buf, off, DATA_KIND.time, seq, epoch);
+  f64.setFloat64(0, ingestMs);
+  for (let i = 0; i < 8; i++) buf[p + i] = f64.getUint8(i);
+  endFrame(buf, off, p + 8);
+  return p + 8;
+}
+
 /** Receives the contents of one frame; views are valid only during the call. */
 export interface DataVisitor {
   record(stage: number, flags: number, slot: number, key: string, buf: Uint8Array, start: number, end: number): void;
@@ -224,6 +240,7 @@ export interface DataVisitor {
   stateEnd(slot: number, keys: number): void;
   hello(name: string, id: number): void;
   barrier(checkpoint: number, round: number): void;
+  time(ingestMs: number): void;
 }
 
 export interface FrameHead {
@@ -247,7 +264,7 @@ export function readHead(buf: Uint8Array, start: number, end: number, into: Fram
   into.kind = buf[start]!;
   into.seq = readU32(buf, start + 1);
   into.epoch = readU32(buf, start + 5);
-  if (into.kind < DATA_KIND.data || into.kind > DATA_KIND.barrier) return DATA_ERROR.kind;
+  if (into.kind < DATA_KIND.data || into.kind > DATA_KIND.time) return DATA_ERROR.kind;
   return null;
 }
 
@@ -334,6 +351,13 @@ export function visitBody(buf: Uint8Array, start: number, end: number, kind: num
         if (end - p < 5) return DATA_ERROR.truncated;
         v.barrier(readU32(buf, p), buf[p + 4]!);
         p += 5;
+        break;
+      }
+      case DATA_KIND.time: {
+        if (end - p < 8) return DATA_ERROR.truncated;
+        for (let i = 0; i < 8; i++) f64.setUint8(i, buf[p + i]!);
+        v.time(f64.getFloat64(0));
+        p += 8;
         break;
       }
       default:

@@ -37,6 +37,9 @@ export const EXTERNAL_MSG = {
   StatelessPartitionCountQueryResponse: 24,
   ClusterStateEntityCountQuery: 25,
   ClusterStateEntityCountQueryResponse: 26,
+  /** wallaroo's own, not the original's: every member's status (src/metrics/status.ts), for `wallaroo top`. */
+  WorkersStatusQuery: 101,
+  WorkersStatusQueryResponse: 102,
 } as const;
 export type ExternalMsgType = (typeof EXTERNAL_MSG)[keyof typeof EXTERNAL_MSG];
 

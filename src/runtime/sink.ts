@@ -21,6 +21,10 @@ export class Sink {
   private timer: Timer | undefined;
   private warnedDown = false;
   written = 0;
+  /** Bytes the kernel took on connections closed since; connections made after the first. */
+  private bytesOfClosedLinks = 0;
+  reconnects = 0;
+  private everConnected = false;
   onWritable: () => void = () => {};
 
   constructor(
@@ -41,6 +45,11 @@ export class Sink {
   get congested(): boolean {
     if (this.link) return this.link.congested;
     return this.pending.len > LINK_LIMITS.highWaterBytes;
+  }
+
+  /** Output bytes handed to the kernel so far, over every connection. */
+  get sentBytes(): number {
+    return this.bytesOfClosedLinks + (this.link?.sentBytes ?? 0);
   }
 
   get queuedBytes(): number {
@@ -100,6 +109,8 @@ export class Sink {
         return;
       }
       this.link = link;
+      if (this.everConnected) this.reconnects++;
+      this.everConnected = true;
       if (this.warnedDown) log.info("sink_connected", `Sink connected to ${formatHostPort(this.addr)}`);
       this.warnedDown = false;
       if (this.pending.len > 0) {
@@ -120,6 +131,7 @@ export class Sink {
   private lost(l: Link, err?: Error): void {
     if (this.link !== l) return;
     this.link = undefined;
+    this.bytesOfClosedLinks += l.sentBytes;
     // Bytes the kernel had not taken are kept and re-sent on the next connection.
     if (l.queuedBytes > 0) this.pending.append(l.out.buf.subarray(0, l.out.len));
     if (this.closing) return;
@@ -161,6 +173,7 @@ export class Sink {
       const endBy = this.clock.now() + 1000;
       while (!link.closed && this.clock.now() < endBy) await this.clock.sleep(5);
       if (!link.closed) link.destroy();
+      this.bytesOfClosedLinks += link.sentBytes;
     }
   }
 }

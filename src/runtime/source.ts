@@ -7,9 +7,13 @@ import { formatHostPort } from "../address.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { log } from "../log.ts";
 import type { Link, Server, Transport } from "../net/transport.ts";
+import { systemClock, type Clock } from "../clock.ts";
+import { Histogram } from "../metrics/histogram.ts";
+import { ChunkMeter } from "./chunk-meter.ts";
+import { LoggedChunk, type LogFrames } from "./logged-chunk.ts";
+import type { OutputLatency } from "./output-latency.ts";
 
 export type Ingest = (buf: Uint8Array, start: number, end: number, conn: number) => void;
-import { LoggedChunk, type LogFrames } from "./logged-chunk.ts";
 
 export class Source {
   private server: Server | undefined;
@@ -18,6 +22,15 @@ export class Source {
   private paused = false;
   frames = 0;
   rejectedConnections = 0;
+  connections = 0;
+  closedConnections = 0;
+  /** Times the source paused for backpressure, and for how long in all (ms, the current pause included via `pausedMs`). */
+  pauses = 0;
+  private pausedTotalMs = 0;
+  private pausedSince = 0;
+  private readonly meter: ChunkMeter;
+  /** Time spent on each chunk, per frame. */
+  readonly seconds = new Histogram();
 
   constructor(
     readonly name: string,
@@ -28,9 +41,12 @@ export class Source {
     private readonly afterChunk: () => void,
     /** With resilience: the input log, written before the frames are processed. */
     private readonly record?: LogFrames,
-  ) {}
-
-
+    private readonly clock: Clock = systemClock,
+    /** Told when each chunk's frames were ingested, and when their outputs are written. */
+    private readonly latency?: OutputLatency,
+  ) {
+    this.meter = new ChunkMeter(clock);
+  }
 
   get port(): number {
     return this.server?.port ?? this.addr.port;
@@ -40,6 +56,7 @@ export class Source {
     log.info("source_will_listen", `${this.name} source will listen (but not yet) on ${formatHostPort(this.addr)}`);
     this.server = await this.transport.listen(this.addr.host, this.addr.port, (link) => {
       this.conns.add(link);
+      this.connections++;
       if (this.muted || this.paused) link.pause();
       const reader = new FrameReader(this.addr.maxFrame);
       const logged = this.record ? new LoggedChunk(this.record, this.ingest, link.id) : undefined;
@@ -49,6 +66,9 @@ export class Source {
       };
       return {
         data: (l, chunk) => {
+          const before = this.frames;
+          this.meter.begin();
+          this.latency?.from(this.clock.epochMs());
           let err;
           if (logged) {
             logged.begin(chunk);
@@ -63,10 +83,13 @@ export class Source {
             this.rejectedConnections++;
             l.destroy();
           }
+          this.meter.end(this.frames - before, this.seconds);
+          this.latency?.settle();
           this.afterChunk();
         },
         close: (l) => {
           this.conns.delete(l);
+          this.closedConnections++;
           if (reader.pending > 0) log.warn("source_truncated", `${this.name} source: connection from ${l.remote} closed inside a frame (${reader.pending} bytes dropped)`);
         },
       };
@@ -88,13 +111,21 @@ export class Source {
   pause(): void {
     if (this.paused) return;
     this.paused = true;
+    this.pauses++;
+    this.pausedSince = this.clock.now();
     for (const c of this.conns) c.pause();
   }
 
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    this.pausedTotalMs += this.clock.now() - this.pausedSince;
     if (!this.muted) for (const c of this.conns) c.resume();
+  }
+
+  /** Time paused for backpressure so far, the pause under way included. */
+  get pausedMs(): number {
+    return this.pausedTotalMs + (this.paused ? this.clock.now() - this.pausedSince : 0);
   }
 
   get isPaused(): boolean {

@@ -18,6 +18,11 @@ export class ManualClock implements Clock {
     return this.t;
   }
 
+  /** Virtual time is the only time: every process of a run shares it. */
+  epochMs(): number {
+    return this.t;
+  }
+
   setTimeout(fn: () => void, ms: number): Timer {
     const id = this.nextId++;
     this.pending.set(id, { id, at: this.t + Math.max(0, ms), fn });

@@ -172,6 +172,7 @@ export class Scheduler implements NetScheduler {
   clockFor(proc: Proc): Clock {
     return {
       now: () => this.t,
+      epochMs: () => this.t,
       setTimeout: (fn, ms) => this.schedule(proc, ms, "timer", fn),
       clearTimeout: (timer) => this.cancel(timer),
       sleep: (ms) => new Promise<void>((resolve) => this.schedule(proc, ms, "timer", resolve)),

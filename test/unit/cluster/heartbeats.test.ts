@@ -9,7 +9,7 @@ function setup(timeoutMs = 1000) {
   // A process that stands still sees time jump between two ticks: `stall` moves its clock on
   // without running the timers in between.
   let offset = 0;
-  const seen = { now: () => clock.now() + offset, setTimeout: clock.setTimeout.bind(clock), clearTimeout: clock.clearTimeout.bind(clock), sleep: clock.sleep.bind(clock) };
+  const seen = { now: () => clock.now() + offset, epochMs: () => clock.now() + offset, setTimeout: clock.setTimeout.bind(clock), clearTimeout: clock.clearTimeout.bind(clock), sleep: clock.sleep.bind(clock) };
   const heard = new Map<number, number>();
   const sent: number[] = [];
   const silent: Array<[number, number]> = [];

@@ -3,7 +3,8 @@
 // named by its hello.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { encodeBarrier, encodeHello, encodeMarker, encodeStateEnd } from "../../../src/codec/data.ts";
-import { InboundData, type InboundHost } from "../../../src/cluster/inbound-data.ts";
+import { InboundData, newInboundStats, type InboundHost } from "../../../src/cluster/inbound-data.ts";
+import { systemClock } from "../../../src/clock.ts";
 import { configureLog } from "../../../src/log.ts";
 import type { Link } from "../../../src/net/transport.ts";
 
@@ -33,7 +34,9 @@ function setup(epoch = 1, floor = 0) {
     onStateEnd: (slot: number, keys: number) => seen.push(`end ${slot} ${keys}`),
   };
   const host = {
-    dataflow: {},
+    clock: systemClock,
+    statsOf: () => stats,
+    dataflow: { latency: { from: () => {}, settle: () => {} } },
     migration,
     pausedForSink: () => false,
     afterChunk: () => {},
@@ -43,8 +46,9 @@ function setup(epoch = 1, floor = 0) {
     floor: () => floor,
     admittedAt: () => 0,
   } as unknown as InboundHost;
+  const stats = newInboundStats();
   const inb = new InboundData(link, host);
-  return { inb, seen, events, migration, lostId: () => lost };
+  return { inb, seen, events, migration, stats, lostId: () => lost };
 }
 
 const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));

@@ -40,6 +40,7 @@ function frames(bytes: Uint8Array): Frame[] {
       stateEnd: (slot, keys) => void f.items.push(`end ${slot} ${keys}`),
       hello: (name, id) => void f.items.push(`hello ${name} ${id}`),
       barrier: (k, round) => void f.items.push(`barrier ${k} ${round}`),
+      time: (ms) => void f.items.push(`time ${ms}`),
     });
     expect(bad).toBeNull();
     out.push(f);

@@ -31,6 +31,7 @@ function setup() {
     transport,
     clock,
     epoch: () => 1,
+    ingestAt: () => 0,
     controlHandlers: () => ({ data() {}, close() {} }),
     drained: () => {},
     lost: (id, why) => void lost.push(`${id} ${why}`),

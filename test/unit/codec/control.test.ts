@@ -44,6 +44,28 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   rolledBack: { k: 12, epoch: 9 },
   rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },
   undone: { epoch: 7 },
+  statusReq: { reqId: 3 },
+  statusReply: {
+    reqId: 3,
+    name: "w1",
+    status: {
+      name: "w1",
+      role: "worker",
+      ready: true,
+      epoch: 4,
+      members: ["initializer", "w1"],
+      down: [],
+      slots: 512,
+      keys: 26,
+      held: 0,
+      slots_in_transit: 0,
+      messages_in: 100,
+      messages_out: 90,
+      sources_paused: false,
+      latency: { count: 90, sum: 0.05, buckets: [[9, 90]] },
+      autoscale: { phase: "idle" },
+    },
+  },
 };
 
 /** A frame body (after the u32 length) for a type id and raw JSON text. */

@@ -26,6 +26,8 @@ import {
   writeRecordHead,
   writeU16,
   writeUtf8,
+  TIME_FRAME_BYTES,
+  writeTime,
 } from "../../../src/codec/data.ts";
 import { readU32, writeU32 } from "../../../src/codec/frame.ts";
 
@@ -39,7 +41,8 @@ type Call =
   | ["state", number, number, string, string]
   | ["stateEnd", number, number]
   | ["hello", string, number]
-  | ["barrier", number, number];
+  | ["barrier", number, number]
+  | ["time", number];
 
 /** A visitor that records every call, copying views (valid only during the call) as hex. */
 function recorder(): { calls: Call[]; v: DataVisitor } {
@@ -53,6 +56,7 @@ function recorder(): { calls: Call[]; v: DataVisitor } {
       stateEnd: (slot, keys) => calls.push(["stateEnd", slot, keys]),
       hello: (name, id) => calls.push(["hello", name, id]),
       barrier: (k, round) => calls.push(["barrier", k, round]),
+      time: (ms) => calls.push(["time", ms]),
     },
   };
 }
@@ -169,6 +173,18 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
     calls: [["barrier", 258, 2]],
   },
   {
+    name: "TIME 1.5 ms after the epoch",
+    encode: () => {
+      const out = new Uint8Array(TIME_FRAME_BYTES);
+      expect(writeTime(out, 0, 9, 4, 1.5)).toBe(TIME_FRAME_BYTES);
+      return out;
+    },
+    // len=17 | kind 7 | seq 9 | epoch 4 | f64be 1.5
+    bytes: "00000011 07 00000009 00000004 3ff8000000000000",
+    head: { kind: 7, seq: 9, epoch: 4 },
+    calls: [["time", 1.5]],
+  },
+  {
     name: "HELLO with seq and epoch at the u32 limits",
     encode: () => encodeHello(0xffffffff, 0x80000000, "initializer", 0xfffe),
     bytes: "00000018 05 ffffffff 80000000 000b " + hex(te.encode("initializer")) + " fffe",
@@ -202,7 +218,7 @@ const GOLDEN: ReadonlyArray<{ name: string; encode: () => Uint8Array; bytes: str
 
 describe("constants", () => {
   test("kinds, flags and sizes match the grammar", () => {
-    expect(DATA_KIND).toEqual({ data: 1, marker: 2, state: 3, stateEnd: 4, hello: 5, barrier: 6 });
+    expect(DATA_KIND).toEqual({ data: 1, marker: 2, state: 3, stateEnd: 4, hello: 5, barrier: 6, time: 7 });
     expect(RECORD_FLAG.raw).toBe(1);
     expect(DATA_HEADER_BYTES).toBe(13);
     expect(MAX_KEY_BYTES).toBe(65535);
@@ -285,10 +301,10 @@ describe("readHead", () => {
     expect(readHead(fromHex("05 00000000 00000000"), 0, 9, h)).toBeNull();
   });
 
-  test("kinds 0 and 7..255 are unknown", () => {
+  test("kinds 0 and 8..255 are unknown", () => {
     const h: FrameHead = { kind: 0, seq: 0, epoch: 0 };
-    for (const k of [0, 7, 8, 128, 255]) expect(readHead(fromHex(k.toString(16).padStart(2, "0") + " 00000001 00000002"), 0, 9, h)).toBe(DATA_ERROR.kind);
-    for (const k of [1, 2, 3, 4, 5, 6]) {
+    for (const k of [0, 8, 128, 255]) expect(readHead(fromHex(k.toString(16).padStart(2, "0") + " 00000001 00000002"), 0, 9, h)).toBe(DATA_ERROR.kind);
+    for (const k of [1, 2, 3, 4, 5, 6, 7]) {
       expect(readHead(fromHex(`0${k} 00000001 00000002`), 0, 9, h)).toBeNull();
       expect(h).toEqual({ kind: k, seq: 1, epoch: 2 });
     }

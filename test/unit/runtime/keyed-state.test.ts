@@ -186,6 +186,9 @@ describe("KeyedState", () => {
       hello: () => {
         throw new Error("unexpected");
       },
+      time: () => {
+        throw new Error("unexpected");
+      },
       state: (s, stage, key, b, start, end) => dst.ks.install(stage, s, key, b.subarray(start, end)),
     };
     expect(visitBody(buf, 13, buf.length, head.kind, v)).toBeNull();
