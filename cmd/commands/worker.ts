@@ -10,6 +10,7 @@ import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RESILIENCE_DIR } from "../../sr
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
+import { startMetricsServer } from "../../src/net/metrics-server.ts";
 import { tcpTransport } from "../../src/net/tcp.ts";
 import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
 
@@ -22,6 +23,7 @@ const args = {
   "my-control": { type: "string", alias: "x", description: "this worker's control listen address (default: any free port)", valueHint: "host:port" },
   "my-data": { type: "string", alias: "y", description: "this worker's data listen address (default: any free port)", valueHint: "host:port" },
   external: { type: "string", alias: "e", description: "external channel listen address (queries, shrink, shutdown)", valueHint: "host:port" },
+  metrics: { type: "string", alias: "m", description: "HTTP listen address for /metrics (Prometheus), /status, /healthz and /readyz", valueHint: "host:port" },
   "worker-count": { type: "string", alias: "w", description: "initializer: cluster size including itself; joiner: workers joining together", valueHint: "N" },
   name: { type: "string", alias: "n", description: "worker name (the initializer is always named initializer)", valueHint: "name" },
   "cluster-initializer": { type: "boolean", alias: "t", description: "this worker forms the cluster and coordinates it" },
@@ -37,7 +39,7 @@ const args = {
 type Parsed = Record<string, string | boolean | undefined>;
 
 /** Turns flags into a configuration, refusing every combination the original refused. */
-export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<WorkerConfig, "app" | "transport"> & { module: string } {
+export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<WorkerConfig, "app" | "transport"> & { module: string; metrics?: HostPort } {
   const str = (k: string) => (typeof a[k] === "string" && a[k] !== "" ? (a[k] as string) : undefined);
   const module = str("application-module");
   if (!module) throw new UsageError("You must specify an application via --application-module (alphabet, word_count, sequence_window, passthrough, or a path).");
@@ -83,6 +85,7 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     myData: mine("my-data"),
     join: join ? parseHostPort(join, "--join") : undefined,
     external: str("external") ? parseHostPort(str("external")!, "--external") : undefined,
+    metrics: str("metrics") ? parseHostPort(str("metrics")!, "--metrics") : undefined,
     sources,
     out,
     // At least two heartbeats (every 250 ms) fit in any timeout: members with different timeouts never flap.
@@ -169,6 +172,13 @@ export default defineCommand({
       log.info("in_not_listened", "--in given to a non-initializer: sources are hosted by the initializer, so this worker does not listen on it");
     const app = await loadApplication(cfg.module);
     const worker = new Worker({ ...cfg, app, transport: tcpTransport });
+    // Before the worker starts, so /healthz answers and /readyz says why not while it forms.
+    let metrics;
+    try {
+      metrics = cfg.metrics ? startMetricsServer(cfg.name, cfg.metrics, { metrics: () => worker.metricsText(), status: () => worker.statusReport(), readiness: () => worker.readiness() }) : undefined;
+    } catch (err) {
+      throw new WallarooError(`Worker ${cfg.name} could not start: --metrics: ${(err as Error).message}`);
+    }
     const onSignal = (sig: string) => {
       log.info("signal", `Received ${sig}: shutting the cluster down cleanly`);
       void worker.shutdown(true, `${sig} received by ${cfg.name}`);
@@ -186,6 +196,8 @@ export default defineCommand({
       const e = err as Error;
       throw new WallarooError(`Worker ${cfg.name} could not start: ${e.message}`);
     }
-    return await worker.exited;
+    const code = await worker.exited;
+    metrics?.stop();
+    return code;
   },
 });
