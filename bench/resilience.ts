@@ -603,7 +603,7 @@ async function keyedPart(K: number): Promise<KeyedResult> {
       const control = await loggedPort(child, "control");
       const external = await loggedPort(child, "external");
       r.listening_ms = now() - restartAt;
-      c.members.set(WORKER, { name: WORKER, child, control, external });
+      c.members.set(WORKER, { name: WORKER, child, control, external, metrics: 0 });
       const [b, ro, rp, rs, rw] = await Promise.all([back, rolling, replayed, resumed, restored]);
       r.back_ms = b.t;
       r.rollback_ms = ro.t;

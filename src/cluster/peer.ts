@@ -36,8 +36,8 @@ export class Peer {
   private stageLen = 0;
   private stageCount = 0;
   private stageEpoch = 0;
-  /** When the input of the batch's first record was ingested (0: unknown). */
-  private stageIngest = 0;
+  /** When the input of the batch's first record was ingested (negative: unknown). */
+  private stageIngest = -1;
   private scheduled = false;
   dropped = 0;
   /** DATA frames and records written to the data link. */
@@ -47,8 +47,8 @@ export class Peer {
   constructor(
     public member: Member,
     private readonly epochNow: () => number,
-    /** When the input being processed now was ingested (ms since the epoch; 0: unknown). */
-    private readonly ingestNow: () => number = () => 0,
+    /** When the input being processed now was ingested (ms since the epoch; negative: unknown). */
+    private readonly ingestNow: () => number = () => -1,
   ) {}
 
   get id(): number {
@@ -122,7 +122,7 @@ export class Peer {
       out.ensure(TIME_FRAME_BYTES + DATA_HEADER_BYTES + 4 + this.stageLen);
       // The batch's ingest time goes just before it, so the end-to-end latency of what the peer
       // outputs from it still counts from the source.
-      if (this.stageIngest > 0) out.len = writeTime(out.buf, out.len, this.seq++, this.stageEpoch, this.stageIngest);
+      if (this.stageIngest >= 0) out.len = writeTime(out.buf, out.len, this.seq++, this.stageEpoch, this.stageIngest);
       const start = out.len;
       let p = beginFrame(out.buf, start, DATA_KIND.data, this.seq++, this.stageEpoch);
       writeU32(out.buf, p, this.stageCount);

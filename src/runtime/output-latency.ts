@@ -8,8 +8,8 @@ import type { Clock } from "../clock.ts";
 import { Histogram } from "../metrics/histogram.ts";
 
 export class OutputLatency {
-  /** When the input being processed now was ingested (ms since the epoch); 0 while unknown. */
-  at = 0;
+  /** When the input being processed now was ingested (ms since the epoch); negative while unknown. */
+  at = -1;
   private seen = 0;
   readonly histogram = new Histogram();
 
@@ -33,6 +33,6 @@ export class OutputLatency {
     if (n <= 0) return;
     this.seen = written;
     // Outputs of input whose ingest time is unknown are seen, not counted (docs/metrics.md).
-    if (this.at > 0) this.histogram.observeMany(Math.max(0, this.clock.epochMs() - this.at) / 1000, n);
+    if (this.at >= 0) this.histogram.observeMany(Math.max(0, this.clock.epochMs() - this.at) / 1000, n);
   }
 }

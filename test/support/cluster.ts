@@ -15,6 +15,8 @@ export interface Member {
   child: Child;
   control: number;
   external: number;
+  /** Its --metrics port (0 unless the cluster runs with `metrics`). */
+  metrics: number;
 }
 
 export interface ClusterOptions {
@@ -29,6 +31,8 @@ export interface ClusterOptions {
    * restarted initializer must listen where the members and the producers find it again.
    */
   initializerPorts?: { control: number; data: number; source: number };
+  /** Every worker serves --metrics on a port from the OS (Member.metrics). */
+  metrics?: boolean;
 }
 
 /** The log lines that carry the ports a worker was given. */
@@ -36,6 +40,7 @@ const LOGGED_PORT = {
   control: /control: listening on \S+:(\d+);/,
   external: /external: listening on \S+:(\d+)/,
   source: /source is listening on \S+:(\d+)/,
+  metrics: /metrics: listening on \S+:(\d+)/,
 } as const;
 
 export const INITIALIZED = "Application has successfully initialized.";
@@ -85,9 +90,21 @@ export class Cluster {
     this.binary = opts.binary ?? BIN;
   }
 
-  private spawn(name: string, args: string[]): Child {
+  private spawn(name: string, args: string[], sinkPort = this.sinkPort): Child {
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.log`) : undefined;
-    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${this.sinkPort}`, ...args, ...(this.opts.extraArgs ?? [])], { binary: this.binary, logPath });
+    const metrics = this.opts.metrics ? ["--metrics", `${HOST}:0`] : [];
+    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${sinkPort}`, ...metrics, ...args, ...(this.opts.extraArgs ?? [])], { binary: this.binary, logPath });
+  }
+
+  /** The ports a member just spawned logged (its metrics port only when the cluster serves them). */
+  private async member(name: string, child: Child): Promise<Member> {
+    return {
+      name,
+      child,
+      control: await loggedPort(child, "control"),
+      external: await loggedPort(child, "external"),
+      metrics: this.opts.metrics ? await loggedPort(child, "metrics") : 0,
+    };
   }
 
   /** Runs `wallaroo <args>` with this cluster's binary. */
@@ -118,17 +135,20 @@ export class Cluster {
       "--cluster-initializer",
       "--worker-count", String(n),
     ]);
-    const init: Member = { name: "initializer", child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
+    const init = await this.member("initializer", child);
     this.sourcePort = await loggedPort(child, "source");
     this.initializer = init;
     this.members.set(init.name, init);
     return init;
   }
 
-  /** A worker with its own ports from the OS; returns once it listens (it may exit later). Not yet a member. */
-  async spawnWorker(name: string, how: string[]): Promise<Member> {
-    const child = this.spawn(name, ["--my-control", `${HOST}:0`, "--external", `${HOST}:0`, "--name", name, ...how]);
-    return { name, child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
+  /**
+   * A worker with its own ports from the OS; returns once it listens (it may exit later). Not yet
+   * a member. Its sink connects to `sinkPort` (default: the cluster's receiver).
+   */
+  async spawnWorker(name: string, how: string[], sinkPort = this.sinkPort): Promise<Member> {
+    const child = this.spawn(name, ["--my-control", `${HOST}:0`, "--external", `${HOST}:0`, "--name", name, ...how], sinkPort);
+    return this.member(name, child);
   }
 
   /**
@@ -146,7 +166,7 @@ export class Cluster {
     // A log of its own: the first process's log is kept.
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.restart${n}.log`) : undefined;
     const child = new Child(name, old.child.cmd, { logPath });
-    const m: Member = { name, child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
+    const m = await this.member(name, child);
     if (name === this.initializer.name) {
       this.sourcePort = await loggedPort(child, "source");
       this.initializer = m;
