@@ -130,7 +130,7 @@ export class ClusterKeyCounts {
   private readonly gathering: Gathering<unknown>;
 
   constructor(clock: Clock, ask: (id: number, reqId: number) => boolean) {
-    this.gathering = new Gathering(clock, ask, "Cluster state entity count");
+    this.gathering = new Gathering(clock, ask, "Cluster state entity count", "key_count_partial");
   }
 
   gather(selfName: string, own: Record<string, unknown>, others: readonly Member[], reply: ExternalReply): void {

@@ -22,8 +22,9 @@ export class Gathering<T> {
     private readonly clock: Clock,
     /** Asks member `id`; false when it cannot be reached. */
     private readonly ask: (id: number, reqId: number) => boolean,
-    /** What is gathered, for the log line naming the silent members. */
+    /** What is gathered, and the event of the log line naming the silent members. */
     private readonly what: string,
+    private readonly event: string,
   ) {}
 
   /** Gathers `others`' answers beside this worker's own; `finish` gets them in member order, and the silent. */
@@ -38,7 +39,7 @@ export class Gathering<T> {
       finished = true;
       this.clock.clearTimeout(timer);
       this.pending.delete(reqId);
-      if (waiting.size > 0) log.warn("gather_partial", `${this.what}: no answer from ${[...waiting].join(", ")} within ${GATHER_DEADLINE_MS} ms`);
+      if (waiting.size > 0) log.warn(this.event, `${this.what}: no answer from ${[...waiting].join(", ")} within ${GATHER_DEADLINE_MS} ms`);
       const ordered = new Map<string, T>([[selfName, own]]);
       for (const m of others) if (answers.has(m.name)) ordered.set(m.name, answers.get(m.name)!);
       finish(ordered, others.filter((m) => !answers.has(m.name)).map((m) => m.name));

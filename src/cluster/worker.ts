@@ -131,7 +131,7 @@ export class Worker implements Router {
     this.keyCounts = new ClusterKeyCounts(this.clock, (id, reqId) => this.peers.sendTo(id, "keyCountReq", { reqId }));
     this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, cfg.transport, this.clock);
     this.dataflow = new Dataflow(cfg.app, this, this.sink, this.clock);
-    this.statuses = new Gathering(this.clock, (id, reqId) => this.peers.sendTo(id, "statusReq", { reqId }), "Worker status");
+    this.statuses = new Gathering(this.clock, (id, reqId) => this.peers.sendTo(id, "statusReq", { reqId }), "Worker status", "status_partial");
     this.peers = new Peers({
       name: cfg.name,
       selfId: () => this.membershipState.selfId,
