@@ -11,6 +11,8 @@ export type ControlHandler<N extends ControlName> = (link: Link, body: ControlBo
 export type ControlTable = { readonly [N in ControlName]: ControlHandler<N> };
 
 export class ControlLinks {
+  /** Control connections closed for a malformed or oversized frame (for the metrics). */
+  malformed = 0;
   /** The member a link speaks for, once it said `hello` or registered. */
   private readonly names = new WeakMap<Link, string>();
   /** The one open link that speaks for each name. */
@@ -76,6 +78,7 @@ export class ControlLinks {
       if (current.closed) return;
       const d = decodeControl(buf, start, end);
       if (!d.ok) {
+        this.malformed++;
         log.error("control_malformed", `Malformed control message from ${current.remote}: ${d.reason}. Closed connection.`);
         current.destroy();
         return;
@@ -89,6 +92,7 @@ export class ControlLinks {
         current = link;
         const err = reader.feed(chunk, onFrame);
         if (err) {
+          this.malformed++;
           log.error("control_oversized", `Control frame of ${err.claimed} bytes from ${link.remote} exceeds ${err.max}. Closed connection.`);
           link.destroy();
         }

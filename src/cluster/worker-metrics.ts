@@ -126,6 +126,11 @@ function data(r: Registry, w: ObservedWorker): void {
   r.counter("wallaroo_data_received_batches_total", "DATA frames received from the peer.", inbound((st) => st.batches));
   r.counter("wallaroo_data_received_bytes_total", "Bytes read from the peer's data connections.", inbound((st) => st.bytes));
   r.counter("wallaroo_data_malformed_total", "Data connections from the peer closed for a malformed or oversized frame.", inbound((st) => st.malformed));
+  r.counter("wallaroo_control_malformed_total", "Control connections closed for a malformed or oversized frame.", () => w.controlMalformed());
+  r.counter("wallaroo_external_refused_total", "External-channel requests refused: undecodable (not answered) or oversized (connection closed).", () => {
+    const x = w.external();
+    return x ? [{ labels: { reason: "undecodable" }, value: x.undecodable }, { labels: { reason: "oversized" }, value: x.oversized }] : [];
+  });
   r.gauge("wallaroo_data_inbound_paused", "1 while this worker reads no data connection because its sink is congested.", () => bool(w.pressure.inboundPausedForSink));
 }
 

@@ -7,6 +7,7 @@ import type { Member } from "../codec/control.ts";
 import { sparse } from "../metrics/histogram.ts";
 import type { Autoscale, WorkerStatus } from "../metrics/status.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
+import type { ExternalStats } from "../runtime/external-server.ts";
 import type { Sink } from "../runtime/sink.ts";
 import type { Source } from "../runtime/source.ts";
 import type { Coordinator } from "./coordinator.ts";
@@ -41,6 +42,10 @@ export interface ObservedWorker {
   /** A shrink removes this worker: its plan said so. */
   isLeaving(): boolean;
   resilience(): { resilience: Resilience; recovery: Recovery } | undefined;
+  /** Control connections closed for a malformed or oversized frame. */
+  controlMalformed(): number;
+  /** Requests refused on the external port (undefined without --external). */
+  external(): ExternalStats | undefined;
 }
 
 /** What /readyz answers: a member of a formed cluster that is neither leaving nor stopping. */

@@ -13,7 +13,7 @@ import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Link, LinkHandlers, Server, Transport } from "../net/transport.ts";
 import { Dataflow } from "../runtime/dataflow.ts";
-import { startExternalServer } from "../runtime/external-server.ts";
+import { startExternalServer, type ExternalStats } from "../runtime/external-server.ts";
 import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
@@ -110,6 +110,7 @@ export class Worker implements Router {
   private leaving = false;
   private readonly statuses: Gathering<WorkerStatus>;
   private metricsRegistry: Registry | undefined;
+  private readonly externalStats: ExternalStats = { undecodable: 0, oversized: 0 };
   private coordinator: Coordinator | undefined;
   private formation: Formation | undefined;
   private readonly entry: Entry;
@@ -374,7 +375,7 @@ export class Worker implements Router {
     this.servers.push(controlServer, dataServer);
     if (this.cfg.external) {
       const ext = this.externalHost();
-      this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => answerExternal(ext, ty, p, r)));
+      this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => answerExternal(ext, ty, p, r), this.externalStats));
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
@@ -793,6 +794,8 @@ export class Worker implements Router {
       isStopping: () => this.stopping,
       isLeaving: () => this.leaving,
       resilience: () => this.res,
+      controlMalformed: () => this.control.malformed,
+      external: () => (this.cfg.external ? this.externalStats : undefined),
     };
   }
 

@@ -12,11 +12,18 @@ import type { Server, Transport } from "../net/transport.ts";
 export type ExternalReply = (type: ExternalMsgType, payload: string) => void;
 export type ExternalHandler = (type: ExternalMsgType, payload: string, reply: ExternalReply) => void;
 
+/** Requests refused on the external port (for the metrics): undecodable ones, and oversized ones (connection closed). */
+export interface ExternalStats {
+  undecodable: number;
+  oversized: number;
+}
+
 export async function startExternalServer(
   workerName: string,
   addr: HostPort,
   transport: Transport,
   handle: ExternalHandler,
+  stats: ExternalStats = { undecodable: 0, oversized: 0 },
 ): Promise<Server> {
   const server = await transport.listen(addr.host, addr.port, (link) => {
     const reader = new FrameReader(EXTERNAL_MAX_FRAME);
@@ -27,6 +34,7 @@ export async function startExternalServer(
       if (end === start) return;
       const d = decodeExternalBody(buf.subarray(start, end));
       if (!d.ok) {
+        stats.undecodable++;
         log.warn("external_undecodable", `Error decoding External Message on external channel. (${d.reason})`);
         return;
       }
@@ -42,6 +50,7 @@ export async function startExternalServer(
       data: (l, chunk) => {
         const err = reader.feed(chunk, onFrame);
         if (err) {
+          stats.oversized++;
           log.warn("external_oversized", `Received expect greater than 16kb on External Channel (${err.claimed} bytes from ${l.remote}). Closed connection.`);
           l.destroy();
         }

@@ -94,6 +94,11 @@ describe("metrics", () => {
       await raw.waitClosed(5000);
     }
     expect((await fetch(url(init, "/healthz"))).status).toBe(200);
+    // A request of a type nobody knows on the external port is refused, and counted.
+    const ext = await rawConnection(init.external);
+    ext.socket.write(new Uint8Array([0, 0, 0, 2, 0x03, 0xe7]));
+    await poll("the undecodable request to be counted", 5000, async () => sampleValue(await scrape(init), "wallaroo_external_refused_total", { reason: "undecodable" }) === 1);
+    ext.socket.end();
     const more = await sendAll(c.sourcePort, new AlphabetWorkload(6), 1000, 20_000);
     await rx.waitLines(n + more.sent, 10_000, "outputs after the bad requests");
     expect(init.child.exitCode).toBeNull();
