@@ -708,7 +708,10 @@ export class Worker implements Router {
       clock: this.clock,
       statsOf: (name) => {
         let st = this.inboundStats.get(name);
-        if (!st) this.inboundStats.set(name, (st = newInboundStats()));
+        if (st) return st;
+        // Bounded by the members: those gone by now take their series with them.
+        for (const n of this.inboundStats.keys()) if (!this.membershipState.byName(n)) this.inboundStats.delete(n);
+        this.inboundStats.set(name, (st = newInboundStats()));
         return st;
       },
       dataflow: this.dataflow,
