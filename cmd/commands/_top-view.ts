@@ -89,7 +89,7 @@ export function renderTop(v: TopView, where: string): string {
   const right = new Set([3, 4, 5, 6, 7, 8]);
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
   const out = [
-    `wallaroo top — ${where} — ${v.workers.length} workers answered${v.missing.length > 0 ? `, no answer from ${v.missing.join(",")}` : ""}; autoscale: ${v.cluster ?? "unknown (the initializer did not answer)"}; rates over ${v.interval_s} s`,
+    `wallaroo top — ${where} — ${v.workers.length} ${v.workers.length === 1 ? "worker" : "workers"} answered${v.missing.length > 0 ? `, no answer from ${v.missing.join(",")}` : ""}; autoscale: ${v.cluster ?? "unknown (the initializer did not answer)"}; rates over ${v.interval_s} s`,
     "",
     line(head),
     ...rows.map(line),
