@@ -25,6 +25,8 @@ export interface TopView {
   workers: TopRow[];
   /** Members that did not answer in time. */
   missing: string[];
+  /** Workers left out of the answer to fit the external channel. */
+  omitted: number;
   /** The coordinator's view of the event in flight (from the initializer's answer), if it answered. */
   cluster: string | undefined;
   interval_s: number;
@@ -65,7 +67,7 @@ export function topView(cur: ClusterStatuses, prev: ClusterStatuses | undefined,
     };
   });
   const init = cur.workers.find((w) => w.role === "initializer");
-  return { workers, missing: cur.missing, cluster: init ? describeAutoscale(init.autoscale) : undefined, interval_s: intervalS };
+  return { workers, missing: cur.missing, omitted: cur.omitted ?? 0, cluster: init ? describeAutoscale(init.autoscale) : undefined, interval_s: intervalS };
 }
 
 const num = (n: number | null, digits = 0) => (n === null ? "-" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
@@ -89,7 +91,7 @@ export function renderTop(v: TopView, where: string): string {
   const right = new Set([3, 4, 5, 6, 7, 8]);
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
   const out = [
-    `wallaroo top — ${where} — ${v.workers.length} ${v.workers.length === 1 ? "worker" : "workers"} answered${v.missing.length > 0 ? `, no answer from ${v.missing.join(",")}` : ""}; autoscale: ${v.cluster ?? "unknown (the initializer did not answer)"}; rates over ${v.interval_s} s`,
+    `wallaroo top — ${where} — ${v.workers.length} ${v.workers.length === 1 ? "worker" : "workers"} answered${v.missing.length > 0 ? `, no answer from ${v.missing.join(",")}` : ""}${v.omitted > 0 ? `, ${v.omitted} more not shown (the answer is limited to 16 KiB)` : ""}; autoscale: ${v.cluster ?? "unknown (the initializer did not answer)"}; rates over ${v.interval_s} s`,
     "",
     line(head),
     ...rows.map(line),

@@ -99,14 +99,16 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
 
 /**
  * The statuses as one external reply: the channel carries at most 16 KiB, so a large cluster's
- * answer leaves out the latency buckets first (`trimmed`), then the members lists, then workers.
+ * answer leaves out the latency buckets first (`trimmed`), then the other members' membership
+ * lists, then the names of the silent, then whole workers (counted in `omitted`).
  */
 export function fitExternal(s: ClusterStatuses): string {
   const fits = (x: ClusterStatuses) => externalBodyBytes(JSON.stringify(x)) <= EXTERNAL_MAX_FRAME;
   if (fits(s)) return JSON.stringify(s);
   let t: ClusterStatuses = { ...s, trimmed: true, workers: s.workers.map((w) => ({ ...w, latency: { ...w.latency, buckets: [] } })) };
   if (!fits(t)) t = { ...t, workers: t.workers.map((w, i) => (i === 0 ? w : { ...w, members: [] })) };
-  while (!fits(t) && t.workers.length > 1) t = { ...t, workers: t.workers.slice(0, -1), missing: [...t.missing, t.workers.at(-1)!.name] };
+  if (!fits(t)) t = { ...t, missing: [], omitted: t.missing.length };
+  while (!fits(t) && t.workers.length > 1) t = { ...t, workers: t.workers.slice(0, -1), omitted: (t.omitted ?? 0) + 1 };
   return JSON.stringify(t);
 }
 

@@ -88,5 +88,7 @@ export const ClusterStatusesSchema = v.object({
   missing: names,
   /** Set when the answer had to leave out latency buckets to fit the external channel's 16 KiB. */
   trimmed: v.optional(v.boolean()),
+  /** Workers (answering or not) left out whole to fit it. */
+  omitted: v.optional(count),
 });
 export type ClusterStatuses = v.InferOutput<typeof ClusterStatusesSchema>;
