@@ -177,7 +177,7 @@ export default defineCommand({
     try {
       metrics = cfg.metrics ? startMetricsServer(cfg.name, cfg.metrics, { metrics: () => worker.metricsText(), status: () => worker.statusReport(), readiness: () => worker.readiness() }) : undefined;
     } catch (err) {
-      throw new WallarooError(`Worker ${cfg.name} could not start: --metrics: ${(err as Error).message}`);
+      throw new WallarooError(`Worker ${cfg.name} could not start: ${(err as Error).message}`);
     }
     const onSignal = (sig: string) => {
       log.info("signal", `Received ${sig}: shutting the cluster down cleanly`);
