@@ -56,9 +56,9 @@ function sources(r: Registry, w: ObservedWorker): void {
   r.counter("wallaroo_source_connections_total", "Connections accepted on the source's port.", src((s) => s.connections));
   r.counter("wallaroo_source_connections_closed_total", "Source connections closed, by the client or by this worker.", src((s) => s.closedConnections));
   r.counter("wallaroo_source_oversized_frames_total", "Source connections closed because a frame exceeded the port's maximum size.", src((s) => s.rejectedConnections));
-  r.gauge("wallaroo_source_paused", "1 while the source reads nothing because downstream is congested.", src((s) => bool(s.isPaused)));
-  r.counter("wallaroo_source_pauses_total", "Times the source paused for backpressure.", src((s) => s.pauses));
-  r.counter("wallaroo_source_paused_seconds_total", "Time the source spent paused for backpressure.", src((s) => s.pausedMs / 1000));
+  r.gauge("wallaroo_source_paused", "1 while the source reads nothing (wallaroo_backpressure says why).", src((s) => bool(s.isPaused)));
+  r.counter("wallaroo_source_pauses_total", "Times the source paused.", src((s) => s.pauses));
+  r.counter("wallaroo_source_paused_seconds_total", "Time the source spent paused.", src((s) => s.pausedMs / 1000));
   r.gauge("wallaroo_backpressure", "1 for each reason the sources stand paused now (cause: sink, peers, held, down, checkpoint, recovery).", () =>
     Object.entries(w.pressure.causes()).map(([cause, on]) => ({ labels: { cause }, value: bool(on) })),
   );

@@ -24,7 +24,7 @@ export class Source {
   rejectedConnections = 0;
   connections = 0;
   closedConnections = 0;
-  /** Times the source paused for backpressure, and for how long in all (ms, the current pause included via `pausedMs`). */
+  /** Times the source paused (backpressure, a checkpoint, a member down); their time is `pausedMs`. */
   pauses = 0;
   private pausedTotalMs = 0;
   private pausedSince = 0;
@@ -123,7 +123,7 @@ export class Source {
     if (!this.muted) for (const c of this.conns) c.resume();
   }
 
-  /** Time paused for backpressure so far, the pause under way included. */
+  /** Time paused so far, the pause under way included. */
   get pausedMs(): number {
     return this.pausedTotalMs + (this.paused ? this.clock.now() - this.pausedSince : 0);
   }
