@@ -181,11 +181,6 @@ export class Coordinator {
     }
   }
 
-  /** Leavers of the shrink in flight (their plans say so: they turn unready before handing over). */
-  get leaving(): readonly number[] {
-    return this.phase.kind === "migrating" ? this.phase.leaving.map((m) => m.id) : [];
-  }
-
   private downRefusal(): string {
     const down = this.host.members().filter((m) => this.deadMembers.has(m.id)).map((m) => m.name);
     return `Worker ${down.join(",")} is down: start it again (it recovers from its checkpoint) or shrink it away by name (its state is lost) first.`;
