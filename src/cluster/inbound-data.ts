@@ -155,10 +155,11 @@ export class InboundData {
   onChunk(chunk: Uint8Array): void {
     const before = this.handled;
     this.meter.begin();
+    this.host.dataflow.chunkStart();
     const err = this.reader.feed(chunk, this.onFrame);
     this.stats.bytes += chunk.length;
     this.meter.end(this.handled - before, this.stats.seconds);
-    this.host.dataflow.latency.settle();
+    this.host.dataflow.chunkEnd();
     this.host.afterChunk();
     if (err) {
       this.stats.malformed++;
@@ -215,6 +216,7 @@ export class InboundData {
     if (this.blocked.length === 0) return;
     const before = this.handled;
     this.meter.begin();
+    this.host.dataflow.chunkStart();
     while (this.blocked.length > 0 && !this.held) {
       const f = this.blocked[0]!;
       if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
@@ -222,7 +224,7 @@ export class InboundData {
       this.handle(f, 0, f.length);
     }
     this.meter.end(this.handled - before, this.stats.seconds);
-    this.host.dataflow.latency.settle();
+    this.host.dataflow.chunkEnd();
     this.resume();
   }
 

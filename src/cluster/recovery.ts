@@ -272,9 +272,9 @@ export class Recovery {
         }
         waitedSince = -1;
         // The original ingest time is not logged: replayed outputs count from their replay.
-        h.dataflow.latency.from(h.clock.epochMs());
+        h.dataflow.chunkStart(h.clock.epochMs());
         pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), (buf, s, e) => h.dataflow.ingest(buf, s, e));
-        h.dataflow.latency.settle();
+        h.dataflow.chunkEnd();
         await h.clock.sleep(0);
       }
     } finally {

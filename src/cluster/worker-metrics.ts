@@ -77,18 +77,9 @@ function steps(r: Registry, w: ObservedWorker): void {
   const df = w.dataflow;
   const indices = w.app.stages.flatMap((st, i) => (st.kind === "key" ? [] : [i]));
   const per = (value: (i: number) => number) => () => indices.map((i) => ({ labels: { step: w.app.stages[i]!.name }, value: value(i) }));
-  r.counter("wallaroo_step_messages_in_total", "Messages a step ran on, on this worker.", per((i) => df.stepRuns[i]!));
-  r.counter(
-    "wallaroo_step_messages_out_total",
-    "Messages a step passed on (for a 1→n step, every message it produced).",
-    per((i) => {
-      const st = w.app.stages[i]!;
-      return st.kind === "map" && st.multi ? df.stepFanout[i]! : df.stepRuns[i]! - df.stepFiltered[i]! - df.stepFailed[i]!;
-    }),
-  );
   r.counter("wallaroo_step_filtered_total", "Messages a step returned nothing for.", per((i) => df.stepFiltered[i]!));
   r.counter("wallaroo_step_errors_total", "Messages a step threw on (dropped).", per((i) => df.stepFailed[i]!));
-  r.histogram("wallaroo_step_seconds", "Time of one run of the step, sampled: one message in 64 entering this worker's dataflow has every step it runs here timed.", () =>
+  r.histogram("wallaroo_step_seconds", "Time of one run of the step, sampled: the first message of each chunk an input reads has every step it runs here timed.", () =>
     indices.map((i) => ({ labels: { step: w.app.stages[i]!.name }, histogram: df.stepSeconds[i]! })),
   );
 }

@@ -388,7 +388,7 @@ export class Worker implements Router {
           () => this.pressure.check(),
           input ? (framed, n) => input.append(framed, n) : undefined,
           this.clock,
-          this.dataflow.latency,
+          this.dataflow,
         );
         await src.listen();
         this.sources.push(src);

@@ -16,13 +16,6 @@ import { systemClock, type Clock } from "../clock.ts";
 import { Histogram } from "../metrics/histogram.ts";
 import { OutputLatency } from "./output-latency.ts";
 
-/**
- * One message in this many entering the dataflow here has each step it runs timed: two clock
- * readings per step are too dear for every message, and a sample of 1/64 gives a p99 to the
- * nearest bucket within seconds at any useful rate.
- */
-export const STEP_SAMPLE_EVERY = 64;
-
 const jscMessageCodec: MessageCodec<unknown> = {
   encode: (m) => new Uint8Array(serialize(m)),
   decode: (b) => deserialize(b),
@@ -50,17 +43,20 @@ export class Dataflow {
   decodeDrops = 0;
   misrouted = 0;
   errors = 0;
-  /** Per stage index, for steps (map and stateful stages): messages run here… */
-  readonly stepRuns: Float64Array;
-  /** …of which the step returned nothing (filtered), */
+  /**
+   * Per stage index, for steps: messages the step returned nothing for, or threw on. Counted on
+   * those paths only: a count of every run would cost an increment per message and step
+   * (measured: several per cent of the alphabet job's throughput on one worker).
+   */
   readonly stepFiltered: Float64Array;
-  /** …or threw; */
   readonly stepFailed: Float64Array;
-  /** messages a 1→n step produced (for the others, out = runs − filtered − failed). */
-  readonly stepFanout: Float64Array;
-  /** Per stage index, for steps: the sampled time of one run (STEP_SAMPLE_EVERY). */
+  /**
+   * Per stage index, for steps: the time of one run, sampled: the first message of each chunk an
+   * input reads (`chunkStart`) has every step it runs here timed, so the clock is read a few
+   * times per chunk, never per message.
+   */
   readonly stepSeconds: readonly (Histogram | undefined)[];
-  private untilSample = STEP_SAMPLE_EVERY;
+  private sampleNext = false;
   /** Output latency: the ingest time of what runs now, and the histogram of outputs' ages. */
   readonly latency: OutputLatency;
 
@@ -76,18 +72,28 @@ export class Dataflow {
     this.decode = app.source.decode;
     this.encode = app.sink.encode;
     const n = app.stages.length;
-    this.stepRuns = new Float64Array(n);
     this.stepFiltered = new Float64Array(n);
     this.stepFailed = new Float64Array(n);
-    this.stepFanout = new Float64Array(n);
     this.stepSeconds = app.stages.map((st) => (st.kind === "key" ? undefined : new Histogram()));
     this.latency = new OutputLatency(clock, () => sink.written);
   }
 
-  /** True for the one message in STEP_SAMPLE_EVERY whose steps are timed. */
-  private sampled(): boolean {
-    if (--this.untilSample > 0) return false;
-    this.untilSample = STEP_SAMPLE_EVERY;
+  /**
+   * An input starts handling a chunk: what it produces was ingested at `ingestMs` (a source's
+   * chunk; a data link's batches say it with their TIME frames), and its next message is sampled.
+   */
+  chunkStart(ingestMs?: number): void {
+    if (ingestMs !== undefined) this.latency.from(ingestMs);
+    this.sampleNext = true;
+  }
+
+  /** The chunk is handled: its outputs are counted against their ingest time. */
+  chunkEnd(): void {
+    this.latency.settle();
+  }
+
+  private takeSample(): true {
+    this.sampleNext = false;
     return true;
   }
 
@@ -127,7 +133,7 @@ export class Dataflow {
         log.warn("decode_dropped", `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame (${this.decodeDrops} so far)`);
       return;
     }
-    this.run(msg, 0, "", 0, view, false, this.sampled());
+    this.run(msg, 0, "", 0, view, false, this.sampleNext && this.takeSample());
   }
 
   /** One record routed to this worker by a peer. */
@@ -143,7 +149,7 @@ export class Dataflow {
       return;
     }
     if (msg === null || msg === undefined) return;
-    this.run(msg, stage, key, slot, raw ? view : null, true, this.sampled());
+    this.run(msg, stage, key, slot, raw ? view : null, true, this.sampleNext && this.takeSample());
   }
 
   /**
@@ -177,8 +183,7 @@ export class Dataflow {
           return;
         }
         let out: unknown;
-        this.stepRuns[i]!++;
-        const t0 = timed ? this.clock.now() : 0;
+        const t0 = timed ? this.clock.now() : -1;
         try {
           out = (st as MapStage).fn(msg);
         } catch (err) {
@@ -186,15 +191,13 @@ export class Dataflow {
           this.fail(`step "${st.name}" threw: ${(err as Error).message}`);
           return;
         }
-        if (timed) this.timed(i, t0);
+        if (t0 >= 0) this.timed(i, t0);
         if (out === null || out === undefined) {
           this.stepFiltered[i]!++;
           return;
         }
         if (st.multi) {
-          const outs = out as unknown[];
-          this.stepFanout[i]! += outs.length;
-          for (const o of outs) this.run(o, i + 1, key, slot, null, false);
+          for (const o of out as unknown[]) this.run(o, i + 1, key, slot, null, false);
           return;
         }
         msg = out;
@@ -225,8 +228,7 @@ export class Dataflow {
         return;
       }
       let out: unknown;
-      this.stepRuns[i]!++;
-      const t0 = timed ? this.clock.now() : 0;
+      const t0 = timed ? this.clock.now() : -1;
       try {
         out = (st as StatefulStage).fn(msg, this.state.get(i, slot, key), key);
       } catch (err) {
@@ -234,7 +236,7 @@ export class Dataflow {
         this.fail(`step "${st.name}" threw on key "${key}": ${(err as Error).message}`);
         return;
       }
-      if (timed) this.timed(i, t0);
+      if (t0 >= 0) this.timed(i, t0);
       if (out === null || out === undefined) {
         this.stepFiltered[i]!++;
         return;

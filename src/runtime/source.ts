@@ -11,9 +11,14 @@ import { systemClock, type Clock } from "../clock.ts";
 import { Histogram } from "../metrics/histogram.ts";
 import { ChunkMeter } from "./chunk-meter.ts";
 import { LoggedChunk, type LogFrames } from "./logged-chunk.ts";
-import type { OutputLatency } from "./output-latency.ts";
 
 export type Ingest = (buf: Uint8Array, start: number, end: number, conn: number) => void;
+
+/** Told when a chunk's frames were read (ingested now) and when they are all handled. */
+export interface ChunkObserver {
+  chunkStart(ingestMs: number): void;
+  chunkEnd(): void;
+}
 
 export class Source {
   private server: Server | undefined;
@@ -42,8 +47,7 @@ export class Source {
     /** With resilience: the input log, written before the frames are processed. */
     private readonly record?: LogFrames,
     private readonly clock: Clock = systemClock,
-    /** Told when each chunk's frames were ingested, and when their outputs are written. */
-    private readonly latency?: OutputLatency,
+    private readonly observer?: ChunkObserver,
   ) {
     this.meter = new ChunkMeter(clock);
   }
@@ -68,7 +72,7 @@ export class Source {
         data: (l, chunk) => {
           const before = this.frames;
           this.meter.begin();
-          this.latency?.from(this.clock.epochMs());
+          this.observer?.chunkStart(this.clock.epochMs());
           let err;
           if (logged) {
             logged.begin(chunk);
@@ -84,7 +88,7 @@ export class Source {
             l.destroy();
           }
           this.meter.end(this.frames - before, this.seconds);
-          this.latency?.settle();
+          this.observer?.chunkEnd();
           this.afterChunk();
         },
         close: (l) => {

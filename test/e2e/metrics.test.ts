@@ -72,8 +72,12 @@ describe("metrics", () => {
     expect(sampleValue(fi, "wallaroo_processing_seconds_count", { source: "alphabet" })).toBe(n);
     expect(total(all, "wallaroo_sink_messages_total")).toBe(n);
     expect(total(all, "wallaroo_latency_seconds_count")).toBe(n);
-    expect(total(all, "wallaroo_step_messages_in_total", { step: "add votes" })).toBe(n);
-    expect(total(all, "wallaroo_step_messages_out_total", { step: "add votes" })).toBe(n);
+    // One sampled run per chunk at most, and some: every worker ran the step.
+    for (const f of all) {
+      const sampled = sampleValue(f, "wallaroo_step_seconds_count", { step: "add votes" });
+      expect(sampled).toBeGreaterThan(0);
+      expect(sampled).toBeLessThan(n / 2);
+    }
     // What the initializer routed to w1 is what w1 read from it, and every record was timed.
     const routed = sampleValue(fi, "wallaroo_data_sent_messages_total", { peer: "w1" });
     expect(routed).toBeGreaterThan(0);

@@ -36,7 +36,7 @@ function setup(epoch = 1, floor = 0) {
   const host = {
     clock: systemClock,
     statsOf: () => stats,
-    dataflow: { latency: { from: () => {}, settle: () => {} } },
+    dataflow: { latency: { from: () => {} }, chunkStart: () => {}, chunkEnd: () => {} },
     migration,
     pausedForSink: () => false,
     afterChunk: () => {},
