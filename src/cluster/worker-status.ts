@@ -33,6 +33,8 @@ export interface ObservedWorker {
   sources(): readonly Source[];
   /** Per member name: what its data links brought in. */
   inbound(): ReadonlyMap<string, InboundStats>;
+  /** Records from members no longer in `inbound()`. */
+  recordsFromGone(): number;
   coordinator(): Coordinator | undefined;
   committed(): readonly Member[];
   down(): readonly string[];
@@ -58,7 +60,7 @@ export function readiness(w: ObservedWorker): { ready: boolean; why?: string } {
 
 /** Messages read here: source frames and records from peers. */
 export function messagesIn(w: ObservedWorker): number {
-  let n = 0;
+  let n = w.recordsFromGone();
   for (const s of w.sources()) n += s.frames;
   for (const st of w.inbound().values()) n += st.records;
   return n;

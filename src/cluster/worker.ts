@@ -106,6 +106,8 @@ export class Worker implements Router {
   private readonly inbound = new Set<InboundData>();
   /** What each member's data links brought in, by name, for the metrics. */
   private readonly inboundStats = new Map<string, InboundStats>();
+  /** Records received from members whose stats were dropped: the messages-in counter never goes down. */
+  private recordsFromGone = 0;
   /** A shrink's plan named this worker: it is leaving (unready) until it exits or the event is undone. */
   private leaving = false;
   private readonly statuses: Gathering<WorkerStatus>;
@@ -710,7 +712,11 @@ export class Worker implements Router {
         let st = this.inboundStats.get(name);
         if (st) return st;
         // Bounded by the members: those gone by now take their series with them.
-        for (const n of this.inboundStats.keys()) if (!this.membershipState.byName(n)) this.inboundStats.delete(n);
+        for (const [n, gone] of this.inboundStats) {
+          if (this.membershipState.byName(n)) continue;
+          this.recordsFromGone += gone.records;
+          this.inboundStats.delete(n);
+        }
         this.inboundStats.set(name, (st = newInboundStats()));
         return st;
       },
@@ -790,6 +796,7 @@ export class Worker implements Router {
       pressure: this.pressure,
       sources: () => this.sources,
       inbound: () => this.inboundStats,
+      recordsFromGone: () => this.recordsFromGone,
       coordinator: () => this.coordinator,
       committed: () => this.membershipState.committed,
       down: () => this.downNames,
