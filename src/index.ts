@@ -2,9 +2,11 @@
 // into its own copy when the compiled binary imports the module at run time) or, better, default-
 // exports a function that receives this module's namespace as its argument:
 //
-//   import type { WallarooApi } from "wallaroo/src/index.ts";
+//   import type { WallarooApi } from "wallaroo";
 //   export default (api: WallarooApi) => api.application("x").source(...)...toSink(...);
 //
+// ("wallaroo" is the specifier the binary answers with this module: src/app/api-module.ts;
+// `wallaroo types` prints its declarations.)
 // Everything here is plain functions over plain data: no classes to `instanceof`, no shared state.
 
 /** Starts a pipeline: `application(name).source(...)...toSink(...)` returns an `AppSpec`. */
@@ -35,6 +37,9 @@ export type {
 
 /** The bytes an encoder writes for one output, as the sink would: for an application's tests. */
 export { encodeOutput } from "./runtime/output-writer.ts";
+/** An application's pipeline run in-process on the worker's dataflow, for its tests. */
+export { testPipeline } from "./testing/pipeline-harness.ts";
+export type { ApplicationExport, HarnessWorker, PipelineHarness } from "./testing/pipeline-harness.ts";
 
 /** The type of this module's namespace: what a default-exported `(api) => AppSpec` receives. */
 export type WallarooApi = typeof import("./index.ts");

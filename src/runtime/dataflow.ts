@@ -3,20 +3,25 @@
 // stateless steps wherever the message is, stateful steps on the worker holding the key's slot,
 // and the sink on the worker that produced the output.
 // Which slots are where is the Router's (src/runtime/router.ts).
-import type { AppSpec, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
+import type { AppSpec, Encoder, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
 import { MAX_KEY_BYTES, RECORD_FLAG, utf8Length } from "../codec/data.ts";
 import { assert } from "../assert.ts";
 import { log } from "../log.ts";
 import { KeyedState } from "./keyed-state.ts";
 import { SLOT_STATUS, type Router } from "./router.ts";
 import { slotOf } from "./slot-hash.ts";
-import type { Sink } from "./sink.ts";
 import { serialize, deserialize } from "bun:jsc";
 
 const jscMessageCodec: MessageCodec<unknown> = {
   encode: (m) => new Uint8Array(serialize(m)),
   decode: (b) => deserialize(b),
 };
+
+/** Where outputs go: the worker's Sink, or an in-process capture (src/testing/pipeline-harness.ts). */
+export interface OutputSink {
+  /** Encodes one output; returns why it was dropped, or null. */
+  output(encode: Encoder<unknown>, msg: unknown): string | null;
+}
 
 interface Held {
   stage: number;
@@ -38,11 +43,17 @@ export class Dataflow {
   decodeDrops = 0;
   misrouted = 0;
   errors = 0;
+  /**
+   * Told of each message dropped, instead of the log: `failed` when application code failed (a
+   * decoder, key function, step, encoder or codec threw), not when a decoder returned nothing.
+   * The test harness turns failures into exceptions.
+   */
+  onDrop: ((message: string, failed: boolean) => void) | undefined = undefined;
 
   constructor(
     private readonly app: AppSpec,
     private readonly router: Router,
-    private readonly sink: Sink,
+    private readonly sink: OutputSink,
   ) {
     this.state = new KeyedState(app);
     this.stages = app.stages;
@@ -73,12 +84,14 @@ export class Dataflow {
       msg = this.decode(view);
     } catch (err) {
       this.decodeDrops++;
+      if (this.onDrop) return this.onDrop(`Unable to decode message at ${this.app.source.name} source: ${(err as Error).message}`, true);
       if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
         log.error("decode_failed", `Unable to decode message at ${this.app.source.name} source: ${(err as Error).message} (${this.decodeDrops} so far)`);
       return;
     }
     if (msg === null || msg === undefined) {
       this.decodeDrops++;
+      if (this.onDrop) return this.onDrop(`${this.app.source.name} source: decoder dropped a ${end - start}-byte frame`, false);
       if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
         log.warn("decode_dropped", `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame (${this.decodeDrops} so far)`);
       return;
@@ -95,6 +108,7 @@ export class Dataflow {
       msg = raw ? this.decode(view) : this.codec.decode(view.slice());
     } catch (err) {
       this.errors++;
+      if (this.onDrop) return this.onDrop(`A message routed from a peer could not be decoded: ${(err as Error).message}`, true);
       log.error("record_undecodable", `A message routed from a peer could not be decoded: ${(err as Error).message}`);
       return;
     }
@@ -236,6 +250,7 @@ export class Dataflow {
 
   private fail(message: string): void {
     this.errors++;
+    if (this.onDrop) return this.onDrop(message, true);
     if (this.errors <= 20 || this.errors % 10000 === 0) log.error("step_failed", `${message} (message dropped; ${this.errors} errors so far)`);
   }
 

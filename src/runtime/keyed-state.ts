@@ -56,6 +56,11 @@ export class KeyedState {
     return s;
   }
 
+  /** The state of `key` at `stage` if it has one here; nothing is created or marked changed. */
+  peek(stage: number, slot: number, key: string): unknown {
+    return this.maps[stage]?.[slot]?.get(key);
+  }
+
   /** Serialises and removes every key of `slot`, across all stateful stages. */
   takeSlot(slot: number): ExportedEntry[] {
     const out = this.exportSlot(slot);
