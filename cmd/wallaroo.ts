@@ -15,6 +15,7 @@ export const commands = {
   query: () => load(import("./commands/query.ts")),
   shrink: () => load(import("./commands/shrink.ts")),
   shutdown: () => load(import("./commands/shutdown.ts")),
+  types: () => load(import("./commands/types.ts")),
 } as const;
 
 const main = defineCommand({
