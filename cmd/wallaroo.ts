@@ -15,6 +15,7 @@ export const commands = {
   query: () => load(import("./commands/query.ts")),
   shrink: () => load(import("./commands/shrink.ts")),
   shutdown: () => load(import("./commands/shutdown.ts")),
+  check: () => load(import("./commands/check.ts")),
   types: () => load(import("./commands/types.ts")),
 } as const;
 
