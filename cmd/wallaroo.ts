@@ -15,7 +15,9 @@ export const commands = {
   query: () => load(import("./commands/query.ts")),
   shrink: () => load(import("./commands/shrink.ts")),
   shutdown: () => load(import("./commands/shutdown.ts")),
+  init: () => load(import("./commands/init.ts")),
   check: () => load(import("./commands/check.ts")),
+  test: () => load(import("./commands/test.ts")),
   types: () => load(import("./commands/types.ts")),
 } as const;
 
