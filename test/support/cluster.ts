@@ -29,6 +29,11 @@ export interface ClusterOptions {
    * restarted initializer must listen where the members and the producers find it again.
    */
   initializerPorts?: { control: number; data: number; source: number };
+  /** The source's name in `--in` (default: the application's). */
+  sourceName?: string;
+  /** Every worker's whole environment and working directory (default: ours). */
+  env?: Record<string, string>;
+  cwd?: string;
 }
 
 /** The log lines that carry the ports a worker was given. */
@@ -87,12 +92,12 @@ export class Cluster {
 
   private spawn(name: string, args: string[]): Child {
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.log`) : undefined;
-    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${this.sinkPort}`, ...args, ...(this.opts.extraArgs ?? [])], { binary: this.binary, logPath });
+    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${this.sinkPort}`, ...args, ...(this.opts.extraArgs ?? [])], { binary: this.binary, logPath, env: this.opts.env, cwd: this.opts.cwd });
   }
 
   /** Runs `wallaroo <args>` with this cluster's binary. */
   run(args: string[], deadline_ms = 20_000): Promise<RunResult> {
-    return run(args, deadline_ms, this.binary);
+    return run(args, deadline_ms, this.binary, { env: this.opts.env, cwd: this.opts.cwd });
   }
 
   /** Forms a cluster of `n`: the initializer and w1 … w(n−1); returns once every member reports all of them. */
@@ -111,7 +116,7 @@ export class Cluster {
   async startInitializer(n: number): Promise<Member> {
     const fixed = this.opts.initializerPorts;
     const child = this.spawn("initializer", [
-      "--in", `${this.app}@${HOST}:${fixed?.source ?? 0}`,
+      "--in", `${this.opts.sourceName ?? this.app}@${HOST}:${fixed?.source ?? 0}`,
       "--control", `${HOST}:${fixed?.control ?? 0}`,
       "--data", `${HOST}:${fixed?.data ?? 0}`,
       "--external", `${HOST}:0`,
@@ -145,7 +150,7 @@ export class Cluster {
     this.restarts.set(name, n);
     // A log of its own: the first process's log is kept.
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.restart${n}.log`) : undefined;
-    const child = new Child(name, old.child.cmd, { logPath });
+    const child = new Child(name, old.child.cmd, { logPath, env: this.opts.env, cwd: this.opts.cwd });
     const m: Member = { name, child, control: await loggedPort(child, "control"), external: await loggedPort(child, "external") };
     if (name === this.initializer.name) {
       this.sourcePort = await loggedPort(child, "source");
