@@ -1,12 +1,10 @@
-// The public API for application authors. An application module either imports these (bundled
-// into its own copy when the compiled binary imports the module at run time) or, better, default-
-// exports a function that receives this module's namespace as its argument:
+// The public API for application authors. An application module imports it as "wallaroo", which
+// the binary answers with this very module (src/app/api-module.ts; `wallaroo types` prints its
+// declarations), or default-exports a function that receives this module's namespace:
 //
 //   import type { WallarooApi } from "wallaroo";
 //   export default (api: WallarooApi) => api.application("x").source(...)...toSink(...);
 //
-// ("wallaroo" is the specifier the binary answers with this module: src/app/api-module.ts;
-// `wallaroo types` prints its declarations.)
 // Everything here is plain functions over plain data: no classes to `instanceof`, no shared state.
 
 /** Starts a pipeline: `application(name).source(...)...toSink(...)` returns an `AppSpec`. */

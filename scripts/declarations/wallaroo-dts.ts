@@ -14,8 +14,7 @@ export const BUN_TEST_EXPORTS = ["describe", "test", "it", "expect", "beforeAll"
 
 /** The declarations file for `version`, from the repository at `root`. Throws when it does not type-check alone. */
 export function wallarooDeclarations(root: string, version: string): string {
-  const emitted = emitDeclarations(root);
-  const api = bundleDeclarations({ moduleName: "wallaroo", entry: join(root, "src/index.d.ts"), read: (p) => emitted.get(p) });
+  const api = bundleDeclarations({ moduleName: "wallaroo", entry: join(root, "src/index.d.ts"), read: declarationEmitter(root) });
   const bunTypes = join(root, "node_modules/bun-types/test.d.ts");
   const bunTest = bundleDeclarations({
     moduleName: "bun:test",
@@ -38,19 +37,26 @@ export function wallarooDeclarations(root: string, version: string): string {
   return text;
 }
 
-/** tsc's declarations of src/index.ts and everything it imports, by absolute path, in memory. */
-function emitDeclarations(root: string): Map<string, string> {
+/**
+ * tsc's declarations of the files of src/index.ts's program, by the absolute path of the .d.ts,
+ * each emitted when first asked for: the bundler asks only for those the exports reach.
+ */
+function declarationEmitter(root: string): (dtsPath: string) => string | undefined {
   const config = ts.getParsedCommandLineOfConfigFile(join(root, "tsconfig.json"), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
   if (!config) throw new Error(`cannot read ${join(root, "tsconfig.json")}`);
   const options: ts.CompilerOptions = { ...config.options, noEmit: false, declaration: true, emitDeclarationOnly: true, outDir: undefined, declarationDir: undefined };
-  const host = ts.createCompilerHost(options);
-  const out = new Map<string, string>();
-  host.writeFile = (path, text) => void out.set(path, text);
-  const program = ts.createProgram([join(root, "src/index.ts")], options, host);
-  const result = program.emit(undefined, undefined, undefined, true);
-  const diagnostics = [...ts.getPreEmitDiagnostics(program), ...result.diagnostics];
-  if (diagnostics.length > 0) throw new Error(`declaration emit failed:\n${format(diagnostics)}`);
-  return out;
+  const program = ts.createProgram([join(root, "src/index.ts")], options);
+  const emitted = new Map<string, string>();
+  return (dtsPath) => {
+    if (!emitted.has(dtsPath)) {
+      const source = program.getSourceFile(dtsPath.replace(/\.d\.ts$/, ".ts"));
+      if (!source) return undefined;
+      const result = program.emit(source, (path, text) => void emitted.set(path, text), undefined, true);
+      // Type errors are `tsc --noEmit`'s to report; here only what stops declarations being emitted.
+      if (result.diagnostics.length > 0) throw new Error(`declaration emit failed:\n${format(result.diagnostics)}`);
+    }
+    return emitted.get(dtsPath);
+  };
 }
 
 /** Diagnostics of `text` as the only declarations besides lib.esnext, used by a file importing both modules. */
