@@ -84,16 +84,16 @@ export class Dataflow {
       msg = this.decode(view);
     } catch (err) {
       this.decodeDrops++;
-      if (this.onDrop) return this.onDrop(`Unable to decode message at ${this.app.source.name} source: ${(err as Error).message}`, true);
-      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
-        log.error("decode_failed", `Unable to decode message at ${this.app.source.name} source: ${(err as Error).message} (${this.decodeDrops} so far)`);
+      const why = `Unable to decode message at ${this.app.source.name} source: ${(err as Error).message}`;
+      if (this.onDrop) return this.onDrop(why, true);
+      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0) log.error("decode_failed", `${why} (${this.decodeDrops} so far)`);
       return;
     }
     if (msg === null || msg === undefined) {
       this.decodeDrops++;
-      if (this.onDrop) return this.onDrop(`${this.app.source.name} source: decoder dropped a ${end - start}-byte frame`, false);
-      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
-        log.warn("decode_dropped", `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame (${this.decodeDrops} so far)`);
+      const why = `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame`;
+      if (this.onDrop) return this.onDrop(why, false);
+      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0) log.warn("decode_dropped", `${why} (${this.decodeDrops} so far)`);
       return;
     }
     this.run(msg, 0, "", 0, view, false);
@@ -108,8 +108,9 @@ export class Dataflow {
       msg = raw ? this.decode(view) : this.codec.decode(view.slice());
     } catch (err) {
       this.errors++;
-      if (this.onDrop) return this.onDrop(`A message routed from a peer could not be decoded: ${(err as Error).message}`, true);
-      log.error("record_undecodable", `A message routed from a peer could not be decoded: ${(err as Error).message}`);
+      const why = `A message routed from a peer could not be decoded: ${(err as Error).message}`;
+      if (this.onDrop) return this.onDrop(why, true);
+      log.error("record_undecodable", why);
       return;
     }
     if (msg === null || msg === undefined) return;
