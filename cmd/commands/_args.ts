@@ -21,6 +21,14 @@ export const timeoutArg = {
   timeout: { type: "string", description: "seconds to wait for an answer", default: "10", valueHint: "seconds" },
 } as const satisfies ArgsDef;
 
+export const secretArg = {
+  "cluster-secret-file": {
+    type: "string",
+    description: "file holding the cluster secret (or set WALLAROO_CLUSTER_SECRET); generate with: openssl rand -hex 32",
+    valueHint: "path",
+  },
+} as const satisfies ArgsDef;
+
 /** Applies --log-level/--log-format; unknown values are usage errors. */
 export function applyLogArgs(args: { "log-level"?: string; "log-format"?: string }, worker?: string): void {
   const level = args["log-level"] ?? "info";

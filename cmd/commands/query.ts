@@ -5,8 +5,9 @@ import { defineCommand } from "citty";
 import { formatHostPort, parseHostPort } from "../../src/address.ts";
 import { EXTERNAL_MSG, encodeClusterStatus, encodeShrinkRequest, formatClusterStatus, parseClusterStatus } from "../../src/codec/external.ts";
 import { UsageError, WallarooError } from "../../src/errors.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, timeoutArg } from "./_args.ts";
 import { incorrectType, parseTimeoutMs, renderEligible } from "./shrink.ts";
 
 const M = EXTERNAL_MSG;
@@ -61,6 +62,7 @@ const args = {
   ...externalArg,
   ...jsonArg,
   ...timeoutArg,
+  ...secretArg,
   ...logArgs,
 } as const;
 
@@ -80,7 +82,8 @@ export default defineCommand({
     const json = a.json === true;
 
     const payload = w === "eligible" ? encodeShrinkRequest({ query: true, node_names: [], node_count: 0 }) : "";
-    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs });
+    const secret = await readClusterSecret(a["cluster-secret-file"]);
+    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs, secret });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
 
     let out: string;

@@ -11,8 +11,9 @@ import {
   type ShrinkRequest,
 } from "../../src/codec/external.ts";
 import { EXIT, UsageError, WallarooError } from "../../src/errors.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, repeatedValues, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, repeatedValues, timeoutArg } from "./_args.ts";
 
 const ONE_OF = "You must specify exactly one of --query, --count, or --workers";
 /** A day: long enough for any honest wait, short enough to stay a deadline. */
@@ -47,6 +48,7 @@ const args = {
   workers: { type: "string", alias: "w", description: "remove these workers", valueHint: "a,b,c" },
   ...jsonArg,
   ...timeoutArg,
+  ...secretArg,
   ...logArgs,
 } as const;
 
@@ -76,7 +78,8 @@ export default defineCommand({
     const timeoutMs = parseTimeoutMs(a.timeout);
     const where = formatHostPort(addr);
 
-    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs });
+    const secret = await readClusterSecret(a["cluster-secret-file"]);
+    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs, secret });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
     const json = a.json === true;
     if (reply.type === EXTERNAL_MSG.ShrinkQueryResponse) {

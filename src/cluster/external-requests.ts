@@ -5,6 +5,7 @@ import type { ControlBody, Member } from "../codec/control.ts";
 import { EXTERNAL_MSG, encodeClusterStatus, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
 import type { Clock } from "../clock.ts";
 import { log } from "../log.ts";
+import { refusedUnproven } from "./external-gate.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { ExternalReply } from "../runtime/external-server.ts";
 
@@ -31,9 +32,12 @@ export interface ExternalHost {
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">>;
   clusterKeyCounts(reply: ExternalReply): void;
   shutdown(reason: string | undefined): void;
+  /** The cluster has a secret: requests that change it must be signed (src/cluster/external-gate.ts). */
+  readonly secured: boolean;
 }
 
-export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply): void {
+export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, proven = false): void {
+  if (refusedUnproven(h.secured, type, payload, proven, reply)) return;
   switch (type) {
     case EXTERNAL_MSG.ClusterStatusQuery: {
       if (!h.isReady()) return reply(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized, "");

@@ -37,6 +37,10 @@ export const EXTERNAL_MSG = {
   StatelessPartitionCountQueryResponse: 24,
   ClusterStateEntityCountQuery: 25,
   ClusterStateEntityCountQueryResponse: 26,
+  // Ours, not the original's: signed requests on a cluster with a secret (src/codec/external-auth.ts).
+  AuthenticatedRequest: 100,
+  RequestRefused: 101,
+  RequestAccepted: 102,
 } as const;
 export type ExternalMsgType = (typeof EXTERNAL_MSG)[keyof typeof EXTERNAL_MSG];
 

@@ -4,9 +4,10 @@
 // (the original answers nothing to a request it cannot decode).
 import type { Socket } from "bun";
 import { formatHostPort, type HostPort } from "../address.ts";
-import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_FRAME, externalBodyBytes } from "../codec/external.ts";
+import { encodeEnvelope } from "../codec/external-auth.ts";
+import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_FRAME, EXTERNAL_MSG, externalBodyBytes } from "../codec/external.ts";
 import { FrameReader } from "../codec/frame.ts";
-import { UnreachableError, WallarooError } from "../errors.ts";
+import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 
 export interface ExternalReply {
   readonly type: number;
@@ -17,6 +18,8 @@ export interface ExternalRequestOptions {
   /** false: fire and forget (CleanShutdown, Print); resolves null once the frame is handed to the kernel. */
   readonly expectReply: boolean;
   readonly timeoutMs: number;
+  /** The cluster secret: the request goes signed (src/codec/external-auth.ts), and a refusal of it is an error. */
+  readonly secret?: Uint8Array;
 }
 
 /** setTimeout's own ceiling; anything longer fires immediately. */
@@ -34,6 +37,14 @@ function reasonOf(err: unknown): string {
 export async function externalRequest(addr: HostPort, type: number, payload: string, opts: ExternalRequestOptions): Promise<ExternalReply | null> {
   if (!(opts.timeoutMs > 0 && opts.timeoutMs <= MAX_TIMEOUT_MS)) throw new RangeError(`timeoutMs must be in (0, ${MAX_TIMEOUT_MS}], not ${opts.timeoutMs}`);
   const where = formatHostPort(addr);
+  // Signed, the request is wrapped: a signed shutdown is answered, so it waits for the answer.
+  const expectReply = opts.expectReply || opts.secret !== undefined;
+  opts = { ...opts, expectReply };
+  if (opts.secret) {
+    const nonce = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+    payload = encodeEnvelope(opts.secret, type, payload, Date.now(), nonce);
+    type = EXTERNAL_MSG.AuthenticatedRequest;
+  }
   const bodyBytes = externalBodyBytes(payload);
   if (bodyBytes > EXTERNAL_MAX_FRAME) {
     throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_FRAME} bytes.`);
@@ -69,7 +80,8 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
       // The server skips zero-length frames; so do we. Only the first real frame is the answer.
       if (finished || end === start) return;
       const d = decodeExternalBody(buf.subarray(start, end));
-      if (d.ok) finish(null, { type: d.type, payload: d.payload });
+      if (d.ok && d.type === EXTERNAL_MSG.RequestRefused) finish(new RefusedError(`${where} refused the request: ${d.payload}`));
+      else if (d.ok) finish(null, { type: d.type, payload: d.payload });
       else finish(new WallarooError(`Received an invalid message from ${where}: ${d.reason}.`));
     });
     if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel?`));

@@ -1,27 +1,68 @@
 // The external channel listener (`--external`): Wallaroo-compatible requests from operators'
 // tools. Zero-length frames are skipped, bodies over 16 KiB close the connection, undecodable
 // bodies are logged and answered with nothing, and the connection stays open for more requests.
+// A signed request (src/codec/external-auth.ts) is unwrapped here: the handler learns whether
+// it was proven to come from a holder of the cluster secret, and decides what needs that.
 import type { HostPort } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import { FrameReader } from "../codec/frame.ts";
-import { EXTERNAL_MAX_FRAME, decodeExternalBody, encodeExternal, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MAX_FRAME, EXTERNAL_MSG, decodeExternalBody, encodeExternal, isExternalMsgType, type ExternalMsgType } from "../codec/external.ts";
+import { envelopeSigned, parseEnvelope } from "../codec/external-auth.ts";
 import { InvariantError } from "../assert.ts";
 import { log } from "../log.ts";
 import type { Server, Transport } from "../net/transport.ts";
+import { NonceWindow } from "../security/nonce-window.ts";
 
 export type ExternalReply = (type: ExternalMsgType, payload: string) => void;
-export type ExternalHandler = (type: ExternalMsgType, payload: string, reply: ExternalReply) => void;
+/** `proven`: the request came signed with the cluster secret this worker holds. */
+export type ExternalHandler = (type: ExternalMsgType, payload: string, reply: ExternalReply, proven: boolean) => void;
+
+export interface ExternalServerOptions {
+  /** The cluster secret: signed requests are checked against it. */
+  secret?: Uint8Array;
+  /** Wall-clock milliseconds since the epoch (a signed request carries its sender's). */
+  now?: () => number;
+}
+
+/** Requests that have no answer of their own: a signed one is acknowledged, so its sender knows. */
+const NO_ANSWER: ReadonlySet<number> = new Set([EXTERNAL_MSG.Print, EXTERNAL_MSG.RotateLog, EXTERNAL_MSG.CleanShutdown, EXTERNAL_MSG.ReportStatus]);
 
 export async function startExternalServer(
   workerName: string,
   addr: HostPort,
   transport: Transport,
   handle: ExternalHandler,
+  opts: ExternalServerOptions = {},
 ): Promise<Server> {
+  const nonces = new NonceWindow();
+  const now = opts.now ?? Date.now;
   const server = await transport.listen(addr.host, addr.port, (link) => {
     const reader = new FrameReader(EXTERNAL_MAX_FRAME);
     const reply: ExternalReply = (type, payload) => {
       if (!link.closed) link.write(encodeExternal(type, payload));
+    };
+    const dispatch = (type: number, payload: string, proven: boolean) => {
+      if (!isExternalMsgType(type)) return void log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type})`);
+      try {
+        handle(type, payload, reply, proven);
+      } catch (err) {
+        // A broken invariant is the worker's failure, not the request's (src/fault.ts decides).
+        if (err instanceof InvariantError) throw err;
+        log.error("external_failed", `External request of type ${type} failed: ${(err as Error).message}`);
+      }
+    };
+    const signed = (json: string) => {
+      const e = parseEnvelope(json);
+      if (!e) return reply(EXTERNAL_MSG.RequestRefused, "Refused: the signed request is malformed.");
+      if (opts.secret) {
+        const why = !envelopeSigned(opts.secret, e) ? "it is not signed with this cluster's secret" : nonces.admit(e.nonce, e.ts, now());
+        if (why) {
+          log.warn("external_refused", `Refused a signed request of type ${e.type} from ${link.remote}: ${why}`);
+          return reply(EXTERNAL_MSG.RequestRefused, `Refused: ${why}.`);
+        }
+      }
+      if (NO_ANSWER.has(e.type)) reply(EXTERNAL_MSG.RequestAccepted, "");
+      dispatch(e.type, e.payload, opts.secret !== undefined);
     };
     const onFrame = (buf: Uint8Array, start: number, end: number) => {
       if (end === start) return;
@@ -30,13 +71,8 @@ export async function startExternalServer(
         log.warn("external_undecodable", `Error decoding External Message on external channel. (${d.reason})`);
         return;
       }
-      try {
-        handle(d.type, d.payload, reply);
-      } catch (err) {
-        // A broken invariant is the worker's failure, not the request's (src/fault.ts decides).
-        if (err instanceof InvariantError) throw err;
-        log.error("external_failed", `External request of type ${d.type} failed: ${(err as Error).message}`);
-      }
+      if (d.type === EXTERNAL_MSG.AuthenticatedRequest) signed(d.payload);
+      else dispatch(d.type, d.payload, false);
     };
     return {
       data: (l, chunk) => {

@@ -39,9 +39,9 @@ const GOLDEN = [
 ] as const;
 
 describe("external message ids", () => {
-  test("1..26 with the original's names, no gaps or duplicates", () => {
+  test("1..26 with the original's names, no gaps or duplicates; ours from 100 on", () => {
     const ids: number[] = Object.values(EXTERNAL_MSG).sort((a, b) => a - b);
-    expect(ids).toEqual(Array.from({ length: 26 }, (_, i) => i + 1));
+    expect(ids).toEqual([...Array.from({ length: 26 }, (_, i) => i + 1), 100, 101, 102]);
     expect(EXTERNAL_MSG.Print).toBe(1);
     expect(EXTERNAL_MSG.ShrinkRequest).toBe(4);
     expect(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized).toBe(11);
