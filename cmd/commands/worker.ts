@@ -10,8 +10,11 @@ import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RESILIENCE_DIR } from "../../sr
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
+import { systemClock } from "../../src/clock.ts";
+import { channelsOver } from "../../src/net/channels.ts";
 import { tcpTransport } from "../../src/net/tcp.ts";
-import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
+import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg } from "./_args.ts";
 
 const args = {
   "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
@@ -31,6 +34,7 @@ const args = {
   "time-between-checkpoints": { type: "string", description: "checkpoint interval (default 1s; a bare number is nanoseconds, as in the original)", valueHint: "1s|250ms|ns" },
   "resilience-fsync": { type: "boolean", description: "sync every checkpoint and input-log write to disk, so a machine crash loses nothing either (slower)" },
   "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s, at least 500ms)", valueHint: "1s|2s" },
+  ...secretArg,
   ...logArgs,
 } as const;
 
@@ -167,8 +171,15 @@ export default defineCommand({
     setLogWorker(cfg.name);
     if (cfg.role !== "initializer" && cfg.sources.length > 0)
       log.info("in_not_listened", "--in given to a non-initializer: sources are hosted by the initializer, so this worker does not listen on it");
+    const secret = await readClusterSecret(typeof a["cluster-secret-file"] === "string" ? a["cluster-secret-file"] : undefined);
+    if (!secret)
+      log.warn(
+        "no_cluster_secret",
+        "No cluster secret: this worker's control and data ports accept anyone who can reach them. Give every member --cluster-secret-file (docs/security.md).",
+      );
     const app = await loadApplication(cfg.module);
-    const worker = new Worker({ ...cfg, app, transport: tcpTransport });
+    const channels = channelsOver(tcpTransport, { secret, clock: systemClock });
+    const worker = new Worker({ ...cfg, app, transport: tcpTransport, channels, secret });
     const onSignal = (sig: string) => {
       log.info("signal", `Received ${sig}: shutting the cluster down cleanly`);
       void worker.shutdown(true, `${sig} received by ${cfg.name}`);

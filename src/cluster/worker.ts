@@ -11,6 +11,7 @@ import { systemClock, type Clock } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member, type Topology } from "../codec/control.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
+import type { Channels } from "../net/channels.ts";
 import type { Link, LinkHandlers, Server, Transport } from "../net/transport.ts";
 import { Dataflow } from "../runtime/dataflow.ts";
 import { startExternalServer } from "../runtime/external-server.ts";
@@ -18,6 +19,7 @@ import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
 import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
+import type { SenderRole } from "./control-roles.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
@@ -53,7 +55,12 @@ export interface WorkerConfig {
   sources: SourceAddress[];
   out?: HostPort;
   app: AppSpec;
+  /** The network: every channel over it, unless `channels` says otherwise. */
   transport: Transport;
+  /** Per channel (src/net/channels.ts): the handshake on control and data, TLS. */
+  channels?: Partial<Channels>;
+  /** The cluster secret: the external channel's requests that change the cluster must be signed with it. */
+  secret?: Uint8Array;
   /** Defaults to the system clock; the simulation passes a virtual one. */
   clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
@@ -71,6 +78,8 @@ export const WORKER_LIMITS = {
   leaverLingerMs: 10_000,
   /** A stopping worker gives its sink this long to flush. */
   sinkFlushMs: 5000,
+  /** An accepted control or data connection must send its first frame within this. */
+  firstFrameMs: 10_000,
 } as const;
 
 export class Worker implements Router {
@@ -79,6 +88,7 @@ export class Worker implements Router {
   readonly migration: Migration;
   readonly sink: Sink;
   private readonly clock: Clock;
+  private readonly net: Channels;
   private readonly table = new RoutingTable();
   private readonly membershipState: Membership;
   private readonly peers: Peers;
@@ -118,18 +128,21 @@ export class Worker implements Router {
     this.clock = cfg.clock ?? systemClock;
     this.membershipState = new Membership({ id: -1, name: cfg.name, host: "", controlPort: 0, dataPort: 0 });
     this.keyCounts = new ClusterKeyCounts(this.clock, (id, reqId) => this.peers.sendTo(id, "keyCountReq", { reqId }));
-    this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, cfg.transport, this.clock);
+    this.net = { control: cfg.transport, data: cfg.transport, external: cfg.transport, io: cfg.transport, ...cfg.channels };
+    this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, this.net.io, this.clock);
     this.dataflow = new Dataflow(cfg.app, this, this.sink);
     this.peers = new Peers({
       name: cfg.name,
       selfId: () => this.membershipState.selfId,
-      transport: cfg.transport,
+      controlTransport: this.net.control,
+      dataTransport: this.net.data,
       clock: this.clock,
       epoch: () => this.table.epoch,
       controlHandlers: (id, current) =>
         this.control.handlers(() => {
           if (current()) this.failures.linkLost(id, "control connection closed");
         }),
+      dialedControl: (link, name) => this.control.dialed(link, name),
       drained: () => this.pressure.check(),
       lost: (id, why) => this.failures.linkLost(id, why),
     });
@@ -173,7 +186,11 @@ export class Worker implements Router {
       isReady: () => this.ready,
       committed: () => this.membershipState.committed,
     });
-    this.control = new ControlLinks(this.controlTable(), () => this.clock.now());
+    this.control = new ControlLinks(
+      this.controlTable(),
+      () => this.clock.now(),
+      (link) => this.roleOf(link),
+    );
     this.heartbeats = new Heartbeats(
       {
         clock: this.clock,
@@ -216,7 +233,7 @@ export class Worker implements Router {
     });
     this.entry = new Entry({
       name: cfg.name,
-      transport: cfg.transport,
+      transport: this.net.control,
       clock: this.clock,
       self: () => this.membershipState.self,
       handlers: (closed) => this.control.handlers(closed),
@@ -352,16 +369,17 @@ export class Worker implements Router {
 
   async start(): Promise<void> {
     log.info("phase_1", "|~~ INIT PHASE I: Application is created! ~~|");
-    const t = this.cfg.transport;
+    const net = this.net;
     const controlAddr = this.isInitializer ? this.cfg.control! : this.cfg.myControl;
     const dataAddr = this.isInitializer ? this.cfg.data! : this.cfg.myData;
-    const controlServer = await t.listen(controlAddr.host, controlAddr.port, (link) => this.acceptControl(link));
+    const controlServer = await net.control.listen(controlAddr.host, controlAddr.port, (link) => this.acceptControl(link));
     this.myControlServer = controlServer;
-    const dataServer = await t.listen(dataAddr.host, dataAddr.port, (link) => this.acceptData(link));
+    const dataServer = await net.data.listen(dataAddr.host, dataAddr.port, (link) => this.acceptData(link));
     this.servers.push(controlServer, dataServer);
     if (this.cfg.external) {
       const ext = this.externalHost();
-      this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => answerExternal(ext, ty, p, r)));
+      const secret = this.cfg.secret;
+      this.servers.push(await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, proven) => answerExternal(ext, ty, p, r, proven), { secret }));
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
@@ -369,7 +387,7 @@ export class Worker implements Router {
         const src = new Source(
           s.name ?? this.cfg.app.source.name,
           s,
-          t,
+          net.io,
           (b, st, e) => this.dataflow.ingest(b, st, e),
           () => this.pressure.check(),
           input ? (framed, n) => input.append(framed, n) : undefined,
@@ -498,13 +516,47 @@ export class Worker implements Router {
 
   // ------------------------------------------------------------------------------- control
 
-  private acceptControl(_link: Link): LinkHandlers {
+  private acceptControl(link: Link): LinkHandlers {
+    this.closeUnlessSpoken(link, "control", () => this.control.hasSpoken(link));
     return this.control.handlers((l) => {
       this.formation?.linkClosed(l);
       // Only the link bound to a member speaks for it: a second one claiming its name does not.
       const m = this.control.isBound(l) ? this.memberOf(l) : undefined;
       if (m) this.failures.linkLost(m.id, "control connection closed");
     });
+  }
+
+  /**
+   * Who a control link speaks as (control-roles.ts). A name this cluster never admitted is a
+   * stranger's, however it introduced itself; a member that left keeps its role while its
+   * links linger, so its last words are judged by the handlers, not cut off.
+   */
+  private roleOf(link: Link): SenderRole {
+    if (link === this.entry.pending) return "entry";
+    const name = this.control.nameOf(link);
+    if (name === undefined) return "stranger";
+    if (name === INITIALIZER_NAME) return this.isInitializer ? "stranger" : "initializer";
+    return this.membershipState.byName(name) || this.membershipState.hasDeparted(name) ? "member" : "stranger";
+  }
+
+  /**
+   * An accepted connection must say who it is (or what it asks) within the deadline: one that
+   * connects and stays silent, or trickles a frame byte by byte, holds a slot of the port's cap.
+   */
+  private closeUnlessSpoken(link: Link, channel: string, spoken: () => boolean): void {
+    this.clock.setTimeout(() => {
+      if (link.closed || spoken()) return;
+      log.warn("silent_connection", `Closed a ${channel} connection from ${link.remote}: nothing said within ${WORKER_LIMITS.firstFrameMs / 1000} s`);
+      link.destroy();
+    }, WORKER_LIMITS.firstFrameMs);
+  }
+
+  /** A message naming its sender must come on that sender's link: one link, one member. */
+  private speaksFor(link: Link, name: string, type: string): boolean {
+    const own = this.control.nameOf(link);
+    if (own === name) return true;
+    log.warn("control_impostor", `Refused ${type} naming worker ${name} on the link of ${own ?? link.remote}`);
+    return false;
   }
 
   /** The member a control link speaks for, if it said who it is. */
@@ -566,7 +618,11 @@ export class Worker implements Router {
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
       topology: (_l, b) => this.adoptTopology(b),
-      connected: (_l, b) => (this.formation && !this.formation.formed ? this.formation.onConnected(b.name) : this.coordinator?.onConnected(b.name)),
+      connected: (l, b) => {
+        if (!this.speaksFor(l, b.name, "connected")) return;
+        if (this.formation && !this.formation.formed) this.formation.onConnected(b.name);
+        else this.coordinator?.onConnected(b.name);
+      },
       start: (_l, b) => this.onStart(b.members),
       join: (link, b) => this.requests.join(link, b),
       tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
@@ -580,7 +636,7 @@ export class Worker implements Router {
       keyCountReq: fromMember("keyCountReq", (from, b) =>
         this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: slotKeyCounts(this.dataflow, this.table.ownedSlots()) }),
       ),
-      keyCountReply: (_l, b) => this.keyCounts.collect(b),
+      keyCountReply: (l, b) => this.speaksFor(l, b.name, "keyCountReply") && this.keyCounts.collect(b),
       shutdown: (_l, b) => void this.shutdown(false, b.reason),
       abortJoin: (_l, b) => this.failures.forget(b.names),
       lost: (_l, b) => this.failures.lost(b.id),
@@ -682,8 +738,11 @@ export class Worker implements Router {
       barrier: (from, k, round, on) => this.res?.onBarrier(from, k, round, on),
       floor: () => this.floor,
       admittedAt: (name) => this.failures.admittedAt(name),
+      mayClaim: (c) => this.mayClaimData(c),
+      isMember: (id, name) => this.membershipState.byId(id)?.name === name || this.membershipState.hasDeparted(name),
     });
     this.inbound.add(inb);
+    this.closeUnlessSpoken(link, "data", () => inb.sender() !== -1);
     return {
       data: (_l, chunk) => inb.onChunk(chunk),
       close: () => {
@@ -691,6 +750,20 @@ export class Worker implements Router {
         inb.onClose();
       },
     };
+  }
+
+  private mayClaimData(c: InboundData): boolean {
+    const known = this.membershipState.byId(c.sender());
+    // A joiner's id may not be known here yet; a known id under another name is someone else's.
+    if (known && known.name !== c.senderName) return false;
+    for (const o of this.inbound) {
+      if (o === c || o.link.closed || o.sender() !== c.sender()) continue;
+      // The earlier link belongs to an incarnation before the rollback that took the sender back:
+      // it is on its way out, and the new one speaks for the sender now.
+      if (o.helloAt < this.failures.admittedAt(c.senderName) && c.helloAt >= this.failures.admittedAt(c.senderName)) continue;
+      return false;
+    }
+    return true;
   }
 
   private reportInstalled(epoch: number, slots: number[], keys: number, bytes: number): void {
@@ -723,6 +796,7 @@ export class Worker implements Router {
           reply,
         ),
       shutdown: (reason) => void this.shutdown(true, reason),
+      secured: this.cfg.secret !== undefined,
     };
   }
 

@@ -117,6 +117,8 @@ function listenerSide(link: Link, accept: (link: Link) => LinkHandlers, o: Hands
     },
     close(l, err) {
       o.clock.clearTimeout(timer);
+      // The dialler checks our proof before giving its own: one that leaves here holds another secret.
+      if (step === "proof") log.warn("handshake_refused", `Refused a ${o.channel} connection from ${link.remote}: it left during the handshake (it holds another cluster secret)`);
       upper?.close(l, err);
     },
   };

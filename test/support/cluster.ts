@@ -24,6 +24,8 @@ export interface ClusterOptions {
   logDir?: string;
   /** Extra flags for every worker; the log level must stay at info or above for the port lines. */
   extraArgs?: string[];
+  /** Extra flags for the harness's own `wallaroo shrink` and `shutdown` (a cluster secret). */
+  toolArgs?: string[];
   /**
    * Fixed ports for the initializer's control, data and source listeners instead of 0: a
    * restarted initializer must listen where the members and the producers find it again.
@@ -185,7 +187,7 @@ export class Cluster {
    */
   async shrink(args: string[], via: Member = this.initializer, deadline_ms = 30_000): Promise<RunResult & { leavers: string[] }> {
     const before = (await this.status(this.initializer))!.worker_names;
-    const r = await this.run(["shrink", "--external", `${HOST}:${via.external}`, ...args]);
+    const r = await this.run(["shrink", "--external", `${HOST}:${via.external}`, ...args, ...(this.opts.toolArgs ?? [])]);
     if (r.code !== 0) return { ...r, leavers: [] };
     const after = await poll("the shrink to take effect", deadline_ms, async () => {
       const s = await this.status(this.initializer);
@@ -247,7 +249,7 @@ export class Cluster {
    * on every sink connection.
    */
   async shutdown(deadline_ms = 20_000, receiver?: Receiver): Promise<void> {
-    const r = await this.run(["shutdown", "--external", `${HOST}:${this.initializer.external}`]);
+    const r = await this.run(["shutdown", "--external", `${HOST}:${this.initializer.external}`, ...(this.opts.toolArgs ?? [])]);
     const failures: string[] = r.code === 0 ? [] : [`wallaroo shutdown exited ${r.code}: ${r.stderr.trim()}`];
     await Promise.all(
       [...this.members.values()].map(async (w) => {
