@@ -18,7 +18,7 @@ import { startExternalServer } from "../runtime/external-server.ts";
 import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
-import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
+import { AutoscaleRequests, isWildcard, reachableHost, refuseLink } from "./autoscale-requests.ts";
 import type { SenderRole } from "./control-roles.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
@@ -61,6 +61,8 @@ export interface WorkerConfig {
   channels?: Partial<Channels>;
   /** The cluster secret: the external channel's requests that change the cluster must be signed with it. */
   secret?: Uint8Array;
+  /** `--advertise-host`: the address other members reach this worker at (default: its listen host). */
+  advertiseHost?: string;
   /** Defaults to the system clock; the simulation passes a virtual one. */
   clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
@@ -397,7 +399,8 @@ export class Worker implements Router {
       }
     }
     if (this.cfg.out) this.sink.start();
-    this.membershipState.adopt([{ id: this.isInitializer ? 0 : -1, name: this.name, host: controlAddr.host, controlPort: controlServer.port, dataPort: dataServer.port }]);
+    const host = this.cfg.advertiseHost ?? controlAddr.host;
+    this.membershipState.adopt([{ id: this.isInitializer ? 0 : -1, name: this.name, host, controlPort: controlServer.port, dataPort: dataServer.port }]);
     const ctl = formatHostPort({ host: controlAddr.host, port: controlServer.port });
     const dat = formatHostPort({ host: dataAddr.host, port: dataServer.port });
     log.info("listening", `${this.name} control: listening on ${ctl}; data: listening on ${dat}`, { control: ctl, data: dat });
@@ -551,6 +554,20 @@ export class Worker implements Router {
     }, WORKER_LIMITS.firstFrameMs);
   }
 
+  /**
+   * The initializer listening on a wildcard address (without --advertise-host) tells the others
+   * the address the first worker reached it at: a wildcard is nobody's address elsewhere. Only
+   * before anyone has its entry in a topology; its members reached it the same way after.
+   */
+  private learnSelfHost(link: Link | undefined): void {
+    const self = this.membershipState.self;
+    if (!this.isInitializer || !link || !isWildcard(self.host) || this.membershipState.members.length > 1) return;
+    const local = link.local.replace(/^::ffff:/, "");
+    if (!local || isWildcard(local)) return;
+    log.info("advertised_host", `The initializer listens on ${self.host}; it tells the cluster it is at ${local}, where ${this.control.nameOf(link) ?? link.remote} reached it (--advertise-host to choose)`);
+    this.membershipState.learnSelfHost(local);
+  }
+
   /** A message naming its sender must come on that sender's link: one link, one member. */
   private speaksFor(link: Link, name: string, type: string): boolean {
     const own = this.control.nameOf(link);
@@ -614,6 +631,7 @@ export class Worker implements Router {
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
         const other = this.control.linkOf(b.name);
         if (other && other !== link) return refuseLink(link, `Worker name ${b.name} is already registered with the cluster.`);
+        this.learnSelfHost(link);
         if (this.formation.onRegister(link, b, reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
@@ -624,8 +642,14 @@ export class Worker implements Router {
         else this.coordinator?.onConnected(b.name);
       },
       start: (_l, b) => this.onStart(b.members),
-      join: (link, b) => this.requests.join(link, b),
-      tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
+      join: (link, b) => {
+        this.learnSelfHost(link);
+        this.requests.join(link, b);
+      },
+      tryJoin: coordinatorOnly("tryJoin", (from, b) => {
+        this.learnSelfHost(this.control.linkOf(from.name));
+        this.requests.relayedJoin(from, b);
+      }),
       joinReply: (_l, b) => this.relays.settle(b.reqId, b),
       addWorkers: (_l, b) => void this.addMembers(b.members),
       plan: (_l, b) => this.migration.apply(b),

@@ -46,6 +46,10 @@ class TcpLink implements Link {
     this.handlers = handlers;
   }
 
+  get local(): string {
+    return this.socket.localAddress;
+  }
+
   get queuedBytes(): number {
     return this.out.len;
   }
