@@ -7,7 +7,7 @@ import { EXTERNAL_MSG, encodeClusterStatus, encodeShrinkRequest, formatClusterSt
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, timeoutArg } from "./_args.ts";
 import { incorrectType, parseTimeoutMs, renderEligible } from "./shrink.ts";
 
 const M = EXTERNAL_MSG;
@@ -63,6 +63,7 @@ const args = {
   ...jsonArg,
   ...timeoutArg,
   ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -83,7 +84,7 @@ export default defineCommand({
 
     const payload = w === "eligible" ? encodeShrinkRequest({ query: true, node_names: [], node_count: 0 }) : "";
     const secret = await readClusterSecret(a["cluster-secret-file"]);
-    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs, secret });
+    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs, secret, tls: tlsFlags(a, false) });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
 
     let out: string;

@@ -13,7 +13,7 @@ import {
 import { EXIT, UsageError, WallarooError } from "../../src/errors.ts";
 import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, repeatedValues, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, repeatedValues, timeoutArg } from "./_args.ts";
 
 const ONE_OF = "You must specify exactly one of --query, --count, or --workers";
 /** A day: long enough for any honest wait, short enough to stay a deadline. */
@@ -49,6 +49,7 @@ const args = {
   ...jsonArg,
   ...timeoutArg,
   ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -79,7 +80,7 @@ export default defineCommand({
     const where = formatHostPort(addr);
 
     const secret = await readClusterSecret(a["cluster-secret-file"]);
-    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs, secret });
+    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs, secret, tls: tlsFlags(a, false) });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
     const json = a.json === true;
     if (reply.type === EXTERNAL_MSG.ShrinkQueryResponse) {

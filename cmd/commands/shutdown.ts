@@ -6,7 +6,7 @@ import { EXTERNAL_MSG } from "../../src/codec/external.ts";
 import { UsageError } from "../../src/errors.ts";
 import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, logArgs, rejectUnknownFlags, secretArg, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, timeoutArg } from "./_args.ts";
 import { parseTimeoutMs } from "./shrink.ts";
 
 const args = {
@@ -15,6 +15,7 @@ const args = {
   external: { ...externalArg.external, required: false },
   timeout: { ...timeoutArg.timeout, description: "seconds allowed to connect and send" },
   ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -32,6 +33,6 @@ export default defineCommand({
     const timeoutMs = parseTimeoutMs(a.timeout);
     // Signed, it is answered (accepted, or refused with the reason: an error).
     const secret = await readClusterSecret(a["cluster-secret-file"]);
-    await externalRequest(addr, EXTERNAL_MSG.CleanShutdown, "", { expectReply: false, timeoutMs, secret });
+    await externalRequest(addr, EXTERNAL_MSG.CleanShutdown, "", { expectReply: false, timeoutMs, secret, tls: tlsFlags(a, false) });
   },
 });

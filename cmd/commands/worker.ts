@@ -12,9 +12,9 @@ import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
 import { systemClock } from "../../src/clock.ts";
 import { channelsOver } from "../../src/net/channels.ts";
-import { tcpTransport } from "../../src/net/tcp.ts";
+import { tcpTransport, type TlsFiles } from "../../src/net/tcp.ts";
 import { readClusterSecret } from "../../src/security/secret.ts";
-import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg } from "./_args.ts";
+import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg, tlsArgs, tlsFlags } from "./_args.ts";
 
 const args = {
   "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
@@ -37,6 +37,7 @@ const args = {
   "source-idle-timeout": { type: "string", description: "initializer: close a source connection that sent nothing for this long (default 10m; 0 never)", valueHint: "10m|0" },
   "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s, at least 500ms)", valueHint: "1s|2s" },
   ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -193,7 +194,8 @@ export default defineCommand({
         "No cluster secret: this worker's control and data ports accept anyone who can reach them. Give every member --cluster-secret-file (docs/security.md).",
       );
     const app = await loadApplication(cfg.module);
-    const channels = channelsOver(tcpTransport, { secret, clock: systemClock, sourceIdleMs: cfg.sourceIdleMs });
+    const tls = tlsFlags(a, true) as TlsFiles | undefined;
+    const channels = channelsOver(tcpTransport, { secret, clock: systemClock, sourceIdleMs: cfg.sourceIdleMs, tls });
     const worker = new Worker({ ...cfg, app, transport: tcpTransport, channels, secret });
     const onSignal = (sig: string) => {
       log.info("signal", `Received ${sig}: shutting the cluster down cleanly`);

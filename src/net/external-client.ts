@@ -20,6 +20,8 @@ export interface ExternalRequestOptions {
   readonly timeoutMs: number;
   /** The cluster secret: the request goes signed (src/codec/external-auth.ts), and a refusal of it is an error. */
   readonly secret?: Uint8Array;
+  /** The worker's external channel is TLS: verify it against `ca` (and present `cert` if given). */
+  readonly tls?: { ca?: string; cert?: string; key?: string };
 }
 
 /** setTimeout's own ceiling; anything longer fires immediately. */
@@ -50,6 +52,13 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
     throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_FRAME} bytes.`);
   }
   let pending: Uint8Array = encodeExternal(type, payload);
+  const t = opts.tls;
+  const tls = t && {
+    rejectUnauthorized: true,
+    serverName: addr.host,
+    ...(t.ca ? { ca: Bun.file(t.ca) } : {}),
+    ...(t.cert && t.key ? { cert: Bun.file(t.cert), key: Bun.file(t.key) } : {}),
+  };
 
   const { promise, resolve, reject } = Promise.withResolvers<ExternalReply | null>();
   let finished = false;
@@ -84,7 +93,7 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
       else if (d.ok) finish(null, { type: d.type, payload: d.payload });
       else finish(new WallarooError(`Received an invalid message from ${where}: ${d.reason}.`));
     });
-    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel?`));
+    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel (one with TLS needs --tls-ca)?`));
   };
 
   const seconds = opts.timeoutMs / 1000;
@@ -96,12 +105,19 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
   Bun.connect({
     hostname: addr.host,
     port: addr.port,
+    ...(tls ? { tls } : {}),
     socket: {
       open(s) {
         sock = s;
         // The deadline may have passed while connecting; the finally below has already run.
         if (finished) return s.terminate();
-        flush(s);
+        // Over TLS nothing goes out before the worker's certificate checked out.
+        if (!tls) flush(s);
+      },
+      handshake(s, success, authorizationError) {
+        if (finished) return;
+        if (success && !authorizationError) return flush(s);
+        finish(new UnreachableError(`TLS with ${where} failed: ${authorizationError?.message ?? "its certificate was not accepted"}.`));
       },
       drain: (s) => flush(s),
       data: (_s, chunk) => {

@@ -166,3 +166,33 @@ describe("without a cluster secret", () => {
     await c.shutdown(20_000, rx);
   }, 60_000);
 });
+
+describe("TLS", () => {
+  const tlsDir = join(import.meta.dir, "../fixtures/tls");
+  const member = ["--tls-cert", join(tlsDir, "member.pem"), "--tls-key", join(tlsDir, "member.key"), "--tls-ca", join(tlsDir, "ca.pem")];
+  const tool = ["--tls-ca", join(tlsDir, "ca.pem")];
+
+  test("a TLS cluster forms, grows and shrinks exactly; a worker with another authority's certificate, and a plain one, are refused", async () => {
+    const rx = receiver(new SequenceValidator(KEYS));
+    const c = await new Cluster("sequence_window", rx.port, { extraArgs: member, toolArgs: tool, externalTls: { ca: join(tlsDir, "ca.pem") } }).start(2);
+    const wl = new SequenceWorkload(KEYS);
+    await exactUnderLoad(c, rx, wl, async () => {
+      // It trusts the cluster's authority, but its own certificate is another's: the members refuse it.
+      const rogue = ["--tls-cert", join(tlsDir, "rogue.pem"), "--tls-key", join(tlsDir, "rogue.key"), "--tls-ca", join(tlsDir, "ca.pem")];
+      for (const [name, extra] of [["rogue", rogue], ["plain", []]] as const) {
+        const j = wallaroo(name, ["worker", "--application-module", "sequence_window", "--out", `${HOST}:${rx.port}`, "--name", name, "--join", `${HOST}:${c.initializer.control}`, "--my-control", `${HOST}:0`, ...extra]);
+        expect(await j.waitExit(20_000)).not.toBe(0);
+      }
+      await c.initializer.child.waitForLog(/Refused a TLS connection from .*unable to verify/);
+      // The tools speak TLS to the external channel; without the authority they cannot verify it.
+      const plainQuery = await c.run(["query", "status", "--external", `${HOST}:${c.initializer.external}`, "--timeout", "3"]);
+      expect(plainQuery.code).not.toBe(0);
+      const status = await c.run(["query", "status", "--json", "--external", `${HOST}:${c.initializer.external}`, ...tool]);
+      expect({ code: status.code, stderr: status.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(JSON.parse(status.stdout).worker_names.sort()).toEqual(["initializer", "w1"]);
+      await c.grow(["w2"]);
+      const r = await c.shrink(["--workers", "w1"]);
+      expect(r.leavers).toEqual(["w1"]);
+    });
+  }, 120_000);
+});

@@ -26,6 +26,8 @@ export interface ClusterOptions {
   extraArgs?: string[];
   /** Extra flags for the harness's own `wallaroo shrink` and `shutdown` (a cluster secret). */
   toolArgs?: string[];
+  /** The workers' external channels speak TLS: the harness's own queries verify them with this. */
+  externalTls?: ExternalTls;
   /**
    * Fixed ports for the initializer's control, data and source listeners instead of 0: a
    * restarted initializer must listen where the members and the producers find it again.
@@ -53,21 +55,24 @@ export async function loggedPort(child: Child, what: keyof typeof LOGGED_PORT, d
   return Number((await child.waitForLog(LOGGED_PORT[what], deadline_ms))[1]);
 }
 
+/** How the harness reaches external channels: over TLS, with this authority. */
+export type ExternalTls = { ca: string } | undefined;
+
 /** One request on a worker's external channel; null when the worker answers nothing. */
-export async function ask(port: number, type: number, payload = "", timeout_ms = 3000): Promise<{ type: number; payload: string } | null> {
-  return externalRequest({ host: HOST, port }, type, payload, { expectReply: true, timeoutMs: timeout_ms });
+export async function ask(port: number, type: number, payload = "", timeout_ms = 3000, tls?: ExternalTls): Promise<{ type: number; payload: string } | null> {
+  return externalRequest({ host: HOST, port }, type, payload, { expectReply: true, timeoutMs: timeout_ms, tls });
 }
 
 /** A worker's status answer, or undefined while it is not initialized. */
-export async function statusAt(port: number, timeout_ms = 3000): Promise<ClusterStatus | undefined> {
-  const r = await ask(port, EXTERNAL_MSG.ClusterStatusQuery, "", timeout_ms);
+export async function statusAt(port: number, timeout_ms = 3000, tls?: ExternalTls): Promise<ClusterStatus | undefined> {
+  const r = await ask(port, EXTERNAL_MSG.ClusterStatusQuery, "", timeout_ms, tls);
   if (!r || r.type !== EXTERNAL_MSG.ClusterStatusQueryResponse) return undefined;
   return parseClusterStatus(r.payload) ?? undefined;
 }
 
 /** Every key a worker holds, over all its state stages. */
-export async function keysAt(port: number): Promise<string[]> {
-  const r = await ask(port, EXTERNAL_MSG.StateEntityQuery);
+export async function keysAt(port: number, tls?: ExternalTls): Promise<string[]> {
+  const r = await ask(port, EXTERNAL_MSG.StateEntityQuery, "", 3000, tls);
   if (!r) throw new Error(`no key answer from the worker at ${port}`);
   return Object.values(JSON.parse(r.payload) as Record<string, string[]>).flat();
 }
@@ -208,7 +213,7 @@ export class Cluster {
   async status(m: Member | string, timeout_ms = 3000): Promise<ClusterStatus | undefined> {
     const member = typeof m === "string" ? this.members.get(m) : m;
     if (!member) return undefined;
-    return statusAt(member.external, timeout_ms).catch(() => undefined);
+    return statusAt(member.external, timeout_ms, this.opts.externalTls).catch(() => undefined);
   }
 
   /** True when each of `names` reports exactly `names` and is processing; `agreed` collects those that do. */
@@ -234,7 +239,7 @@ export class Cluster {
     const owners = new Map<string, string>();
     const problems: string[] = [];
     for (const w of this.members.values()) {
-      for (const k of await keysAt(w.external)) {
+      for (const k of await keysAt(w.external, this.opts.externalTls)) {
         const prev = owners.get(k);
         if (prev) problems.push(`key ${k} on both ${prev} and ${w.name}`);
         owners.set(k, w.name);
