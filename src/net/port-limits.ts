@@ -40,7 +40,7 @@ export function withPortLimits(inner: Transport, limits: PortLimits, clock: Cloc
         const now = clock.now();
         for (const [link, at] of open) {
           if (now - at < limits.idleMs) continue;
-          log.info("idle_closed", `Closed a ${limits.name} connection from ${link.remote}: nothing received for ${Math.round(limits.idleMs / 1000)} s`);
+          log.info("idle_closed", `Closed a connection on the ${limits.name} port from ${link.remote}: nothing received for ${Math.round(limits.idleMs / 1000)} s`);
           open.delete(link);
           link.destroy();
         }
@@ -49,7 +49,7 @@ export function withPortLimits(inner: Transport, limits: PortLimits, clock: Cloc
       const server = await inner.listen(host, port, (link): LinkHandlers => {
         if (open.size >= limits.maxConnections) {
           if (refused++ % REFUSALS_PER_LOG_LINE === 0)
-            log.warn("connections_capped", `Refused a ${limits.name} connection from ${link.remote}: ${limits.maxConnections} are open already (${refused} refused so far)`);
+            log.warn("connections_capped", `Refused a connection on the ${limits.name} port from ${link.remote}: ${limits.maxConnections} are open already (${refused} refused so far)`);
           link.destroy();
           return { data() {}, close() {} };
         }

@@ -17,6 +17,7 @@ import { HOST, wallaroo } from "../support/process.ts";
 import type { Receiver } from "../support/receiver.ts";
 import { SequenceValidator } from "../support/validate.ts";
 import { cleanUpAfterEach, rawConnection, receiver, sender } from "./fixtures.ts";
+import { poll } from "../support/wait.ts";
 
 cleanUpAfterEach();
 
@@ -163,6 +164,22 @@ describe("without a cluster secret", () => {
     await slow.waitClosed(15_000);
     await c.initializer.child.waitForLog(/Closed a control connection from .*nothing said within 10 s/);
     expect(c.initializer.child.exitCode).toBeNull();
+    await c.shutdown(20_000, rx);
+  }, 60_000);
+
+  test("a port holds at most its cap of connections: more are closed at once, the worker answers on", async () => {
+    const rx = receiver(new SequenceValidator(KEYS));
+    const c = await new Cluster("sequence_window", rx.port).start(1);
+    // The external port's cap is 64 (src/net/port-limits.ts).
+    const conns = [];
+    for (let i = 0; i < 64; i++) conns.push(await rawConnection(c.initializer.external));
+    const over = await rawConnection(c.initializer.external);
+    await over.waitClosed();
+    await c.initializer.child.waitForLog(/Refused a connection on the external port from .*64 are open already/);
+    for (const x of conns.splice(0, 10)) x.socket.end();
+    // Room again once some left: a query gets its answer.
+    await poll("a status answer once connections were freed", 10_000, async () => (await c.status(c.initializer)) ?? undefined);
+    for (const x of conns) x.socket.end();
     await c.shutdown(20_000, rx);
   }, 60_000);
 });
