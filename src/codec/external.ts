@@ -5,8 +5,10 @@
 //   body    = type:u16be payload:utf8[length - 2]
 //
 // Same framing both directions. `length` counts the body, so an empty payload is `00000002 TTTT`.
-// JSON payloads are compact with an unspecified key order: parsers accept any order and ignore
-// extra keys, encoders write the order the original wrote (golden bytes in the tests).
+// A request's body is at most 16 KiB (the original's limit); a reply may be of any size (the
+// keys a worker holds can fill megabytes). JSON payloads are compact with an unspecified key
+// order: parsers accept any order and ignore extra keys, encoders write the order the original
+// wrote (golden bytes in the tests).
 import * as v from "valibot";
 import { FRAME_HEADER_BYTES, writeU32 } from "./frame.ts";
 
@@ -44,8 +46,15 @@ export const EXTERNAL_MSG = {
 } as const;
 export type ExternalMsgType = (typeof EXTERNAL_MSG)[keyof typeof EXTERNAL_MSG];
 
-/** Largest body (type + payload) either side accepts; the original closes the connection above it. */
-export const EXTERNAL_MAX_FRAME = 16384;
+/** Largest request body (type + payload) a worker reads; the original closes the connection above it. */
+export const EXTERNAL_MAX_REQUEST = 16384;
+/**
+ * Largest reply body a client reads: any real answer. The reader holds what arrived, never what a
+ * length claims (src/codec/frame.ts), so a bogus length costs nothing until its bytes come.
+ */
+export const EXTERNAL_MAX_REPLY = 0x40000000;
+/** What a u32 length can say. */
+const EXTERNAL_MAX_BODY = 0xffffffff;
 export const EXTERNAL_TYPE_BYTES = 2;
 
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(EXTERNAL_MSG));
@@ -58,17 +67,20 @@ const encoder = new TextEncoder();
 // fatal: a peer sending broken UTF-8 is a protocol error, not text to repair silently.
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Body bytes a payload would take, to check against EXTERNAL_MAX_FRAME before encoding. */
+/** Body bytes a payload would take, to check a request against EXTERNAL_MAX_REQUEST before encoding. */
 export function externalBodyBytes(payload: string): number {
   return EXTERNAL_TYPE_BYTES + encoder.encode(payload).length;
 }
 
-/** A whole frame, length prefix included. Throws RangeError on an unknown type or an oversized body. */
+/**
+ * A whole frame, length prefix included. Throws RangeError on an unknown type or a body a u32
+ * cannot count; the 16 KiB request limit is the sender's to check (externalBodyBytes).
+ */
 export function encodeExternal(type: number, payload: string): Uint8Array {
   if (!isExternalMsgType(type)) throw new RangeError(`unknown external message type ${type}`);
   const text = encoder.encode(payload);
   const bodyLen = EXTERNAL_TYPE_BYTES + text.length;
-  if (bodyLen > EXTERNAL_MAX_FRAME) throw new RangeError(`external message body of ${bodyLen} bytes exceeds ${EXTERNAL_MAX_FRAME}`);
+  if (bodyLen > EXTERNAL_MAX_BODY) throw new RangeError(`external message body of ${bodyLen} bytes exceeds ${EXTERNAL_MAX_BODY}`);
   const out = new Uint8Array(FRAME_HEADER_BYTES + bodyLen);
   writeU32(out, 0, bodyLen);
   out[4] = type >>> 8;

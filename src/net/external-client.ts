@@ -5,7 +5,7 @@
 import type { Socket } from "bun";
 import { formatHostPort, type HostPort } from "../address.ts";
 import { encodeEnvelope } from "../codec/external-auth.ts";
-import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_FRAME, EXTERNAL_MSG, externalBodyBytes } from "../codec/external.ts";
+import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_REPLY, EXTERNAL_MAX_REQUEST, EXTERNAL_MSG, externalBodyBytes } from "../codec/external.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 
@@ -48,8 +48,8 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
     type = EXTERNAL_MSG.AuthenticatedRequest;
   }
   const bodyBytes = externalBodyBytes(payload);
-  if (bodyBytes > EXTERNAL_MAX_FRAME) {
-    throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_FRAME} bytes.`);
+  if (bodyBytes > EXTERNAL_MAX_REQUEST) {
+    throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_REQUEST} bytes.`);
   }
   let pending: Uint8Array = encodeExternal(type, payload);
   const t = opts.tls;
@@ -83,7 +83,8 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
     if (!opts.expectReply) finish(null);
   };
 
-  const reader = new FrameReader(EXTERNAL_MAX_FRAME);
+  // The 16 KiB limit is for requests: an answer (all the keys of a worker) may be far larger.
+  const reader = new FrameReader(EXTERNAL_MAX_REPLY);
   const onData = (chunk: Uint8Array) => {
     const err = reader.feed(chunk, (buf, start, end) => {
       // The server skips zero-length frames; so do we. Only the first real frame is the answer.

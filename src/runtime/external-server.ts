@@ -1,12 +1,13 @@
 // The external channel listener (`--external`): Wallaroo-compatible requests from operators'
-// tools. Zero-length frames are skipped, bodies over 16 KiB close the connection, undecodable
+// tools. Zero-length frames are skipped, requests over 16 KiB close the connection, undecodable
 // bodies are logged and answered with nothing, and the connection stays open for more requests.
-// A signed request (src/codec/external-auth.ts) is unwrapped here: the handler learns whether
-// it was proven to come from a holder of the cluster secret, and decides what needs that.
+// Replies may be of any size. A signed request (src/codec/external-auth.ts) is unwrapped here:
+// the handler learns whether it was proven to come from a holder of the cluster secret, and
+// decides what needs that.
 import type { HostPort } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import { FrameReader } from "../codec/frame.ts";
-import { EXTERNAL_MAX_FRAME, EXTERNAL_MSG, decodeExternalBody, encodeExternal, isExternalMsgType, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MAX_REQUEST, EXTERNAL_MSG, decodeExternalBody, encodeExternal, isExternalMsgType, type ExternalMsgType } from "../codec/external.ts";
 import { envelopeSigned, parseEnvelope } from "../codec/external-auth.ts";
 import { InvariantError } from "../assert.ts";
 import { log } from "../log.ts";
@@ -37,7 +38,7 @@ export async function startExternalServer(
   const nonces = new NonceWindow();
   const now = opts.now ?? Date.now;
   const server = await transport.listen(addr.host, addr.port, (link) => {
-    const reader = new FrameReader(EXTERNAL_MAX_FRAME);
+    const reader = new FrameReader(EXTERNAL_MAX_REQUEST);
     const reply: ExternalReply = (type, payload) => {
       if (!link.closed) link.write(encodeExternal(type, payload));
     };
