@@ -92,6 +92,9 @@ export class AutoscaleRequests {
   /** Any other member: forwards a shrink to the coordinator. */
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">> {
     const h = this.host;
-    return h.relays.ask((reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count }));
+    return h.relays.ask(
+      (reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count }),
+      RELAY_LIMITS.shrinkDeadlineMs,
+    );
   }
 }

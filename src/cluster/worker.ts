@@ -229,7 +229,11 @@ export class Worker implements Router {
       initializerId: () => this.initializerId,
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
-      initializerLost: (why) => this.res?.initializerLost(why) ?? false,
+      initializerLost: (why) => {
+        // A request relayed to it will not be answered: say so now rather than at its deadline.
+        this.relays.failAll("The initializer is not reachable from this worker.");
+        return this.res?.initializerLost(why) ?? false;
+      },
       memberLost: (id) => this.res?.recovery.onDown(id),
       epoch: () => this.table.epoch,
     });
