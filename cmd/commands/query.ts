@@ -20,6 +20,8 @@ const QUERIES = {
   keys: { request: M.StateEntityQuery, reply: M.StateEntityQueryResponse, heading: "State Entity Distribution:" },
   "key-counts": { request: M.StateEntityCountQuery, reply: M.StateEntityCountQueryResponse, heading: "State Entity Count:" },
   "cluster-key-counts": { request: M.ClusterStateEntityCountQuery, reply: M.ClusterStateEntityCountQueryResponse, heading: "Cluster State Entity Count:" },
+  stateless: { request: M.StatelessPartitionQuery, reply: M.StatelessPartitionQueryResponse, heading: "Stateless Partition Distribution:" },
+  "stateless-counts": { request: M.StatelessPartitionCountQuery, reply: M.StatelessPartitionCountQueryResponse, heading: "Stateless Partition Count:" },
   eligible: { request: M.ShrinkRequest, reply: M.ShrinkQueryResponse, heading: "" },
 } as const;
 type What = keyof typeof QUERIES;

@@ -3,6 +3,18 @@
 // in what it knows through ExternalHost; this file never touches a connection.
 import type { ControlBody, Member } from "../codec/control.ts";
 import { EXTERNAL_MSG, encodeClusterStatus, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import {
+  encodeClusterStateEntityCounts,
+  encodePartitionCounts,
+  encodePartitions,
+  encodeStateEntities,
+  encodeStateEntityCounts,
+  encodeStatelessPartitionCounts,
+  encodeStatelessPartitions,
+  statelessStepId,
+  type LocalSteps,
+  type SlotKeyCounts,
+} from "../codec/external-answers.ts";
 import type { Clock } from "../clock.ts";
 import { log } from "../log.ts";
 import { refusedUnproven } from "./external-gate.ts";
@@ -16,6 +28,10 @@ export interface ExternalHost {
   readonly dataflow: Dataflow;
   /** Names of the stateful stages, in pipeline order. */
   readonly stageNames: readonly string[];
+  /** Parallel stateless stages in pipeline order: [name, stage index]. */
+  readonly parallelStages: ReadonlyArray<readonly [string, number]>;
+  /** This worker's member id; negative until it has one. */
+  selfId(): number;
   sourceNames(): readonly string[];
   isReady(): boolean;
   isStopping(): boolean;
@@ -34,6 +50,18 @@ export interface ExternalHost {
   shutdown(reason: string | undefined): void;
   /** The cluster has a secret: requests that change it must be signed (src/cluster/external-gate.ts). */
   readonly secured: boolean;
+}
+
+/** The steps this worker holds: its slots per stateful step, its instance of each parallel step. */
+export function localSteps(h: ExternalHost): LocalSteps {
+  const slots = h.ownedSlots();
+  const id = h.selfId();
+  return {
+    worker: h.name,
+    state: h.stageNames.map((n) => [n, slots] as const),
+    // Before it is a member a worker runs no step at all.
+    stateless: id < 0 ? [] : h.parallelStages.map(([n, i]) => [n, [statelessStepId(id, i)]] as const),
+  };
 }
 
 export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, proven = false): void {
@@ -68,21 +96,19 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
       return;
     }
     case EXTERNAL_MSG.PartitionQuery:
-    case EXTERNAL_MSG.PartitionCountQuery: {
-      const slots = h.ownedSlots();
-      const byStage: Record<string, Record<string, number[] | number>> = {};
-      for (const n of h.stageNames) byStage[n] = { [h.name]: type === EXTERNAL_MSG.PartitionQuery ? slots : slots.length };
-      return reply(
-        type === EXTERNAL_MSG.PartitionQuery ? EXTERNAL_MSG.PartitionQueryResponse : EXTERNAL_MSG.PartitionCountQueryResponse,
-        JSON.stringify({ state_partitions: byStage, stateless_partitions: {} }),
-      );
-    }
+      return reply(EXTERNAL_MSG.PartitionQueryResponse, encodePartitions(localSteps(h)));
+    case EXTERNAL_MSG.PartitionCountQuery:
+      return reply(EXTERNAL_MSG.PartitionCountQueryResponse, encodePartitionCounts(localSteps(h)));
+    case EXTERNAL_MSG.StatelessPartitionQuery:
+      return reply(EXTERNAL_MSG.StatelessPartitionQueryResponse, encodeStatelessPartitions(localSteps(h)));
+    case EXTERNAL_MSG.StatelessPartitionCountQuery:
+      return reply(EXTERNAL_MSG.StatelessPartitionCountQueryResponse, encodeStatelessPartitionCounts(localSteps(h)));
     case EXTERNAL_MSG.SourceIdsQuery:
       return reply(EXTERNAL_MSG.SourceIdsQueryResponse, JSON.stringify({ source_ids: h.sourceNames() }));
     case EXTERNAL_MSG.StateEntityQuery:
-      return reply(EXTERNAL_MSG.StateEntityQueryResponse, JSON.stringify(h.dataflow.state.keys()));
+      return reply(EXTERNAL_MSG.StateEntityQueryResponse, encodeStateEntities(h.dataflow.state.keys()));
     case EXTERNAL_MSG.StateEntityCountQuery:
-      return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, JSON.stringify(h.dataflow.state.counts()));
+      return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, encodeStateEntityCounts(h.dataflow.state.counts()));
     case EXTERNAL_MSG.ClusterStateEntityCountQuery:
       return h.clusterKeyCounts(reply);
     case EXTERNAL_MSG.CleanShutdown:
@@ -95,18 +121,6 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
   }
 }
 
-/** Per stage, slot → keys for the slots this worker owns that hold keys (the 25/26 shape). */
-export function slotKeyCounts(dataflow: Dataflow, owned: readonly number[]): Record<string, Record<string, number>> {
-  const out: Record<string, Record<string, number>> = {};
-  const counts = dataflow.state.counts();
-  for (const stage of Object.keys(counts)) out[stage] = {};
-  for (const s of owned) {
-    const n = dataflow.state.slotKeyCount(s);
-    if (n > 0) for (const stage of Object.keys(counts)) out[stage]![String(s)] = n;
-  }
-  return out;
-}
-
 /** How long the cluster-wide key count waits for members before answering without them. */
 export const KEY_COUNT_DEADLINE_MS = 3000;
 
@@ -116,7 +130,7 @@ export const KEY_COUNT_DEADLINE_MS = 3000;
  */
 export class ClusterKeyCounts {
   private nextReqId = 1;
-  private readonly pending = new Map<number, { result: Record<string, unknown>; waiting: Set<string>; done: () => void }>();
+  private readonly pending = new Map<number, { result: Map<string, SlotKeyCounts>; waiting: Set<string>; done: () => void }>();
 
   constructor(
     private readonly clock: Clock,
@@ -124,9 +138,9 @@ export class ClusterKeyCounts {
     private readonly ask: (id: number, reqId: number) => boolean,
   ) {}
 
-  gather(selfName: string, own: Record<string, unknown>, others: readonly Member[], reply: ExternalReply): void {
+  gather(selfName: string, own: SlotKeyCounts, others: readonly Member[], reply: ExternalReply): void {
     const reqId = this.nextReqId++;
-    const result: Record<string, unknown> = { [selfName]: own };
+    const result = new Map<string, SlotKeyCounts>([[selfName, own]]);
     const waiting = new Set<string>();
     for (const m of others) if (this.ask(m.id, reqId)) waiting.add(m.name);
     let finished = false;
@@ -136,18 +150,18 @@ export class ClusterKeyCounts {
       this.clock.clearTimeout(timer);
       this.pending.delete(reqId);
       if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
-      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, JSON.stringify(result));
+      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, encodeClusterStateEntityCounts([...result]));
     };
     const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
     this.pending.set(reqId, { result, waiting, done });
     if (waiting.size === 0) done();
   }
 
+  /** A member's counts; only those asked for, once each. */
   collect(body: ControlBody<"keyCountReply">): void {
     const q = this.pending.get(body.reqId);
-    if (!q) return;
-    q.result[body.name] = body.counts;
-    q.waiting.delete(body.name);
+    if (!q || !q.waiting.delete(body.name)) return;
+    q.result.set(body.name, body.counts);
     if (q.waiting.size === 0) q.done();
   }
 }

@@ -23,7 +23,7 @@ import type { SenderRole } from "./control-roles.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
-import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
+import { answerExternal, ClusterKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
 import { DEFAULT_FAILURE_TIMEOUT_MS, Heartbeats } from "./heartbeats.ts";
@@ -662,7 +662,7 @@ export class Worker implements Router {
       tryShrink: coordinatorOnly("tryShrink", (from, b) => this.requests.relayedShrink(from, b)),
       shrinkReply: (_l, b) => this.relays.settle(b.reqId, b),
       keyCountReq: fromMember("keyCountReq", (from, b) =>
-        this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: slotKeyCounts(this.dataflow, this.table.ownedSlots()) }),
+        this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: this.dataflow.state.slotCounts(this.table.ownedSlots()) }),
       ),
       keyCountReply: (l, b) => this.speaksFor(l, b.name, "keyCountReply") && this.keyCounts.collect(b),
       shutdown: (_l, b) => void this.shutdown(false, b.reason),
@@ -807,6 +807,8 @@ export class Worker implements Router {
       name: this.name,
       dataflow: this.dataflow,
       stageNames: this.dataflow.state.statefulStages.map((i) => this.cfg.app.stages[i]!.name),
+      parallelStages: this.cfg.app.stages.flatMap((st, i) => (st.kind === "map" && st.parallel ? [[st.name, i] as const] : [])),
+      selfId: () => this.selfId,
       sourceNames: () => this.sources.map((s) => s.name),
       isReady: () => this.ready,
       isStopping: () => this.stopping,
@@ -819,7 +821,7 @@ export class Worker implements Router {
       clusterKeyCounts: (reply) =>
         this.keyCounts.gather(
           this.name,
-          slotKeyCounts(this.dataflow, this.table.ownedSlots()),
+          this.dataflow.state.slotCounts(this.table.ownedSlots()),
           this.membershipState.committed.filter((m) => m.id !== this.selfId),
           reply,
         ),

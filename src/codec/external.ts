@@ -8,7 +8,7 @@
 // A request's body is at most 16 KiB (the original's limit); a reply may be of any size (the
 // keys a worker holds can fill megabytes). JSON payloads are compact with an unspecified key
 // order: parsers accept any order and ignore extra keys, encoders write the order the original
-// wrote (golden bytes in the tests).
+// wrote (golden bytes in the tests). The distribution answers' JSON is in ./external-answers.ts.
 import * as v from "valibot";
 import { FRAME_HEADER_BYTES, writeU32 } from "./frame.ts";
 

@@ -1,10 +1,11 @@
-// The cluster-wide key count (external 25 → 26): answers once every member has, or at the
+// What a worker answers on the external channel. The cluster-wide key count (external 25 → 26) answers once every member has, or at the
 // deadline without the silent ones, never twice.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Member } from "../../../src/codec/control.ts";
-import { ClusterKeyCounts, KEY_COUNT_DEADLINE_MS } from "../../../src/cluster/external-requests.ts";
-import { EXTERNAL_MSG } from "../../../src/codec/external.ts";
+import { answerExternal, ClusterKeyCounts, KEY_COUNT_DEADLINE_MS, type ExternalHost } from "../../../src/cluster/external-requests.ts";
+import { EXTERNAL_MSG, type ExternalMsgType } from "../../../src/codec/external.ts";
 import { configureLog } from "../../../src/log.ts";
+import type { Dataflow } from "../../../src/runtime/dataflow.ts";
 import { ManualClock } from "../../sim/manual-clock.ts";
 
 beforeAll(() => configureLog({ level: "silent" }));
@@ -47,5 +48,91 @@ describe("ClusterKeyCounts", () => {
     const alone = setup(() => false);
     alone.k.gather("initializer", own, [member(1, "w1")], alone.reply);
     expect(alone.replies.length).toBe(1);
+  });
+});
+
+describe("ClusterKeyCounts takes only the answers it asked for", () => {
+  test("a name not asked, or asked and already answered, is ignored", () => {
+    const s = setup(() => true);
+    s.k.gather("initializer", own, [member(1, "w1")], s.reply);
+    const reqId = s.asked[0]![1];
+    s.k.collect({ reqId, name: "intruder", counts: { counter: { "9": 9 } } });
+    expect(s.replies).toEqual([]);
+    s.k.collect({ reqId, name: "w1", counts: { counter: {} } });
+    expect(s.replies).toEqual([[EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, { initializer: own, w1: { counter: {} } }]]);
+  });
+});
+
+// ---- answerExternal ---------------------------------------------------------------------------
+
+function host(over: Partial<ExternalHost> = {}) {
+  const calls: string[] = [];
+  const h: ExternalHost = {
+    name: "w1",
+    dataflow: { state: { keys: () => ({ count: ["a", "b"] }), counts: () => ({ count: 2 }) } } as unknown as Dataflow,
+    stageNames: ["count"],
+    parallelStages: [],
+    selfId: () => 1,
+    sourceNames: () => [],
+    isReady: () => true,
+    isStopping: () => false,
+    down: () => [],
+    committed: () => [member(0, "initializer"), member(1, "w1"), member(2, "w2")],
+    coordinates: () => false,
+    ownedSlots: () => [1, 3],
+    shrinkHere: (r) => (calls.push(`shrinkHere ${JSON.stringify(r)}`), { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Shrinking by 1 workers!" }),
+    relayShrink: (r) => (calls.push(`relayShrink ${JSON.stringify(r)}`), Promise.resolve({ reqId: 1, type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "relayed" })),
+    clusterKeyCounts: (reply) => reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, "{}"),
+    shutdown: (why) => void calls.push(`shutdown ${why}`),
+    secured: false,
+    ...over,
+  };
+  const replies: Array<[number, string]> = [];
+  const ask = async (type: number, payload = "") => {
+    answerExternal(h, type as ExternalMsgType, payload, (t, p) => replies.push([t, p]));
+    await Promise.resolve();
+  };
+  return { h, calls, replies, ask };
+}
+
+describe("answerExternal", () => {
+  test("stateless partition queries (19, 23) answer 20 and 24: {} without parallel steps", async () => {
+    const t = host();
+    await t.ask(EXTERNAL_MSG.StatelessPartitionQuery);
+    await t.ask(EXTERNAL_MSG.StatelessPartitionCountQuery);
+    expect(t.replies).toEqual([
+      [EXTERNAL_MSG.StatelessPartitionQueryResponse, "{}"],
+      [EXTERNAL_MSG.StatelessPartitionCountQueryResponse, "{}"],
+    ]);
+  });
+
+  test("a parallel step is listed with this worker's step id; not before it is a member", async () => {
+    const t = host({ parallelStages: [["split", 0]] });
+    await t.ask(EXTERNAL_MSG.StatelessPartitionQuery);
+    await t.ask(EXTERNAL_MSG.PartitionQuery);
+    expect(t.replies).toEqual([
+      [EXTERNAL_MSG.StatelessPartitionQueryResponse, `{"split":{"w1":["65536"]}}`],
+      [EXTERNAL_MSG.PartitionQueryResponse, `{"state_partitions":{"count":{"w1":["1","3"]}},"stateless_partitions":{"split":{"w1":["65536"]}}}`],
+    ]);
+    const early = host({ parallelStages: [["split", 0]], selfId: () => -1, ownedSlots: () => [] });
+    await early.ask(EXTERNAL_MSG.StatelessPartitionCountQuery);
+    expect(early.replies).toEqual([[EXTERNAL_MSG.StatelessPartitionCountQueryResponse, "{}"]]);
+  });
+
+  test("every query is answered with its reply type", async () => {
+    const t = host();
+    const pairs = [
+      [EXTERNAL_MSG.ClusterStatusQuery, EXTERNAL_MSG.ClusterStatusQueryResponse],
+      [EXTERNAL_MSG.PartitionQuery, EXTERNAL_MSG.PartitionQueryResponse],
+      [EXTERNAL_MSG.PartitionCountQuery, EXTERNAL_MSG.PartitionCountQueryResponse],
+      [EXTERNAL_MSG.SourceIdsQuery, EXTERNAL_MSG.SourceIdsQueryResponse],
+      [EXTERNAL_MSG.StateEntityQuery, EXTERNAL_MSG.StateEntityQueryResponse],
+      [EXTERNAL_MSG.StatelessPartitionQuery, EXTERNAL_MSG.StatelessPartitionQueryResponse],
+      [EXTERNAL_MSG.StateEntityCountQuery, EXTERNAL_MSG.StateEntityCountQueryResponse],
+      [EXTERNAL_MSG.StatelessPartitionCountQuery, EXTERNAL_MSG.StatelessPartitionCountQueryResponse],
+      [EXTERNAL_MSG.ClusterStateEntityCountQuery, EXTERNAL_MSG.ClusterStateEntityCountQueryResponse],
+    ] as const;
+    for (const [q] of pairs) await t.ask(q);
+    expect(t.replies.map(([type]) => type)).toEqual(pairs.map(([, r]) => r));
   });
 });
