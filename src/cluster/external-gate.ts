@@ -1,14 +1,17 @@
 // Which external requests must prove they come from a holder of the cluster secret: those that
 // change the cluster (shrink, shutdown, rotate). Queries stay open, as the original's tools
 // expect; so does Print, which only writes a line to the log.
-import { EXTERNAL_MSG, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MSG, decodeShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
 import { log } from "../log.ts";
 import type { ExternalReply } from "../runtime/external-server.ts";
 
 function changesCluster(type: ExternalMsgType, payload: string): boolean {
   if (type === EXTERNAL_MSG.CleanShutdown || type === EXTERNAL_MSG.RotateLog) return true;
   // A shrink query only lists; anything else asking to shrink (malformed included) must prove itself.
-  if (type === EXTERNAL_MSG.ShrinkRequest) return parseShrinkRequest(payload)?.query !== true;
+  if (type === EXTERNAL_MSG.ShrinkRequest) {
+    const d = decodeShrinkRequest(payload);
+    return !(d.ok && d.value.query);
+  }
   return false;
 }
 

@@ -1,8 +1,9 @@
 // What a worker answers on the external channel (reference §3): status, shrink, slot and key
 // queries, the cluster-wide key count gathered from every member, shutdown. The worker hands
-// in what it knows through ExternalHost; this file never touches a connection.
+// in what it knows through ExternalHost; this file never touches a connection. A request it cannot make sense of gets an answer (a shrink) or a closed connection
+// (anything else), never silence: a client waiting for an answer must not wait for ever.
 import type { ControlBody, Member } from "../codec/control.ts";
-import { EXTERNAL_MSG, encodeClusterStatus, parseShrinkRequest, type ExternalMsgType } from "../codec/external.ts";
+import { EXTERNAL_MSG, decodeShrinkRequest, encodeClusterStatus, shrinkCount, type ExternalMsgType } from "../codec/external.ts";
 import {
   encodeClusterStateEntityCounts,
   encodePartitionCounts,
@@ -19,7 +20,7 @@ import type { Clock } from "../clock.ts";
 import { log } from "../log.ts";
 import { refusedUnproven } from "./external-gate.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
-import type { ExternalReply } from "../runtime/external-server.ts";
+import type { ExternalClose, ExternalReply } from "../runtime/external-server.ts";
 
 export type ShrinkAsk = { query: boolean; names: readonly string[]; count: number };
 
@@ -64,7 +65,7 @@ export function localSteps(h: ExternalHost): LocalSteps {
   };
 }
 
-export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, proven = false): void {
+export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, close: ExternalClose, proven = false): void {
   if (refusedUnproven(h.secured, type, payload, proven, reply)) return;
   switch (type) {
     case EXTERNAL_MSG.ClusterStatusQuery: {
@@ -80,21 +81,8 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
         }),
       );
     }
-    case EXTERNAL_MSG.ShrinkRequest: {
-      const req = parseShrinkRequest(payload);
-      if (!req) return void log.warn("external_undecodable", "Error decoding External Message on external channel. (malformed shrink request)");
-      const r = { query: req.query, names: req.node_names, count: req.node_count };
-      if (!r.query && !h.isReady()) return reply(EXTERNAL_MSG.ShrinkErrorResponse, "Cluster is not yet initialized, cannot shrink at this time");
-      if (r.query || h.coordinates()) {
-        const a = h.shrinkHere(r);
-        return reply(a.type as ExternalMsgType, a.payload);
-      }
-      void h.relayShrink(r).then(
-        (b) => reply(b.type as ExternalMsgType, b.payload),
-        (err: Error) => reply(EXTERNAL_MSG.ShrinkErrorResponse, err.message),
-      );
-      return;
-    }
+    case EXTERNAL_MSG.ShrinkRequest:
+      return answerShrink(h, payload, reply);
     case EXTERNAL_MSG.PartitionQuery:
       return reply(EXTERNAL_MSG.PartitionQueryResponse, encodePartitions(localSteps(h)));
     case EXTERNAL_MSG.PartitionCountQuery:
@@ -117,8 +105,29 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
     case EXTERNAL_MSG.Print:
       return void log.info("external_print", `$$$ ExternalPrint: ${payload} $$$`);
     default:
-      log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type})`);
+      // A reply type sent to a worker (or one not handled here): the client would wait for nothing.
+      log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type}) Closed connection.`);
+      return close();
   }
+}
+
+/** A malformed request is answered with why (the original dropped it, and its client waited for ever). */
+function answerShrink(h: ExternalHost, payload: string, reply: ExternalReply): void {
+  const d = decodeShrinkRequest(payload);
+  if (!d.ok) {
+    log.warn("external_undecodable", `Error decoding External Message on external channel. (malformed shrink request: ${d.reason})`);
+    return reply(EXTERNAL_MSG.ShrinkErrorResponse, `Malformed shrink request: ${d.reason}.`);
+  }
+  const r: ShrinkAsk = { query: d.value.query, names: d.value.node_names, count: shrinkCount(d.value.node_count) };
+  if (!r.query && !h.isReady()) return reply(EXTERNAL_MSG.ShrinkErrorResponse, "Cluster is not yet initialized, cannot shrink at this time");
+  if (r.query || h.coordinates()) {
+    const a = h.shrinkHere(r);
+    return reply(a.type as ExternalMsgType, a.payload);
+  }
+  void h.relayShrink(r).then(
+    (b) => reply(b.type as ExternalMsgType, b.payload),
+    (err: Error) => reply(EXTERNAL_MSG.ShrinkErrorResponse, err.message),
+  );
 }
 
 /** How long the cluster-wide key count waits for members before answering without them. */

@@ -385,7 +385,7 @@ export class Worker implements Router {
     if (this.cfg.external) {
       const ext = this.externalHost();
       const secret = this.cfg.secret;
-      this.servers.push(await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, proven) => answerExternal(ext, ty, p, r, proven), { secret }));
+      this.servers.push(await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, c, proven) => answerExternal(ext, ty, p, r, c, proven), { secret }));
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {

@@ -108,11 +108,11 @@ export function decodeExternalBody(body: Uint8Array): ExternalDecoded {
 const Count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
 const Names = v.array(v.string());
 
-const ShrinkRequestSchema = v.object({ query: v.boolean(), node_names: Names, node_count: Count });
 const ShrinkQueryResponseSchema = v.object({ node_names: Names, node_count: Count });
 const ClusterStatusSchema = v.object({ worker_count: Count, worker_names: Names, processing_messages: v.boolean(), down_workers: v.optional(Names) });
 
-export type ShrinkRequest = v.InferOutput<typeof ShrinkRequestSchema>;
+/** `node_count` as written on the wire: a negative count is the original's "every eligible worker". */
+export type ShrinkRequest = { query: boolean; node_names: string[]; node_count: number };
 export type ShrinkQueryResponse = v.InferOutput<typeof ShrinkQueryResponseSchema>;
 export type ClusterStatus = v.InferOutput<typeof ClusterStatusSchema>;
 
@@ -127,9 +127,44 @@ function parseWith<S extends v.GenericSchema>(schema: S, payload: string): v.Inf
   return r.success ? r.output : null;
 }
 
-/** The server drops a request with any field missing or mistyped, so null here means "no reply". */
-export function parseShrinkRequest(payload: string): ShrinkRequest | null {
-  return parseWith(ShrinkRequestSchema, payload);
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** An integer as the original's JSON reader saw one: digits only, no fraction or exponent. */
+const INTEGER_TOKEN = /^-?\d+$/;
+
+/**
+ * The original read `node_count` as an I64 and used it as a U64: `1e0` or `0.0` is not an
+ * integer there (the request was dropped), and `-1` (what its cluster_shrinker --count -1 sends)
+ * became the largest count, i.e. every eligible worker. JSON.parse cannot tell `1e0` from `1`,
+ * so the token itself is checked (Bun hands a reviver the source text of every number).
+ */
+export function decodeShrinkRequest(payload: string): Decoded<ShrinkRequest> {
+  const countTokens = new WeakMap<object, string | undefined>();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload, function (this: object, key: string, value: unknown, ctx?: { source?: string }) {
+      if (key === "node_count") countTokens.set(this, ctx?.source);
+      return value;
+    });
+  } catch {
+    return { ok: false, reason: "the payload is not JSON" };
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { ok: false, reason: "the payload is not a JSON object" };
+  const o = raw as Record<string, unknown>;
+  if (typeof o.query !== "boolean") return { ok: false, reason: "query must be true or false" };
+  if (!Array.isArray(o.node_names) || !o.node_names.every((n) => typeof n === "string")) return { ok: false, reason: "node_names must be an array of worker names" };
+  if (!("node_count" in o)) return { ok: false, reason: "node_count is missing" };
+  const count = o.node_count;
+  const token = countTokens.get(o) ?? JSON.stringify(count);
+  // A token too long for a double is still an integer: ±Infinity, clamped by shrinkCount.
+  if (typeof count !== "number" || Number.isNaN(count) || !INTEGER_TOKEN.test(token))
+    return { ok: false, reason: `node_count must be an integer, not ${token.length > 32 ? `${token.slice(0, 32)}…` : token}` };
+  return { ok: true, value: { query: o.query, node_names: o.node_names as string[], node_count: count } };
+}
+
+/** The count a shrink by count asks for: a negative one is every eligible worker, as in the original. */
+export function shrinkCount(nodeCount: number): number {
+  return nodeCount < 0 ? Number.MAX_SAFE_INTEGER : Math.min(nodeCount, Number.MAX_SAFE_INTEGER);
 }
 
 export function parseShrinkQueryResponse(payload: string): ShrinkQueryResponse | null {
@@ -147,7 +182,8 @@ function assertCount(n: number, what: string): void {
 // Object literals rather than spreads: JSON.stringify follows insertion order, and the order is
 // part of the golden bytes.
 export function encodeShrinkRequest(req: ShrinkRequest): string {
-  assertCount(req.node_count, "node_count");
+  // -1 is the original cluster_shrinker's "every eligible worker".
+  if (req.node_count !== -1) assertCount(req.node_count, "node_count");
   return JSON.stringify({ query: req.query, node_names: req.node_names, node_count: req.node_count });
 }
 

@@ -75,3 +75,16 @@ export async function rawConnection(port: number) {
     waitClosed: (deadline_ms = 5000) => changes.until(() => closed, deadline_ms, `port ${port} to close the connection`),
   };
 }
+
+/** The whole external-channel frames in `buf` (a trailing partial frame is left out). */
+export function externalFrames(buf: Uint8Array): Array<{ type: number; payload: string }> {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out: Array<{ type: number; payload: string }> = [];
+  for (let at = 0; at + 4 <= b.length; ) {
+    const len = b.readUInt32BE(at);
+    if (at + 4 + len > b.length) break;
+    out.push({ type: b.readUInt16BE(at + 4), payload: b.toString("utf8", at + 6, at + 4 + len) });
+    at += 4 + len;
+  }
+  return out;
+}

@@ -1,4 +1,5 @@
-// What a worker answers on the external channel. The cluster-wide key count (external 25 → 26) answers once every member has, or at the
+// What a worker answers on the external channel: every request an answer or a closed connection.
+// The cluster-wide key count (external 25 → 26) answers once every member has, or at the
 // deadline without the silent ones, never twice.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Member } from "../../../src/codec/control.ts";
@@ -63,7 +64,7 @@ describe("ClusterKeyCounts takes only the answers it asked for", () => {
   });
 });
 
-// ---- answerExternal ---------------------------------------------------------------------------
+// ---- answerExternal: every request gets an answer or a closed connection ----------------------
 
 function host(over: Partial<ExternalHost> = {}) {
   const calls: string[] = [];
@@ -88,11 +89,12 @@ function host(over: Partial<ExternalHost> = {}) {
     ...over,
   };
   const replies: Array<[number, string]> = [];
+  let closed = 0;
   const ask = async (type: number, payload = "") => {
-    answerExternal(h, type as ExternalMsgType, payload, (t, p) => replies.push([t, p]));
+    answerExternal(h, type as ExternalMsgType, payload, (t, p) => replies.push([t, p]), () => closed++);
     await Promise.resolve();
   };
-  return { h, calls, replies, ask };
+  return { h, calls, replies, ask, closed: () => closed };
 }
 
 describe("answerExternal", () => {
@@ -134,5 +136,48 @@ describe("answerExternal", () => {
     ] as const;
     for (const [q] of pairs) await t.ask(q);
     expect(t.replies.map(([type]) => type)).toEqual(pairs.map(([, r]) => r));
+    expect(t.closed()).toBe(0);
+  });
+
+  test("a reply type sent to a worker closes the connection, unanswered", async () => {
+    for (const type of [5, 6, 8, 10, 11, 13, 15, 18, 20, 22, 24, 26]) {
+      const t = host();
+      await t.ask(type);
+      expect({ type, replies: t.replies, closed: t.closed() }).toEqual({ type, replies: [], closed: 1 });
+    }
+  });
+
+  describe("shrink requests", () => {
+    test("a malformed one is answered with why, and nothing shrinks", async () => {
+      for (const [payload, why] of [
+        [`{"query":false,"node_names":[],"node_count":1e0}`, "node_count must be an integer, not 1e0"],
+        [`{"query":false,"node_names":[],"node_count":0.0}`, "node_count must be an integer, not 0.0"],
+        [`{"query":false,"node_names":[]}`, "node_count is missing"],
+        ["shrink please", "the payload is not JSON"],
+      ] as const) {
+        const t = host({ coordinates: () => true });
+        await t.ask(EXTERNAL_MSG.ShrinkRequest, payload);
+        expect(t.replies).toEqual([[EXTERNAL_MSG.ShrinkErrorResponse, `Malformed shrink request: ${why}.`]]);
+        expect(t.calls).toEqual([]);
+      }
+    });
+
+    test("node_count -1 asks for every eligible worker, at the coordinator or relayed to it", async () => {
+      const at = host({ coordinates: () => true });
+      await at.ask(EXTERNAL_MSG.ShrinkRequest, `{"query":false,"node_names":[],"node_count":-1}`);
+      expect(at.calls).toEqual([`shrinkHere {"query":false,"names":[],"count":${Number.MAX_SAFE_INTEGER}}`]);
+      expect(at.replies).toEqual([[EXTERNAL_MSG.ShrinkErrorResponse, "Shrinking by 1 workers!"]]);
+      const relayed = host();
+      await relayed.ask(EXTERNAL_MSG.ShrinkRequest, `{"query":false,"node_names":[],"node_count":-1}`);
+      expect(relayed.calls).toEqual([`relayShrink {"query":false,"names":[],"count":${Number.MAX_SAFE_INTEGER}}`]);
+      expect(relayed.replies).toEqual([[EXTERNAL_MSG.ShrinkErrorResponse, "relayed"]]);
+    });
+
+    test("a relay that fails is answered with why", async () => {
+      const t = host({ relayShrink: () => Promise.reject(new Error("The initializer is not reachable from this worker.")) });
+      await t.ask(EXTERNAL_MSG.ShrinkRequest, `{"query":false,"node_names":["w2"],"node_count":0}`);
+      await Promise.resolve();
+      expect(t.replies).toEqual([[EXTERNAL_MSG.ShrinkErrorResponse, "The initializer is not reachable from this worker."]]);
+    });
   });
 });
