@@ -1,6 +1,7 @@
 // What a worker answers on the external channel (reference §3): status, shrink, slot and key
-// queries, the cluster-wide key count gathered from every member, shutdown. The worker hands
-// in what it knows through ExternalHost; this file never touches a connection. A request it cannot make sense of gets an answer (a shrink) or a closed connection
+// queries, the cluster-wide key count gathered from every member, log rotation, a status report,
+// shutdown. The worker hands in what it knows through ExternalHost; this file never touches a
+// connection. A request it cannot make sense of gets an answer (a shrink) or a closed connection
 // (anything else), never silence: a client waiting for an answer must not wait for ever.
 import type { ControlBody, Member } from "../codec/control.ts";
 import { EXTERNAL_MSG, decodeShrinkRequest, encodeClusterStatus, shrinkCount, type ExternalMsgType } from "../codec/external.ts";
@@ -21,8 +22,29 @@ import { log } from "../log.ts";
 import { refusedUnproven } from "./external-gate.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { ExternalClose, ExternalReply } from "../runtime/external-server.ts";
+import type { InputLog } from "../resilience/input-log.ts";
 
 export type ShrinkAsk = { query: boolean; names: readonly string[]; count: number };
+
+/** ReportStatus codes the original knew (reference §3.2); each logs this worker's status line. */
+export const REPORT_STATUS_CODES: readonly string[] = ["boundary-count-status"] as const;
+
+/** What a worker reports about itself when asked with ReportStatus. */
+export interface WorkerStatus {
+  readonly name: string;
+  readonly processing: boolean;
+  readonly members: readonly string[];
+  readonly down: readonly string[];
+  readonly slots: number;
+  readonly keys: number;
+  readonly epoch: number;
+  /** Members this worker has live connections to (the original reported its boundary count). */
+  readonly connected: number;
+  /** The initializer's: the coordinator's phase. */
+  readonly autoscale?: string;
+  /** With resilience, on the initializer: the last committed checkpoint. */
+  readonly checkpoint?: number;
+}
 
 export interface ExternalHost {
   readonly name: string;
@@ -48,6 +70,11 @@ export interface ExternalHost {
   /** Forwards a shrink to the coordinator. */
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">>;
   clusterKeyCounts(reply: ExternalReply): void;
+  /** This worker's input log while it may be written (the initializer's, with resilience). */
+  inputLog(): InputLog | undefined;
+  /** Asks member `name` to rotate its logs; false when it cannot be reached. */
+  forwardRotate(name: string): boolean;
+  status(): WorkerStatus;
   shutdown(reason: string | undefined): void;
   /** The cluster has a secret: requests that change it must be signed (src/cluster/external-gate.ts). */
   readonly secured: boolean;
@@ -99,13 +126,23 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
       return reply(EXTERNAL_MSG.StateEntityCountQueryResponse, encodeStateEntityCounts(h.dataflow.state.counts()));
     case EXTERNAL_MSG.ClusterStateEntityCountQuery:
       return h.clusterKeyCounts(reply);
+    case EXTERNAL_MSG.RotateLog:
+      return rotateLog(h, payload, close);
+    case EXTERNAL_MSG.ReportStatus: {
+      if (!REPORT_STATUS_CODES.includes(payload)) {
+        log.warn("report_status_unknown", `Failed to parse ReportStatusCode "${payload.slice(0, 64)}" (known: ${REPORT_STATUS_CODES.join(", ")}). Closed connection.`);
+        return close();
+      }
+      const s = h.status();
+      return void log.info("status_report", statusLine(s), { ...s });
+    }
     case EXTERNAL_MSG.CleanShutdown:
       log.info("external_shutdown", `External Clean Shutdown received${payload ? `: ${payload}` : "."}`);
       return h.shutdown(payload || undefined);
     case EXTERNAL_MSG.Print:
       return void log.info("external_print", `$$$ ExternalPrint: ${payload} $$$`);
     default:
-      // A reply type sent to a worker (or one not handled here): the client would wait for nothing.
+      // A reply type sent to a worker: the client is confused, and would wait for nothing.
       log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type}) Closed connection.`);
       return close();
   }
@@ -128,6 +165,50 @@ function answerShrink(h: ExternalHost, payload: string, reply: ExternalReply): v
     (b) => reply(b.type as ExternalMsgType, b.payload),
     (err: Error) => reply(EXTERNAL_MSG.ShrinkErrorResponse, err.message),
   );
+}
+
+/**
+ * RotateLog names the worker whose logs rotate (empty: the one asked); another member is asked
+ * over the control channel, as the original forwarded it.
+ */
+function rotateLog(h: ExternalHost, payload: string, close: ExternalClose): void {
+  const target = payload === "" ? h.name : payload;
+  if (target === h.name) return rotateHere(h.name, h.inputLog());
+  if (!h.committed().some((m) => m.name === target)) {
+    log.warn("rotate_unknown", `RotateLog: no worker named "${target.slice(0, 64)}" in the cluster. Closed connection.`);
+    return close();
+  }
+  if (h.forwardRotate(target)) log.info("rotate_forwarded", `RotateLog: asked ${target} to rotate its logs`);
+  else log.warn("rotate_unreachable", `RotateLog: ${target} is not reachable from ${h.name}; nothing rotated`);
+}
+
+/**
+ * The one log a worker writes itself is the initializer's input log (with resilience): it goes on
+ * in a new segment. Log lines go to stderr, never to a file of ours: whoever keeps them rotates them.
+ */
+export function rotateHere(name: string, input: InputLog | undefined): void {
+  if (!input) {
+    log.warn("rotate_nothing", `RotateLog: nothing to rotate on ${name}: its log lines go to stderr (rotate the file they are redirected to), and only the initializer of a resilient cluster keeps an input log`);
+    return;
+  }
+  input.rotate();
+  log.info("rotate_input_log", `RotateLog: the input log goes on in a new segment from position ${input.end} (${input.bytes} bytes held)`);
+}
+
+/** One line that says how a worker is doing (ReportStatus). */
+export function statusLine(s: WorkerStatus): string {
+  const parts = [
+    `processing messages: ${s.processing}`,
+    `members: ${s.members.length} (${s.members.join(",")})`,
+    `down: ${s.down.length > 0 ? s.down.join(",") : "none"}`,
+    `slots: ${s.slots}`,
+    `keys: ${s.keys}`,
+    `table epoch: ${s.epoch}`,
+    `connected to: ${s.connected} members`,
+  ];
+  if (s.autoscale !== undefined) parts.push(`autoscale: ${s.autoscale}`);
+  if (s.checkpoint !== undefined) parts.push(`last checkpoint: ${s.checkpoint}`);
+  return `Status of ${s.name}: ${parts.join("; ")}`;
 }
 
 /** How long the cluster-wide key count waits for members before answering without them. */

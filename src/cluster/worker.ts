@@ -23,7 +23,7 @@ import type { SenderRole } from "./control-roles.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
-import { answerExternal, ClusterKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
+import { answerExternal, ClusterKeyCounts, rotateHere, type ExternalHost, type ShrinkAsk, type WorkerStatus } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
 import { DEFAULT_FAILURE_TIMEOUT_MS, Heartbeats } from "./heartbeats.ts";
@@ -690,6 +690,10 @@ export class Worker implements Router {
       rolledBack: coordinatorOnly("rolledBack", (from, b) => this.res?.recovery.onRolledBack(from.id, b.k, b.epoch)),
       rejoin: (link, b) => (this.res ? this.res.onRejoin(link, b) : refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.")),
       undone: fromInitializer("undone", () => this.migration.suspend()),
+      rotateLog: fromMember("rotateLog", (from, b) => {
+        if (b.name === this.name) rotateHere(this.name, this.writableInputLog());
+        else log.warn("rotate_unknown", `RotateLog from ${from.name} names ${b.name}, not this worker; nothing rotated`);
+      }),
     };
   }
 
@@ -825,8 +829,34 @@ export class Worker implements Router {
           this.membershipState.committed.filter((m) => m.id !== this.selfId),
           reply,
         ),
+      inputLog: () => this.writableInputLog(),
+      forwardRotate: (name) => {
+        const m = this.membershipState.byName(name);
+        return m !== undefined && this.peers.sendTo(m.id, "rotateLog", { name });
+      },
+      status: () => this.statusReport(),
       shutdown: (reason) => void this.shutdown(true, reason),
       secured: this.cfg.secret !== undefined,
+    };
+  }
+
+  /** The input log while it is open (a stopping worker has closed or removed it). */
+  private writableInputLog() {
+    return this.stopping ? undefined : this.res?.resilience.inputLog;
+  }
+
+  private statusReport(): WorkerStatus {
+    return {
+      name: this.name,
+      processing: this.ready && !this.stopping && this.downNames.length === 0,
+      members: this.membership,
+      down: this.downNames,
+      slots: this.table.ownedSlots().length,
+      keys: this.dataflow.state.totalKeys(),
+      epoch: this.table.epoch,
+      connected: [...this.peers.live()].length,
+      ...(this.coordinator ? { autoscale: this.coordinator.phaseKind } : {}),
+      ...(this.res?.checkpointer ? { checkpoint: this.res.checkpointer.lastCommitted } : {}),
     };
   }
 

@@ -3,9 +3,10 @@
 // deadline without the silent ones, never twice.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Member } from "../../../src/codec/control.ts";
-import { answerExternal, ClusterKeyCounts, KEY_COUNT_DEADLINE_MS, type ExternalHost } from "../../../src/cluster/external-requests.ts";
+import { answerExternal, ClusterKeyCounts, KEY_COUNT_DEADLINE_MS, statusLine, type ExternalHost } from "../../../src/cluster/external-requests.ts";
 import { EXTERNAL_MSG, type ExternalMsgType } from "../../../src/codec/external.ts";
-import { configureLog } from "../../../src/log.ts";
+import { configureLog, tapLog } from "../../../src/log.ts";
+import type { InputLog } from "../../../src/resilience/input-log.ts";
 import type { Dataflow } from "../../../src/runtime/dataflow.ts";
 import { ManualClock } from "../../sim/manual-clock.ts";
 
@@ -66,8 +67,12 @@ describe("ClusterKeyCounts takes only the answers it asked for", () => {
 
 // ---- answerExternal: every request gets an answer or a closed connection ----------------------
 
+type Logged = { level: string; event: string; msg: string };
+
 function host(over: Partial<ExternalHost> = {}) {
   const calls: string[] = [];
+  const rotated: number[] = [];
+  const input = { end: 42, bytes: 900, rotate: () => rotated.push(1) } as unknown as InputLog;
   const h: ExternalHost = {
     name: "w1",
     dataflow: { state: { keys: () => ({ count: ["a", "b"] }), counts: () => ({ count: 2 }) } } as unknown as Dataflow,
@@ -84,17 +89,26 @@ function host(over: Partial<ExternalHost> = {}) {
     shrinkHere: (r) => (calls.push(`shrinkHere ${JSON.stringify(r)}`), { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Shrinking by 1 workers!" }),
     relayShrink: (r) => (calls.push(`relayShrink ${JSON.stringify(r)}`), Promise.resolve({ reqId: 1, type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "relayed" })),
     clusterKeyCounts: (reply) => reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, "{}"),
+    inputLog: () => undefined,
+    forwardRotate: (name) => (calls.push(`forwardRotate ${name}`), true),
+    status: () => ({ name: "w1", processing: true, members: ["initializer", "w1", "w2"], down: [], slots: 2, keys: 2, epoch: 3, connected: 2 }),
     shutdown: (why) => void calls.push(`shutdown ${why}`),
     secured: false,
     ...over,
   };
   const replies: Array<[number, string]> = [];
   let closed = 0;
+  const logged: Logged[] = [];
   const ask = async (type: number, payload = "") => {
-    answerExternal(h, type as ExternalMsgType, payload, (t, p) => replies.push([t, p]), () => closed++);
-    await Promise.resolve();
+    tapLog((level, event, msg) => void logged.push({ level, event, msg }));
+    try {
+      answerExternal(h, type as ExternalMsgType, payload, (t, p) => replies.push([t, p]), () => closed++);
+      await Promise.resolve();
+    } finally {
+      tapLog(undefined);
+    }
   };
-  return { h, calls, replies, ask, closed: () => closed };
+  return { h, calls, rotated, input, replies, logged, ask, closed: () => closed };
 }
 
 describe("answerExternal", () => {
@@ -179,5 +193,67 @@ describe("answerExternal", () => {
       await Promise.resolve();
       expect(t.replies).toEqual([[EXTERNAL_MSG.ShrinkErrorResponse, "The initializer is not reachable from this worker."]]);
     });
+  });
+
+  describe("RotateLog (2)", () => {
+    test("naming this worker (or nobody) rotates its input log when it has one", async () => {
+      const t = host({ name: "initializer" });
+      t.h.inputLog = () => t.input;
+      await t.ask(EXTERNAL_MSG.RotateLog, "initializer");
+      await t.ask(EXTERNAL_MSG.RotateLog, "");
+      expect(t.rotated.length).toBe(2);
+      expect(t.logged.map((l) => l.event)).toEqual(["rotate_input_log", "rotate_input_log"]);
+      expect(t.logged[0]!.msg).toBe("RotateLog: the input log goes on in a new segment from position 42 (900 bytes held)");
+    });
+
+    test("without an input log it says there is nothing to rotate, and why", async () => {
+      const t = host();
+      await t.ask(EXTERNAL_MSG.RotateLog, "w1");
+      expect(t.logged.map((l) => `${l.level} ${l.event}`)).toEqual(["warn rotate_nothing"]);
+      expect(t.logged[0]!.msg).toContain("stderr");
+      expect(t.closed()).toBe(0);
+    });
+
+    test("naming another member forwards it; naming nobody known closes the connection", async () => {
+      const t = host();
+      await t.ask(EXTERNAL_MSG.RotateLog, "initializer");
+      expect(t.calls).toEqual(["forwardRotate initializer"]);
+      await t.ask(EXTERNAL_MSG.RotateLog, "ghost");
+      expect(t.calls).toEqual(["forwardRotate initializer"]);
+      expect(t.closed()).toBe(1);
+      expect(t.logged.map((l) => l.event)).toEqual(["rotate_forwarded", "rotate_unknown"]);
+    });
+  });
+
+  describe("ReportStatus (16)", () => {
+    test("boundary-count-status logs this worker's status line, and answers nothing", async () => {
+      const t = host();
+      await t.ask(EXTERNAL_MSG.ReportStatus, "boundary-count-status");
+      expect(t.replies).toEqual([]);
+      expect(t.closed()).toBe(0);
+      expect(t.logged).toEqual([
+        {
+          level: "info",
+          event: "status_report",
+          msg: "Status of w1: processing messages: true; members: 3 (initializer,w1,w2); down: none; slots: 2; keys: 2; table epoch: 3; connected to: 2 members",
+        },
+      ]);
+    });
+
+    test("an unknown code is logged as the original did, and the connection closed", async () => {
+      const t = host();
+      await t.ask(EXTERNAL_MSG.ReportStatus, "everything");
+      expect(t.logged.map((l) => l.event)).toEqual(["report_status_unknown"]);
+      expect(t.logged[0]!.msg).toStartWith(`Failed to parse ReportStatusCode "everything"`);
+      expect(t.closed()).toBe(1);
+    });
+  });
+
+  test("statusLine adds the coordinator's phase and the last checkpoint when there are some", () => {
+    expect(
+      statusLine({ name: "initializer", processing: false, members: ["initializer", "w1"], down: ["w1"], slots: 512, keys: 9, epoch: 7, connected: 0, autoscale: "idle", checkpoint: 12 }),
+    ).toBe(
+      "Status of initializer: processing messages: false; members: 2 (initializer,w1); down: w1; slots: 512; keys: 9; table epoch: 7; connected to: 0 members; autoscale: idle; last checkpoint: 12",
+    );
   });
 });
