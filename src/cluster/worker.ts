@@ -605,9 +605,11 @@ export class Worker implements Router {
       if (this.isInitializer || !bound) return log.warn("control_unexpected", `Ignoring ${type} from ${this.control.nameOf(link) ?? link.remote}: only the initializer sends it`);
       f(body);
     };
-    const fromMember = <N extends ControlName>(_type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
+    const fromMember = <N extends ControlName>(type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
       const from = this.memberOf(link);
-      if (from) f(from, body);
+      // Not silently: a link nobody bound once dropped every answer to the initializer's key counts.
+      if (!from) return log.debug("control_unexpected", `Ignoring ${type} from ${this.control.nameOf(link) ?? link.remote}: the connection does not speak for a member`);
+      f(from, body);
     };
     return {
       hello: (link, b) => {
