@@ -143,3 +143,31 @@ export function durationArg(name: string, value: string | undefined, bareUnit: D
   if (!(ms >= minMs && ms <= maxMs)) throw new UsageError(`--${name} must be between ${minMs} ms and ${maxMs} ms, not "${value}".`);
   return ms;
 }
+
+/**
+ * The original's workers were Pony programs, and its scripts pass them Pony runtime flags
+ * (`--ponythreads=1`, `--ponynoblock`, `--ponypinasio`, …). A worker here is one process with one
+ * JS thread, so they mean nothing; they are set apart (with their value: `=v`, or a number after
+ * them, as the Pony runtime read `--ponythreads 4`) so that the original's scripts run unchanged.
+ */
+export function splitPonyFlags(rawArgs: readonly string[]): { rest: string[]; pony: string[] } {
+  const rest: string[] = [];
+  const pony: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const raw = rawArgs[i]!;
+    if (raw === "--") {
+      rest.push(...rawArgs.slice(i));
+      break;
+    }
+    if (!raw.startsWith("--pony")) {
+      rest.push(raw);
+      continue;
+    }
+    const next = rawArgs[i + 1];
+    if (!raw.includes("=") && next !== undefined && /^\d+(\.\d+)?$/.test(next)) {
+      pony.push(`${raw} ${next}`);
+      i++;
+    } else pony.push(raw);
+  }
+  return { rest, pony };
+}

@@ -14,7 +14,7 @@ import { systemClock } from "../../src/clock.ts";
 import { channelsOver } from "../../src/net/channels.ts";
 import { tcpTransport, type TlsFiles } from "../../src/net/tcp.ts";
 import { readClusterSecret } from "../../src/security/secret.ts";
-import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg, tlsArgs, tlsFlags } from "./_args.ts";
+import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg, splitPonyFlags, tlsArgs, tlsFlags } from "./_args.ts";
 
 const args = {
   "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
@@ -179,12 +179,14 @@ export function installFailurePolicy(): (where: string, err: unknown) => void {
 export default defineCommand({
   meta: { name: "worker", description: "Run one worker of an application (initializer, starting worker, or joiner)" },
   args,
-  async run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs: given }) {
     const fatal = installFailurePolicy();
+    const { rest: rawArgs, pony } = splitPonyFlags(given);
     rejectUnknownFlags(rawArgs, args);
     const cfg = workerConfig(a as Parsed, rawArgs);
     applyLogArgs(a, cfg.name);
     setLogWorker(cfg.name);
+    if (pony.length > 0) log.warn("pony_flags_ignored", `Pony runtime flags have no effect here (a worker is one process with one JS thread): ignored ${pony.join(" ")}`);
     if (cfg.role !== "initializer" && cfg.sources.length > 0)
       log.info("in_not_listened", "--in given to a non-initializer: sources are hosted by the initializer, so this worker does not listen on it");
     const secret = await readClusterSecret(typeof a["cluster-secret-file"] === "string" ? a["cluster-secret-file"] : undefined);

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { type ArgsDef, parseArgs } from "citty";
 import { DEFAULT_SOURCE_MAX_FRAME, MAX_SOURCE_MAX_FRAME, parseHostPort, parseSourceAddress } from "../../../src/address.ts";
 import { UsageError } from "../../../src/errors.ts";
-import { durationArg, intArg, rejectUnknownFlags, repeatedValues } from "../../../cmd/commands/_args.ts";
+import { durationArg, intArg, rejectUnknownFlags, repeatedValues, splitPonyFlags } from "../../../cmd/commands/_args.ts";
 import workerCommand, { workerConfig } from "../../../cmd/commands/worker.ts";
 
 /** Runs `fn`, expecting a UsageError with exactly `message`. */
@@ -94,6 +94,32 @@ describe("repeatedValues", () => {
 
   test("values after -- are positional, not flags", () => {
     expect(repeatedValues(["--", "--in", "x"], IN)).toEqual([]);
+  });
+});
+
+describe("splitPonyFlags", () => {
+  test("sets apart every --pony… flag, with =value or a number after it, and keeps the rest in order", () => {
+    const given = ["--name", "w1", "--ponythreads=1", "--ponypinasio", "--ponynoblock", "--ponythreads", "4", "--ponygcfactor", "2.0", "--ponyanything=x", "--in", "a@h:1"];
+    expect(splitPonyFlags(given)).toEqual({
+      rest: ["--name", "w1", "--in", "a@h:1"],
+      pony: ["--ponythreads=1", "--ponypinasio", "--ponynoblock", "--ponythreads 4", "--ponygcfactor 2.0", "--ponyanything=x"],
+    });
+  });
+
+  test("a flag without a value does not swallow the next flag or a non-number", () => {
+    expect(splitPonyFlags(["--ponypin", "--name", "w1"])).toEqual({ rest: ["--name", "w1"], pony: ["--ponypin"] });
+    expect(splitPonyFlags(["--ponynoblock", "w1"])).toEqual({ rest: ["w1"], pony: ["--ponynoblock"] });
+    expect(splitPonyFlags(["--ponythreads=1", "2"])).toEqual({ rest: ["2"], pony: ["--ponythreads=1"] });
+  });
+
+  test("nothing after -- and nothing that only looks alike is taken", () => {
+    expect(splitPonyFlags(["-ponythreads", "--pon", "--", "--ponythreads=1"])).toEqual({ rest: ["-ponythreads", "--pon", "--", "--ponythreads=1"], pony: [] });
+    expect(splitPonyFlags([])).toEqual({ rest: [], pony: [] });
+  });
+
+  test("what is left passes the worker's own flag check", () => {
+    const { rest } = splitPonyFlags(["--application-module", "alphabet", "--ponythreads", "1", "--ponynoblock", "--out", "h:1"]);
+    rejectUnknownFlags(rest, workerCommand.args as ArgsDef);
   });
 });
 
