@@ -50,6 +50,8 @@ export const CONTROL_SENDERS: { readonly [N in ControlName]: readonly SenderRole
   rollback: ["entry", "initializer"],
   rolledBack: MEMBERS,
   undone: COORDINATOR,
+  // RotateLog asked at one member for another is forwarded to it.
+  rotateLog: MEMBERS,
 };
 
 export function senderAllowed(type: ControlName, role: SenderRole): boolean {
