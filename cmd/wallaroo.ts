@@ -16,6 +16,10 @@ export const commands = {
   shrink: () => load(import("./commands/shrink.ts")),
   shutdown: () => load(import("./commands/shutdown.ts")),
   top: () => load(import("./commands/top.ts")),
+  init: () => load(import("./commands/init.ts")),
+  check: () => load(import("./commands/check.ts")),
+  test: () => load(import("./commands/test.ts")),
+  types: () => load(import("./commands/types.ts")),
 } as const;
 
 const main = defineCommand({

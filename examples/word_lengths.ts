@@ -3,12 +3,13 @@
 //   payload = UTF-8 text
 //   output  = "<letter> <longest word so far> <its length>\n"   (one line per word)
 //
-// Written the way docs/app-authors.md says: the default export is a function that receives the
-// public API, and only types are imported (`import type` is erased, so the compiled binary does
-// not need this repository's sources next to the module). Run it with
+// Written the way docs/app-authors.md says, in its second form: the default export is a function
+// that receives the public API, and only types are imported from "wallaroo" (erased at run time;
+// in this repository tsconfig.json maps "wallaroo" to src/index.ts, next to an application it is
+// wallaroo.d.ts). Run it with
 //
 //   dist/wallaroo worker --application-module ./examples/word_lengths.ts --in 127.0.0.1:7010 ...
-import type { WallarooApi } from "../src/index.ts";
+import type { WallarooApi } from "wallaroo";
 
 interface Word {
   readonly word: string;

@@ -1,8 +1,8 @@
-// The public API for application authors. An application module either imports these (bundled
-// into its own copy when the compiled binary imports the module at run time) or, better, default-
-// exports a function that receives this module's namespace as its argument:
+// The public API for application authors. An application module imports it as "wallaroo", which
+// the binary answers with this very module (src/app/api-module.ts; `wallaroo types` prints its
+// declarations), or default-exports a function that receives this module's namespace:
 //
-//   import type { WallarooApi } from "wallaroo/src/index.ts";
+//   import type { WallarooApi } from "wallaroo";
 //   export default (api: WallarooApi) => api.application("x").source(...)...toSink(...);
 //
 // Everything here is plain functions over plain data: no classes to `instanceof`, no shared state.
@@ -35,6 +35,9 @@ export type {
 
 /** The bytes an encoder writes for one output, as the sink would: for an application's tests. */
 export { encodeOutput } from "./runtime/output-writer.ts";
+/** An application's pipeline run in-process on the worker's dataflow, for its tests. */
+export { testPipeline } from "./testing/pipeline-harness.ts";
+export type { ApplicationExport, HarnessWorker, PipelineHarness } from "./testing/pipeline-harness.ts";
 
 /** The type of this module's namespace: what a default-exported `(api) => AppSpec` receives. */
 export type WallarooApi = typeof import("./index.ts");

@@ -9,6 +9,21 @@ export type LogLevelName = keyof typeof LOG_LEVELS;
 let worker = "";
 let instance: ConsolaInstance = build("text", "info");
 
+/**
+ * One log line is one line: names, reasons and addresses that came from the network may carry
+ * newlines or terminal escapes, and a forged line in an operator's log is a lie told in our
+ * voice. Control characters (C0, DEL, C1, and the Unicode line separators) are shown escaped.
+ * JSON lines need none of this: JSON.stringify escapes them already.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
+}
+
 function build(format: LogFormat, level: LogLevelName): ConsolaInstance {
   const reporter = {
     log(obj: LogObject) {
@@ -28,7 +43,7 @@ function build(format: LogFormat, level: LogLevelName): ConsolaInstance {
       } else {
         const prefix = worker ? `[${worker}] ` : "";
         const tag = obj.type === "info" || obj.type === "log" || obj.type === "success" ? "" : `${obj.type.toUpperCase()} `;
-        process.stderr.write(`${prefix}${tag}${msg}\n`);
+        process.stderr.write(`${prefix}${tag}${printable(msg)}\n`);
       }
     },
   };

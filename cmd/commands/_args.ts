@@ -1,6 +1,7 @@
 // Flag groups declared once and spread into commands, plus the checks citty does not do:
 // citty accepts unknown flags silently, and we promise that no flag is accepted and ignored.
 import type { ArgsDef } from "citty";
+import { existsSync } from "node:fs";
 import { UsageError } from "../../src/errors.ts";
 import { configureLog, type LogFormat, type LogLevelName, LOG_LEVELS } from "../../src/log.ts";
 
@@ -20,6 +21,47 @@ export const externalArg = {
 export const timeoutArg = {
   timeout: { type: "string", description: "seconds to wait for an answer", default: "10", valueHint: "seconds" },
 } as const satisfies ArgsDef;
+
+export const secretArg = {
+  "cluster-secret-file": {
+    type: "string",
+    description: "file holding the cluster secret (or set WALLAROO_CLUSTER_SECRET); generate with: openssl rand -hex 32",
+    valueHint: "path",
+  },
+} as const satisfies ArgsDef;
+
+export const tlsArgs = {
+  "tls-cert": { type: "string", description: "this side's certificate (PEM); with --tls-key", valueHint: "path" },
+  "tls-key": { type: "string", description: "the private key of --tls-cert (PEM)", valueHint: "path" },
+  "tls-ca": { type: "string", description: "the authority that signed the members' certificates (PEM; default: the system's)", valueHint: "path" },
+} as const satisfies ArgsDef;
+
+export interface TlsFlags {
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
+/**
+ * The --tls-* flags, each file checked to exist now (a typo must not wait for the first
+ * connection). `needCert`: a worker must present a certificate; a tool may give only --tls-ca.
+ */
+export function tlsFlags(a: Record<string, unknown>, needCert: boolean): TlsFlags | undefined {
+  const get = (k: string) => {
+    const v = a[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== "string" || v === "") throw new UsageError(`--${k} needs the path of a PEM file.`);
+    if (!existsSync(v)) throw new UsageError(`--${k}: no such file ${v}.`);
+    return v;
+  };
+  const cert = get("tls-cert");
+  const key = get("tls-key");
+  const ca = get("tls-ca");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--tls-cert and --tls-key go together.");
+  if (cert === undefined && ca === undefined) return undefined;
+  if (needCert && cert === undefined) throw new UsageError("A worker with TLS needs its certificate: --tls-cert and --tls-key (and --tls-ca for the members' authority).");
+  return { cert, key, ca };
+}
 
 /** Applies --log-level/--log-format; unknown values are usage errors. */
 export function applyLogArgs(args: { "log-level"?: string; "log-format"?: string }, worker?: string): void {
@@ -100,4 +142,32 @@ export function durationArg(name: string, value: string | undefined, bareUnit: D
   const ms = Number(m[1]) * DURATION_UNITS_MS[(m[2] ?? bareUnit) as DurationUnit];
   if (!(ms >= minMs && ms <= maxMs)) throw new UsageError(`--${name} must be between ${minMs} ms and ${maxMs} ms, not "${value}".`);
   return ms;
+}
+
+/**
+ * The original's workers were Pony programs, and its scripts pass them Pony runtime flags
+ * (`--ponythreads=1`, `--ponynoblock`, `--ponypinasio`, …). A worker here is one process with one
+ * JS thread, so they mean nothing; they are set apart (with their value: `=v`, or a number after
+ * them, as the Pony runtime read `--ponythreads 4`) so that the original's scripts run unchanged.
+ */
+export function splitPonyFlags(rawArgs: readonly string[]): { rest: string[]; pony: string[] } {
+  const rest: string[] = [];
+  const pony: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const raw = rawArgs[i]!;
+    if (raw === "--") {
+      rest.push(...rawArgs.slice(i));
+      break;
+    }
+    if (!raw.startsWith("--pony")) {
+      rest.push(raw);
+      continue;
+    }
+    const next = rawArgs[i + 1];
+    if (!raw.includes("=") && next !== undefined && /^\d+(\.\d+)?$/.test(next)) {
+      pony.push(`${raw} ${next}`);
+      i++;
+    } else pony.push(raw);
+  }
+  return { rest, pony };
 }

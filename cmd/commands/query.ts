@@ -5,8 +5,9 @@ import { defineCommand } from "citty";
 import { formatHostPort, parseHostPort } from "../../src/address.ts";
 import { EXTERNAL_MSG, encodeClusterStatus, encodeShrinkRequest, formatClusterStatus, parseClusterStatus } from "../../src/codec/external.ts";
 import { UsageError, WallarooError } from "../../src/errors.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, timeoutArg } from "./_args.ts";
 import { incorrectType, parseTimeoutMs, renderEligible } from "./shrink.ts";
 
 const M = EXTERNAL_MSG;
@@ -19,6 +20,8 @@ const QUERIES = {
   keys: { request: M.StateEntityQuery, reply: M.StateEntityQueryResponse, heading: "State Entity Distribution:" },
   "key-counts": { request: M.StateEntityCountQuery, reply: M.StateEntityCountQueryResponse, heading: "State Entity Count:" },
   "cluster-key-counts": { request: M.ClusterStateEntityCountQuery, reply: M.ClusterStateEntityCountQueryResponse, heading: "Cluster State Entity Count:" },
+  stateless: { request: M.StatelessPartitionQuery, reply: M.StatelessPartitionQueryResponse, heading: "Stateless Partition Distribution:" },
+  "stateless-counts": { request: M.StatelessPartitionCountQuery, reply: M.StatelessPartitionCountQueryResponse, heading: "Stateless Partition Count:" },
   eligible: { request: M.ShrinkRequest, reply: M.ShrinkQueryResponse, heading: "" },
 } as const;
 type What = keyof typeof QUERIES;
@@ -61,6 +64,8 @@ const args = {
   ...externalArg,
   ...jsonArg,
   ...timeoutArg,
+  ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -80,7 +85,8 @@ export default defineCommand({
     const json = a.json === true;
 
     const payload = w === "eligible" ? encodeShrinkRequest({ query: true, node_names: [], node_count: 0 }) : "";
-    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs });
+    const secret = await readClusterSecret(a["cluster-secret-file"]);
+    const reply = await externalRequest(addr, QUERIES[w].request, payload, { expectReply: true, timeoutMs, secret, tls: tlsFlags(a, false) });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
 
     let out: string;

@@ -11,12 +11,15 @@ import {
   type ShrinkRequest,
 } from "../../src/codec/external.ts";
 import { EXIT, UsageError, WallarooError } from "../../src/errors.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest, type ExternalReply } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, repeatedValues, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, intArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, repeatedValues, timeoutArg } from "./_args.ts";
 
 const ONE_OF = "You must specify exactly one of --query, --count, or --workers";
 /** A day: long enough for any honest wait, short enough to stay a deadline. */
 const MAX_TIMEOUT_S = 86_400;
+/** `--count -1`: every eligible worker. */
+const ALL_ELIGIBLE = "-1";
 /** How the cluster words a shrink it accepted; every other type-6 text is a refusal. */
 const ACCEPTED_PREFIX = "Shrinking by";
 
@@ -43,10 +46,12 @@ export function renderEligible(reply: ExternalReply, where: string, json: boolea
 const args = {
   ...externalArg,
   query: { type: "boolean", alias: "q", description: "list the workers that may leave" },
-  count: { type: "string", alias: "c", description: "remove this many workers (the oldest, never the initializer)", valueHint: "n" },
+  count: { type: "string", alias: "c", description: "remove this many workers (the oldest, never the initializer); -1: every one that may leave", valueHint: "n" },
   workers: { type: "string", alias: "w", description: "remove these workers", valueHint: "a,b,c" },
   ...jsonArg,
   ...timeoutArg,
+  ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -56,6 +61,8 @@ function requestFrom(a: { query?: boolean; count?: string; workers?: string }, r
   if (a.query) return { query: true, node_names: [], node_count: 0 };
   if (a.count !== undefined) {
     if (a.count === "") throw new UsageError("--count needs a number of workers.");
+    // The original cluster_shrinker's way to ask for every eligible worker; sent as it sent it.
+    if (a.count === ALL_ELIGIBLE) return { query: false, node_names: [], node_count: -1 };
     return { query: false, node_names: [], node_count: intArg("count", a.count, 1)! };
   }
   // Repeats add up (`-w a -w b`); order and duplicates are kept: the cluster judges them.
@@ -76,7 +83,8 @@ export default defineCommand({
     const timeoutMs = parseTimeoutMs(a.timeout);
     const where = formatHostPort(addr);
 
-    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs });
+    const secret = await readClusterSecret(a["cluster-secret-file"]);
+    const reply = await externalRequest(addr, EXTERNAL_MSG.ShrinkRequest, encodeShrinkRequest(req), { expectReply: true, timeoutMs, secret, tls: tlsFlags(a, false) });
     if (!reply) throw new WallarooError(`No answer from ${where}.`);
     const json = a.json === true;
     if (reply.type === EXTERNAL_MSG.ShrinkQueryResponse) {

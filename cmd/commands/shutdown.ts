@@ -4,8 +4,9 @@ import { defineCommand } from "citty";
 import { parseHostPort } from "../../src/address.ts";
 import { EXTERNAL_MSG } from "../../src/codec/external.ts";
 import { UsageError } from "../../src/errors.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, logArgs, rejectUnknownFlags, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, logArgs, rejectUnknownFlags, secretArg, tlsArgs, tlsFlags, timeoutArg } from "./_args.ts";
 import { parseTimeoutMs } from "./shrink.ts";
 
 const args = {
@@ -13,6 +14,8 @@ const args = {
   address: { type: "positional", required: false, description: "a worker's external channel address (same as --external)", valueHint: "host:port" },
   external: { ...externalArg.external, required: false },
   timeout: { ...timeoutArg.timeout, description: "seconds allowed to connect and send" },
+  ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
@@ -28,6 +31,8 @@ export default defineCommand({
     const flag = a.external !== undefined ? "--external" : "HOST:PORT";
     const addr = parseHostPort(given[0]!, flag);
     const timeoutMs = parseTimeoutMs(a.timeout);
-    await externalRequest(addr, EXTERNAL_MSG.CleanShutdown, "", { expectReply: false, timeoutMs });
+    // Signed, it is answered (accepted, or refused with the reason: an error).
+    const secret = await readClusterSecret(a["cluster-secret-file"]);
+    await externalRequest(addr, EXTERNAL_MSG.CleanShutdown, "", { expectReply: false, timeoutMs, secret, tls: tlsFlags(a, false) });
   },
 });

@@ -10,9 +10,12 @@ import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RESILIENCE_DIR } from "../../sr
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { fatalLine, haltIo, setFaultHandler } from "../../src/fault.ts";
 import { log, setLogWorker } from "../../src/log.ts";
+import { systemClock } from "../../src/clock.ts";
+import { channelsOver } from "../../src/net/channels.ts";
 import { startMetricsServer } from "../../src/net/metrics-server.ts";
-import { tcpTransport } from "../../src/net/tcp.ts";
-import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues } from "./_args.ts";
+import { tcpTransport, type TlsFiles } from "../../src/net/tcp.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
+import { applyLogArgs, durationArg, intArg, logArgs, rejectUnknownFlags, repeatedValues, secretArg, splitPonyFlags, tlsArgs, tlsFlags } from "./_args.ts";
 
 const args = {
   "application-module": { type: "string", description: "built-in app (alphabet, word_count, sequence_window, passthrough) or a path to a .ts/.js module", valueHint: "name|path" },
@@ -32,14 +35,18 @@ const args = {
   "run-with-resilience": { type: "boolean", description: `resilience in the default directory (${DEFAULT_RESILIENCE_DIR}) unless --resilience-dir names one` },
   "time-between-checkpoints": { type: "string", description: "checkpoint interval (default 1s; a bare number is nanoseconds, as in the original)", valueHint: "1s|250ms|ns" },
   "resilience-fsync": { type: "boolean", description: "sync every checkpoint and input-log write to disk, so a machine crash loses nothing either (slower)" },
+  "advertise-host": { type: "string", description: "the address other members reach this worker at (default: its listen address; a wildcard listener is seen where it connects from)", valueHint: "host" },
+  "source-idle-timeout": { type: "string", description: "initializer: close a source connection that sent nothing for this long (default 10m; 0 never)", valueHint: "10m|0" },
   "failure-timeout": { type: "string", description: "a member heard nothing from for this long is lost (default 1s, at least 500ms)", valueHint: "1s|2s" },
+  ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
 
 type Parsed = Record<string, string | boolean | undefined>;
 
 /** Turns flags into a configuration, refusing every combination the original refused. */
-export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<WorkerConfig, "app" | "transport"> & { module: string; metrics?: HostPort } {
+export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<WorkerConfig, "app" | "transport"> & { module: string; metrics?: HostPort; sourceIdleMs?: number } {
   const str = (k: string) => (typeof a[k] === "string" && a[k] !== "" ? (a[k] as string) : undefined);
   const module = str("application-module");
   if (!module) throw new UsageError("You must specify an application via --application-module (alphabet, word_count, sequence_window, passthrough, or a path).");
@@ -72,7 +79,9 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     if (!join && !control) throw new UsageError("A worker needs the initializer's control address via --control (or --join to join a running cluster).");
   }
   const peerAddr = isInit ? undefined : parseHostPort((join ?? control)!, join ? "--join" : "--control");
-  const defaultHost = peerAddr && peerAddr.host !== "0.0.0.0" ? peerAddr.host : "127.0.0.1";
+  // On one machine (the initializer at a loopback address) a worker listens on loopback only;
+  // otherwise on every interface, and the members it reaches see the address it came from.
+  const defaultHost = !peerAddr || isLoopback(peerAddr.host) || peerAddr.host === "0.0.0.0" ? "127.0.0.1" : "0.0.0.0";
   const mine = (k: "my-control" | "my-data"): HostPort => (str(k) ? parseHostPort(str(k)!, `--${k}`) : { host: defaultHost, port: 0 });
   return {
     module,
@@ -91,7 +100,18 @@ export function workerConfig(a: Parsed, rawArgs: readonly string[]): Omit<Worker
     // At least two heartbeats (every 250 ms) fit in any timeout: members with different timeouts never flap.
     failureTimeoutMs: durationArg("failure-timeout", str("failure-timeout"), "ms", 500, 600_000),
     resilience: resilienceConfig(a, str),
+    advertiseHost: advertiseHost(str("advertise-host")),
+    sourceIdleMs: durationArg("source-idle-timeout", str("source-idle-timeout"), "s", 0, 86_400_000),
   };
+}
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host);
+
+function advertiseHost(h: string | undefined): string | undefined {
+  if (h === undefined) return undefined;
+  if (h === "0.0.0.0" || h === "::" || !/^[A-Za-z0-9.:_-]{1,253}$/.test(h))
+    throw new UsageError(`--advertise-host must be an address or host name the other members can reach, not "${h}".`);
+  return h;
 }
 
 /** `--resilience-dir`, `--run-with-resilience`, `--time-between-checkpoints`, `--resilience-fsync`. */
@@ -162,16 +182,26 @@ export function installFailurePolicy(): (where: string, err: unknown) => void {
 export default defineCommand({
   meta: { name: "worker", description: "Run one worker of an application (initializer, starting worker, or joiner)" },
   args,
-  async run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs: given }) {
     const fatal = installFailurePolicy();
+    const { rest: rawArgs, pony } = splitPonyFlags(given);
     rejectUnknownFlags(rawArgs, args);
     const cfg = workerConfig(a as Parsed, rawArgs);
     applyLogArgs(a, cfg.name);
     setLogWorker(cfg.name);
+    if (pony.length > 0) log.warn("pony_flags_ignored", `Pony runtime flags have no effect here (a worker is one process with one JS thread): ignored ${pony.join(" ")}`);
     if (cfg.role !== "initializer" && cfg.sources.length > 0)
       log.info("in_not_listened", "--in given to a non-initializer: sources are hosted by the initializer, so this worker does not listen on it");
+    const secret = await readClusterSecret(typeof a["cluster-secret-file"] === "string" ? a["cluster-secret-file"] : undefined);
+    if (!secret)
+      log.warn(
+        "no_cluster_secret",
+        "No cluster secret: this worker's control and data ports accept anyone who can reach them. Give every member --cluster-secret-file (docs/security.md).",
+      );
     const app = await loadApplication(cfg.module);
-    const worker = new Worker({ ...cfg, app, transport: tcpTransport });
+    const tls = tlsFlags(a, true) as TlsFiles | undefined;
+    const channels = channelsOver(tcpTransport, { secret, clock: systemClock, sourceIdleMs: cfg.sourceIdleMs, tls });
+    const worker = new Worker({ ...cfg, app, transport: tcpTransport, channels, secret });
     // Before the worker starts, so /healthz answers and /readyz says why not while it forms.
     let metrics;
     try {

@@ -7,8 +7,9 @@ import { existsSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { AppError } from "../errors.ts";
 import * as api from "../index.ts";
+import { registerApiModule } from "./api-module.ts";
 import type { AppSpec } from "./types.ts";
-import { checkStateSerialisable, validateAppSpec } from "./validate.ts";
+import { isAppError, validatedSpec } from "./validate.ts";
 
 type AppModule = { default?: unknown; application?: unknown };
 
@@ -48,6 +49,7 @@ export async function loadApplication(nameOrPath: string): Promise<AppSpec> {
     where = `Application module ${nameOrPath}`;
     if (!existsSync(path)) throw new AppError(`Application module ${nameOrPath} not found (looked for ${path})`);
     if (!statSync(path).isFile()) throw new AppError(`Application module ${nameOrPath} is not a file (${path})`);
+    registerApiModule();
     try {
       mod = (await import(path)) as AppModule;
     } catch (e) {
@@ -74,16 +76,5 @@ export async function specFromModule(mod: AppModule, where: string): Promise<App
       throw new AppError(`${where} failed while building its application: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  try {
-    const spec = validateAppSpec(value);
-    checkStateSerialisable(spec);
-    return spec;
-  } catch (e) {
-    if (isAppError(e)) throw new AppError(`${where} is not a valid application: ${e.message}`);
-    throw e;
-  }
-}
-
-function isAppError(e: unknown): e is Error {
-  return e instanceof Error && e.name === "AppError";
+  return validatedSpec(value, where);
 }

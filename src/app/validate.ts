@@ -131,6 +131,26 @@ export function validateAppSpec(x: unknown): AppSpec {
   });
 }
 
+/**
+ * Checks what an application module built, as every worker does before it starts: the AppSpec's
+ * shape, and that each initial state survives migration. `where` opens the error sentence.
+ */
+export function validatedSpec(value: unknown, where: string): AppSpec {
+  try {
+    const spec = validateAppSpec(value);
+    checkStateSerialisable(spec);
+    return spec;
+  } catch (e) {
+    if (isAppError(e)) throw new AppError(`${where} is not a valid application: ${e.message}`);
+    throw e;
+  }
+}
+
+/** An AppError, also one thrown by a module's own copy of the builder (another class of that name). */
+export function isAppError(e: unknown): e is Error {
+  return e instanceof Error && e.name === "AppError";
+}
+
 function checkCodec(codec: unknown, methods: readonly string[], what: string, fail: (s: string) => never): Record<string, unknown> {
   if (typeof codec !== "object" || codec === null) fail(`${what} must be an object with ${methods.join(" and ")} functions, got ${describe(codec)}`);
   const out: Record<string, unknown> = {};

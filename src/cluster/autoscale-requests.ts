@@ -24,9 +24,14 @@ export interface AutoscaleRequestsHost {
 
 export type ShrinkAnswer = { type: number; payload: string };
 
+export const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === "";
+
 /** A member announced `0.0.0.0` or `::`: it is reachable where its connection came from. */
 export function reachableHost(link: Link, announced: string): string {
-  return announced === "0.0.0.0" || announced === "::" ? link.remote.replace(/:\d+$/, "") : announced;
+  if (!isWildcard(announced)) return announced;
+  // `remote` is a bare address over TCP (IPv6 has colons of its own), `host:port` in the simulation.
+  const r = link.remote.replace(/^::ffff:/, "");
+  return r.split(":").length === 2 ? r.slice(0, r.lastIndexOf(":")) : r;
 }
 
 /** Refuses whoever is at the other end of `link` (a registration or a join) and closes it. */
@@ -87,6 +92,9 @@ export class AutoscaleRequests {
   /** Any other member: forwards a shrink to the coordinator. */
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">> {
     const h = this.host;
-    return h.relays.ask((reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count }));
+    return h.relays.ask(
+      (reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count }),
+      RELAY_LIMITS.shrinkDeadlineMs,
+    );
   }
 }

@@ -1,14 +1,19 @@
 // Control links: frames cut, decoded and validated, then handed to the handler the table names
 // for their type. The table is typed so that every control message has exactly one handler (a
 // new message type does not compile until it gets one). A frame that is oversized, undecodable
-// or of the wrong shape closes that connection with a logged reason; nothing else changes.
+// or of the wrong shape closes that connection with a logged reason; nothing else changes. So does
+// a message from a sender whose role may not send it (control-roles.ts), except that a member's
+// own link is kept (closing it would count as that member's loss): its message is only ignored.
 import { CONTROL_MAX_FRAME, decodeControl, type ControlBody, type ControlName } from "../codec/control.ts";
 import { FrameReader } from "../codec/frame.ts";
 import { log } from "../log.ts";
 import type { Link, LinkHandlers } from "../net/transport.ts";
+import { senderAllowed, type SenderRole } from "./control-roles.ts";
 
 export type ControlHandler<N extends ControlName> = (link: Link, body: ControlBody<N>) => void;
 export type ControlTable = { readonly [N in ControlName]: ControlHandler<N> };
+
+const REFUSALS_LOGGED_PER_LINK = 10;
 
 export class ControlLinks {
   /** Control connections closed for a malformed or oversized frame (for the metrics). */
@@ -20,14 +25,26 @@ export class ControlLinks {
   /** name → when a frame from it last arrived (for the failure timeout). */
   private readonly heard = new Map<string, number>();
 
+  /** Links that sent at least one frame their role allowed. */
+  private readonly spoke = new WeakSet<Link>();
+  /** Refusals logged per link, so a flood of forged frames cannot flood the log. */
+  private readonly refusalsLogged = new WeakMap<Link, number>();
+
   constructor(
     private readonly table: ControlTable,
     private readonly now: () => number = () => 0,
+    /** The role a link speaks in (who may send what: control-roles.ts). */
+    private readonly roleOf: (link: Link) => SenderRole = () => "initializer",
   ) {}
 
   /** When a control frame from `name` last arrived, on any link that speaks for it. */
   lastHeard(name: string): number | undefined {
     return this.heard.get(name);
+  }
+
+  /** Whether `link` has sent a frame it was allowed to send (a connection that never does is closed). */
+  hasSpoken(link: Link): boolean {
+    return this.spoke.has(link);
   }
 
   nameOf(link: Link): string | undefined {
@@ -47,6 +64,14 @@ export class ControlLinks {
     this.byName.set(name, link);
     this.names.set(link, name);
     return true;
+  }
+
+  /**
+   * A link this worker dialed to the member `name`: what comes back on it speaks for that member
+   * (it is not the member's own link, so its close is handled by whoever dialed it).
+   */
+  dialed(link: Link, name: string): void {
+    if (!this.names.has(link)) this.names.set(link, name);
   }
 
   /**
@@ -70,6 +95,15 @@ export class ControlLinks {
     return name !== undefined && this.byName.get(name) === link;
   }
 
+  private refuse(link: Link, type: ControlName, role: SenderRole): void {
+    const n = this.refusalsLogged.get(link) ?? 0;
+    this.refusalsLogged.set(link, n + 1);
+    const who = this.names.get(link) ?? link.remote;
+    if (n < REFUSALS_LOGGED_PER_LINK)
+      log.warn("control_refused", `Refused control message ${type} from ${who} (${role === "stranger" ? "not a member" : `a ${role}`}): it may not send it${role === "stranger" ? "; closed the connection" : ""}`);
+    if (role === "stranger") link.destroy();
+  }
+
   /** Handlers for one control link; `closed` runs once when it closes. */
   handlers(closed: (link: Link) => void): LinkHandlers {
     const reader = new FrameReader(CONTROL_MAX_FRAME);
@@ -83,6 +117,9 @@ export class ControlLinks {
         current.destroy();
         return;
       }
+      const role = this.roleOf(current);
+      if (!senderAllowed(d.msg.type, role)) return this.refuse(current, d.msg.type, role);
+      this.spoke.add(current);
       (this.table[d.msg.type] as ControlHandler<ControlName>)(current, d.msg.body);
       const name = this.names.get(current);
       if (name !== undefined) this.heard.set(name, this.now());

@@ -49,6 +49,13 @@ export interface InboundHost {
   floor(): number;
   /** The epoch of the rollback that took member `name` back after a crash (0 if none). */
   admittedAt(name: string): number;
+  /**
+   * Whether `inb`, which just said hello, may speak for its sender: not while another open
+   * connection of the same incarnation does, nor under a name another member id holds.
+   */
+  mayClaim(inb: InboundData): boolean;
+  /** Member `id` of this name is (or was, while it leaves) a member here. */
+  isMember(id: number, name: string): boolean;
 }
 
 /** Scratch for peeking at a frame's head without disturbing the connection's own. */
@@ -68,6 +75,8 @@ export class InboundData {
   private cutOff = false;
   private name = "";
   private seq = 0;
+  /** Its sender was found a member here (checked at its first frame after the hello). */
+  private verified = false;
   /** Held at a checkpoint's barrier: what follows it waits until this worker took its images. */
   private held = false;
   /** The epoch its hello carried: a link from before a rollback belongs to an earlier incarnation. */
@@ -99,6 +108,12 @@ export class InboundData {
         // The sender's id: a new incarnation of a name is not its predecessor (the id is always
         // known to the sender; a joiner's may not be known here yet).
         this.peerId = id;
+        if (!host.mayClaim(this)) {
+          this.cutOff = true;
+          log.warn("data_impostor", `A data connection from ${this.link.remote} claims to be worker ${name} (id ${id}), which has one already; closed it unread`);
+          this.link.destroy();
+          return;
+        }
         if (host.refused(name, id)) {
           // Its hello came late (a slow or partitioned link) from a member already declared
           // dead: what follows was sent before it died and the cluster has moved on without it.
@@ -116,6 +131,11 @@ export class InboundData {
   /** The member at the other end (its id from its hello), -1 before the hello, -2 once forgotten. */
   sender(): number {
     return this.peerId;
+  }
+
+  /** The epoch its hello carried (an incarnation after a rollback carries a later one). */
+  get helloAt(): number {
+    return this.helloEpoch;
   }
 
   /** The name it said hello with (empty before). */
@@ -191,6 +211,27 @@ export class InboundData {
       log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${err}. Closed connection.`);
       this.link.destroy();
       return;
+    }
+    // One connection, one sender, said first: nothing is applied from a connection that did not say
+    // who it speaks for, and a second hello cannot change it.
+    if ((h.kind === DATA_KIND.hello) !== (this.peerId === -1) && this.peerId !== -2) {
+      const why = h.kind === DATA_KIND.hello ? "a second hello" : "a frame before its hello";
+      log.error("data_malformed", `Malformed data frame from ${this.name || this.link.remote}: ${why}. Closed connection.`);
+      this.cutOff = true;
+      this.link.destroy();
+      return;
+    }
+    // A joiner's hello may come before this worker heard of it, but nothing it sends is handled
+    // before then (it is routed under a table that names it): a frame from a sender nobody
+    // admitted is a forgery.
+    if (!this.verified && h.kind !== DATA_KIND.hello && this.peerId >= 0) {
+      if (!this.host.isMember(this.peerId, this.name)) {
+        log.error("data_impostor", `Data frame from ${this.name} (id ${this.peerId}, ${this.link.remote}), which is not a member of this cluster. Closed connection.`);
+        this.cutOff = true;
+        this.link.destroy();
+        return;
+      }
+      this.verified = true;
     }
     this.seq = (this.seq + 1) >>> 0;
     // Sent before a rollback: the checkpoint it rolled back to does not include it, and the

@@ -21,6 +21,16 @@ export class Membership {
     return this.me;
   }
 
+  /**
+   * The address this worker is reached at, learned late (it listens on a wildcard address):
+   * only while nobody else knows this worker's entry, so every member sees one address.
+   */
+  learnSelfHost(host: string): void {
+    assert(this.known.length <= 1, "the own address can change only before anyone was told it");
+    this.me = { ...this.me, host };
+    this.known = this.known.map((m) => (m.id === this.me.id ? this.me : m));
+  }
+
   get selfId(): number {
     return this.me.id;
   }

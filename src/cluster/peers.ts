@@ -5,7 +5,7 @@
 import type { Clock } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member } from "../codec/control.ts";
 import { log } from "../log.ts";
-import type { LinkHandlers, Transport } from "../net/transport.ts";
+import type { Link, LinkHandlers, Transport } from "../net/transport.ts";
 import { Peer } from "./peer.ts";
 
 export const DIAL_LIMITS = {
@@ -21,13 +21,16 @@ export interface PeersHost {
   readonly name: string;
   /** This worker's member id (its data hello says it, so an earlier incarnation is told apart). */
   selfId(): number;
-  readonly transport: Transport;
+  readonly controlTransport: Transport;
+  readonly dataTransport: Transport;
   readonly clock: Clock;
   epoch(): number;
   /** When the input being processed now was ingested (a data batch carries it to the peer). */
   ingestAt(): number;
   /** Handlers for a control link this worker dials to member `id`; its close counts only while `current()`. */
   controlHandlers(id: number, current: () => boolean): LinkHandlers;
+  /** A control link this worker dialed to member `name`: what comes back on it speaks for that member. */
+  dialedControl(link: Link, name: string): void;
   /** A data link's queue drained below its low-water mark. */
   drained(): void;
   /** A link to member `id` closed or could not be opened. */
@@ -79,11 +82,11 @@ export class Peers {
   private async dial(m: Member): Promise<void> {
     const p = this.ensure(m);
     const h = this.host;
-    const attempt = async (port: number, handlers: LinkHandlers) => {
+    const attempt = async (t: Transport, port: number, handlers: LinkHandlers) => {
       let last: unknown;
       for (let i = 0; i < DIAL_LIMITS.attempts; i++) {
         try {
-          return await h.transport.connect(m.host, port, handlers, DIAL_LIMITS.timeoutMs);
+          return await t.connect(m.host, port, handlers, DIAL_LIMITS.timeoutMs);
         } catch (err) {
           last = err;
           await h.clock.sleep(DIAL_LIMITS.backoffMs * (i + 1));
@@ -97,13 +100,14 @@ export class Peers {
     const current = () => this.byId.get(m.id) === p;
     try {
       if (!p.control) {
-        const link = await attempt(m.controlPort, h.controlHandlers(m.id, current));
+        const link = await attempt(h.controlTransport, m.controlPort, h.controlHandlers(m.id, current));
         if (dropped()) return link.end();
         p.control = link;
+        h.dialedControl(link, m.name);
         link.write(encodeControl("hello", { name: h.name }));
       }
       if (!p.data) {
-        const link = await attempt(m.dataPort, {
+        const link = await attempt(h.dataTransport, m.dataPort, {
           data() {},
           drain: () => h.drained(),
           close: () => {

@@ -5,6 +5,11 @@ import type { Clock, Timer } from "../clock.ts";
 
 export const RELAY_LIMITS = {
   deadlineMs: 15_000,
+  /**
+   * The coordinator answers a shrink at once; a relayed one waits less than the 10 s an
+   * operator's tool waits by default, so the tool reads why rather than its own timeout.
+   */
+  shrinkDeadlineMs: 5000,
   maxPending: 1024,
 } as const;
 

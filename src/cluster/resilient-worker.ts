@@ -12,7 +12,7 @@ import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { Sink } from "../runtime/sink.ts";
-import { refuseLink } from "./autoscale-requests.ts";
+import { reachableHost, refuseLink } from "./autoscale-requests.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import type { ControlLinks } from "./control-dispatch.ts";
 import type { Coordinator } from "./coordinator.ts";
@@ -314,7 +314,8 @@ export class ResilientWorker {
     // Back before its old connections were seen to close (or it only thought the initializer
     // dead): its earlier self is out all the same, and its old control link, closing, speaks for
     // nobody (a destroyed link may report its close only later).
-    if (m && h.peers.get(m.id)?.alive && !c.down.includes(m.id)) {
+    // Only a process of this cluster (its files name it) may take a live member's place.
+    if (m && h.peers.get(m.id)?.alive && !c.down.includes(m.id) && b.cluster === this.resilience.clusterId) {
       h.failures.linkLost(m.id, "it started again");
       h.control.release(b.name);
     }
@@ -323,7 +324,7 @@ export class ResilientWorker {
       if (!h.control.identify(link, b.name)) return refuseLink(link, `Another connection speaks for ${b.name}.`);
       this.rejoinLinks.set(m.id, link);
     }
-    const refusal = this.recovery.onRejoin(b);
+    const refusal = this.recovery.onRejoin({ ...b, host: reachableHost(link, b.host) });
     if (!refusal) return;
     if (m) this.rejoinLinks.delete(m.id);
     if (!refusal.stop) return refuseLink(link, refusal.reason);

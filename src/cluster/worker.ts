@@ -11,17 +11,19 @@ import { systemClock, type Clock } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member, type Topology } from "../codec/control.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
+import type { Channels } from "../net/channels.ts";
 import type { Link, LinkHandlers, Server, Transport } from "../net/transport.ts";
 import { Dataflow } from "../runtime/dataflow.ts";
 import { startExternalServer, type ExternalStats } from "../runtime/external-server.ts";
 import type { Router } from "../runtime/router.ts";
 import { Sink } from "../runtime/sink.ts";
 import { Source } from "../runtime/source.ts";
-import { AutoscaleRequests, reachableHost, refuseLink } from "./autoscale-requests.ts";
+import { AutoscaleRequests, isWildcard, reachableHost, refuseLink } from "./autoscale-requests.ts";
+import type { SenderRole } from "./control-roles.ts";
 import { ControlLinks, type ControlTable } from "./control-dispatch.ts";
 import { Coordinator } from "./coordinator.ts";
 import { Entry } from "./entry.ts";
-import { answerExternal, ClusterKeyCounts, slotKeyCounts, type ExternalHost, type ShrinkAsk } from "./external-requests.ts";
+import { answerExternal, ClusterKeyCounts, rotateHere, type ExternalHost, type ShrinkAsk, type WorkerStatus as ReportedStatus } from "./external-requests.ts";
 import { Failures } from "./failures.ts";
 import { Formation } from "./formation.ts";
 import { DEFAULT_FAILURE_TIMEOUT_MS, Heartbeats } from "./heartbeats.ts";
@@ -58,7 +60,14 @@ export interface WorkerConfig {
   sources: SourceAddress[];
   out?: HostPort;
   app: AppSpec;
+  /** The network: every channel over it, unless `channels` says otherwise. */
   transport: Transport;
+  /** Per channel (src/net/channels.ts): the handshake on control and data, TLS. */
+  channels?: Partial<Channels>;
+  /** The cluster secret: the external channel's requests that change the cluster must be signed with it. */
+  secret?: Uint8Array;
+  /** `--advertise-host`: the address other members reach this worker at (default: its listen host). */
+  advertiseHost?: string;
   /** Defaults to the system clock; the simulation passes a virtual one. */
   clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
@@ -76,6 +85,8 @@ export const WORKER_LIMITS = {
   leaverLingerMs: 10_000,
   /** A stopping worker gives its sink this long to flush. */
   sinkFlushMs: 5000,
+  /** An accepted control or data connection must send its first frame within this. */
+  firstFrameMs: 10_000,
 } as const;
 
 export class Worker implements Router {
@@ -84,6 +95,7 @@ export class Worker implements Router {
   readonly migration: Migration;
   readonly sink: Sink;
   private readonly clock: Clock;
+  private readonly net: Channels;
   private readonly table = new RoutingTable();
   private readonly membershipState: Membership;
   private readonly peers: Peers;
@@ -132,13 +144,15 @@ export class Worker implements Router {
     this.clock = cfg.clock ?? systemClock;
     this.membershipState = new Membership({ id: -1, name: cfg.name, host: "", controlPort: 0, dataPort: 0 });
     this.keyCounts = new ClusterKeyCounts(this.clock, (id, reqId) => this.peers.sendTo(id, "keyCountReq", { reqId }));
-    this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, cfg.transport, this.clock);
+    this.net = { control: cfg.transport, data: cfg.transport, external: cfg.transport, io: cfg.transport, ...cfg.channels };
+    this.sink = new Sink(cfg.out ?? { host: "127.0.0.1", port: 0 }, this.net.io, this.clock);
     this.dataflow = new Dataflow(cfg.app, this, this.sink, this.clock);
     this.statuses = new Gathering(this.clock, (id, reqId) => this.peers.sendTo(id, "statusReq", { reqId }), "Worker status", "status_partial");
     this.peers = new Peers({
       name: cfg.name,
       selfId: () => this.membershipState.selfId,
-      transport: cfg.transport,
+      controlTransport: this.net.control,
+      dataTransport: this.net.data,
       clock: this.clock,
       epoch: () => this.table.epoch,
       ingestAt: () => this.dataflow.latency.at,
@@ -146,6 +160,7 @@ export class Worker implements Router {
         this.control.handlers(() => {
           if (current()) this.failures.linkLost(id, "control connection closed");
         }),
+      dialedControl: (link, name) => this.control.dialed(link, name),
       drained: () => this.pressure.check(),
       lost: (id, why) => this.failures.linkLost(id, why),
     });
@@ -189,7 +204,11 @@ export class Worker implements Router {
       isReady: () => this.ready,
       committed: () => this.membershipState.committed,
     });
-    this.control = new ControlLinks(this.controlTable(), () => this.clock.now());
+    this.control = new ControlLinks(
+      this.controlTable(),
+      () => this.clock.now(),
+      (link) => this.roleOf(link),
+    );
     this.heartbeats = new Heartbeats(
       {
         clock: this.clock,
@@ -226,13 +245,17 @@ export class Worker implements Router {
       initializerId: () => this.initializerId,
       stopping: () => this.stopping,
       fatal: (err) => this.fatal(err),
-      initializerLost: (why) => this.res?.initializerLost(why) ?? false,
+      initializerLost: (why) => {
+        // A request relayed to it will not be answered: say so now rather than at its deadline.
+        this.relays.failAll("The initializer is not reachable from this worker.");
+        return this.res?.initializerLost(why) ?? false;
+      },
       memberLost: (id) => this.res?.recovery.onDown(id),
       epoch: () => this.table.epoch,
     });
     this.entry = new Entry({
       name: cfg.name,
-      transport: cfg.transport,
+      transport: this.net.control,
       clock: this.clock,
       self: () => this.membershipState.self,
       handlers: (closed) => this.control.handlers(closed),
@@ -368,16 +391,19 @@ export class Worker implements Router {
 
   async start(): Promise<void> {
     log.info("phase_1", "|~~ INIT PHASE I: Application is created! ~~|");
-    const t = this.cfg.transport;
+    const net = this.net;
     const controlAddr = this.isInitializer ? this.cfg.control! : this.cfg.myControl;
     const dataAddr = this.isInitializer ? this.cfg.data! : this.cfg.myData;
-    const controlServer = await t.listen(controlAddr.host, controlAddr.port, (link) => this.acceptControl(link));
+    const controlServer = await net.control.listen(controlAddr.host, controlAddr.port, (link) => this.acceptControl(link));
     this.myControlServer = controlServer;
-    const dataServer = await t.listen(dataAddr.host, dataAddr.port, (link) => this.acceptData(link));
+    const dataServer = await net.data.listen(dataAddr.host, dataAddr.port, (link) => this.acceptData(link));
     this.servers.push(controlServer, dataServer);
     if (this.cfg.external) {
       const ext = this.externalHost();
-      this.servers.push(await startExternalServer(this.name, this.cfg.external, t, (ty, p, r) => answerExternal(ext, ty, p, r), this.externalStats));
+      const secret = this.cfg.secret;
+      this.servers.push(
+        await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, c, proven) => answerExternal(ext, ty, p, r, c, proven), { secret, stats: this.externalStats }),
+      );
     }
     if (this.isInitializer) {
       for (const s of this.cfg.sources) {
@@ -385,7 +411,7 @@ export class Worker implements Router {
         const src = new Source(
           s.name ?? this.cfg.app.source.name,
           s,
-          t,
+          net.io,
           (b, st, e) => this.dataflow.ingest(b, st, e),
           () => this.pressure.check(),
           input ? (framed, n) => input.append(framed, n) : undefined,
@@ -397,7 +423,8 @@ export class Worker implements Router {
       }
     }
     if (this.cfg.out) this.sink.start();
-    this.membershipState.adopt([{ id: this.isInitializer ? 0 : -1, name: this.name, host: controlAddr.host, controlPort: controlServer.port, dataPort: dataServer.port }]);
+    const host = this.cfg.advertiseHost ?? controlAddr.host;
+    this.membershipState.adopt([{ id: this.isInitializer ? 0 : -1, name: this.name, host, controlPort: controlServer.port, dataPort: dataServer.port }]);
     const ctl = formatHostPort({ host: controlAddr.host, port: controlServer.port });
     const dat = formatHostPort({ host: dataAddr.host, port: dataServer.port });
     log.info("listening", `${this.name} control: listening on ${ctl}; data: listening on ${dat}`, { control: ctl, data: dat });
@@ -516,13 +543,61 @@ export class Worker implements Router {
 
   // ------------------------------------------------------------------------------- control
 
-  private acceptControl(_link: Link): LinkHandlers {
+  private acceptControl(link: Link): LinkHandlers {
+    this.closeUnlessSpoken(link, "control", () => this.control.hasSpoken(link));
     return this.control.handlers((l) => {
       this.formation?.linkClosed(l);
       // Only the link bound to a member speaks for it: a second one claiming its name does not.
       const m = this.control.isBound(l) ? this.memberOf(l) : undefined;
       if (m) this.failures.linkLost(m.id, "control connection closed");
     });
+  }
+
+  /**
+   * Who a control link speaks as (control-roles.ts). A name this cluster never admitted is a
+   * stranger's, however it introduced itself; a member that left keeps its role while its
+   * links linger, so its last words are judged by the handlers, not cut off.
+   */
+  private roleOf(link: Link): SenderRole {
+    if (link === this.entry.pending) return "entry";
+    const name = this.control.nameOf(link);
+    if (name === undefined) return "stranger";
+    if (name === INITIALIZER_NAME) return this.isInitializer ? "stranger" : "initializer";
+    return this.membershipState.byName(name) || this.membershipState.hasDeparted(name) ? "member" : "stranger";
+  }
+
+  /**
+   * An accepted connection must say who it is (or what it asks) within the deadline: one that
+   * connects and stays silent, or trickles a frame byte by byte, holds a slot of the port's cap.
+   */
+  private closeUnlessSpoken(link: Link, channel: string, spoken: () => boolean): void {
+    this.clock.setTimeout(() => {
+      if (link.closed || spoken()) return;
+      log.warn("silent_connection", `Closed a ${channel} connection from ${link.remote}: nothing said within ${WORKER_LIMITS.firstFrameMs / 1000} s`);
+      link.destroy();
+    }, WORKER_LIMITS.firstFrameMs);
+  }
+
+  /**
+   * The initializer listening on a wildcard address (without --advertise-host) tells the others
+   * the address the first worker reached it at: a wildcard is nobody's address elsewhere. Only
+   * before anyone has its entry in a topology; its members reached it the same way after.
+   */
+  private learnSelfHost(link: Link | undefined): void {
+    const self = this.membershipState.self;
+    if (!this.isInitializer || !link || !isWildcard(self.host) || this.membershipState.members.length > 1) return;
+    const local = link.local.replace(/^::ffff:/, "");
+    if (!local || isWildcard(local)) return;
+    log.info("advertised_host", `The initializer listens on ${self.host}; it tells the cluster it is at ${local}, where ${this.control.nameOf(link) ?? link.remote} reached it (--advertise-host to choose)`);
+    this.membershipState.learnSelfHost(local);
+  }
+
+  /** A message naming its sender must come on that sender's link: one link, one member. */
+  private speaksFor(link: Link, name: string, type: string): boolean {
+    const own = this.control.nameOf(link);
+    if (own === name) return true;
+    log.warn("control_impostor", `Refused ${type} naming worker ${name} on the link of ${own ?? link.remote}`);
+    return false;
   }
 
   /** The member a control link speaks for, if it said who it is. */
@@ -550,9 +625,11 @@ export class Worker implements Router {
       if (this.isInitializer || !bound) return log.warn("control_unexpected", `Ignoring ${type} from ${this.control.nameOf(link) ?? link.remote}: only the initializer sends it`);
       f(body);
     };
-    const fromMember = <N extends ControlName>(_type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
+    const fromMember = <N extends ControlName>(type: N, f: (from: Member, body: ControlBody<N>) => void) => (link: Link, body: ControlBody<N>) => {
       const from = this.memberOf(link);
-      if (from) f(from, body);
+      // Not silently: a link nobody bound once dropped every answer to the initializer's key counts.
+      if (!from) return log.debug("control_unexpected", `Ignoring ${type} from ${this.control.nameOf(link) ?? link.remote}: the connection does not speak for a member`);
+      f(from, body);
     };
     return {
       hello: (link, b) => {
@@ -580,14 +657,25 @@ export class Worker implements Router {
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
         const other = this.control.linkOf(b.name);
         if (other && other !== link) return refuseLink(link, `Worker name ${b.name} is already registered with the cluster.`);
+        this.learnSelfHost(link);
         if (this.formation.onRegister(link, b, reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
       refused: (_l, b) => this.fatal(new RefusedError(this.cfg.role === "joiner" ? `Join Error: ${b.reason}` : `Registration refused: ${b.reason}`)),
       topology: (_l, b) => this.adoptTopology(b),
-      connected: (_l, b) => (this.formation && !this.formation.formed ? this.formation.onConnected(b.name) : this.coordinator?.onConnected(b.name)),
+      connected: (l, b) => {
+        if (!this.speaksFor(l, b.name, "connected")) return;
+        if (this.formation && !this.formation.formed) this.formation.onConnected(b.name);
+        else this.coordinator?.onConnected(b.name);
+      },
       start: (_l, b) => this.onStart(b.members),
-      join: (link, b) => this.requests.join(link, b),
-      tryJoin: coordinatorOnly("tryJoin", (from, b) => this.requests.relayedJoin(from, b)),
+      join: (link, b) => {
+        this.learnSelfHost(link);
+        this.requests.join(link, b);
+      },
+      tryJoin: coordinatorOnly("tryJoin", (from, b) => {
+        this.learnSelfHost(this.control.linkOf(from.name));
+        this.requests.relayedJoin(from, b);
+      }),
       joinReply: (_l, b) => this.relays.settle(b.reqId, b),
       addWorkers: (_l, b) => void this.addMembers(b.members),
       plan: (_l, b) => {
@@ -603,9 +691,9 @@ export class Worker implements Router {
       tryShrink: coordinatorOnly("tryShrink", (from, b) => this.requests.relayedShrink(from, b)),
       shrinkReply: (_l, b) => this.relays.settle(b.reqId, b),
       keyCountReq: fromMember("keyCountReq", (from, b) =>
-        this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: slotKeyCounts(this.dataflow, this.table.ownedSlots()) }),
+        this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: this.dataflow.state.slotCounts(this.table.ownedSlots()) }),
       ),
-      keyCountReply: (_l, b) => this.keyCounts.collect(b),
+      keyCountReply: (l, b) => this.speaksFor(l, b.name, "keyCountReply") && this.keyCounts.collect(b),
       shutdown: (_l, b) => void this.shutdown(false, b.reason),
       abortJoin: (_l, b) => this.failures.forget(b.names),
       lost: (_l, b) => this.failures.lost(b.id),
@@ -638,8 +726,12 @@ export class Worker implements Router {
         this.leaving = false;
         this.migration.suspend();
       }),
+      rotateLog: fromMember("rotateLog", (from, b) => {
+        if (b.name === this.name) rotateHere(this.name, this.writableInputLog());
+        else log.warn("rotate_unknown", `RotateLog from ${from.name} names ${b.name}, not this worker; nothing rotated`);
+      }),
       statusReq: fromMember("statusReq", (from, b) => this.peers.sendTo(from.id, "statusReply", { reqId: b.reqId, name: this.name, status: this.statusReport() })),
-      statusReply: (_l, b) => this.statuses.collect(b.reqId, b.name, b.status),
+      statusReply: (l, b) => this.speaksFor(l, b.name, "statusReply") && this.statuses.collect(b.reqId, b.name, b.status),
     };
   }
 
@@ -729,8 +821,11 @@ export class Worker implements Router {
       barrier: (from, k, round, on) => this.res?.onBarrier(from, k, round, on),
       floor: () => this.floor,
       admittedAt: (name) => this.failures.admittedAt(name),
+      mayClaim: (c) => this.mayClaimData(c),
+      isMember: (id, name) => this.membershipState.byId(id)?.name === name || this.membershipState.hasDeparted(name),
     });
     this.inbound.add(inb);
+    this.closeUnlessSpoken(link, "data", () => inb.sender() !== -1);
     return {
       data: (_l, chunk) => inb.onChunk(chunk),
       close: () => {
@@ -738,6 +833,20 @@ export class Worker implements Router {
         inb.onClose();
       },
     };
+  }
+
+  private mayClaimData(c: InboundData): boolean {
+    const known = this.membershipState.byId(c.sender());
+    // A joiner's id may not be known here yet; a known id under another name is someone else's.
+    if (known && known.name !== c.senderName) return false;
+    for (const o of this.inbound) {
+      if (o === c || o.link.closed || o.sender() !== c.sender()) continue;
+      // The earlier link belongs to an incarnation before the rollback that took the sender back:
+      // it is on its way out, and the new one speaks for the sender now.
+      if (o.helloAt < this.failures.admittedAt(c.senderName) && c.helloAt >= this.failures.admittedAt(c.senderName)) continue;
+      return false;
+    }
+    return true;
   }
 
   private reportInstalled(epoch: number, slots: number[], keys: number, bytes: number): void {
@@ -753,6 +862,8 @@ export class Worker implements Router {
       name: this.name,
       dataflow: this.dataflow,
       stageNames: this.dataflow.state.statefulStages.map((i) => this.cfg.app.stages[i]!.name),
+      parallelStages: this.cfg.app.stages.flatMap((st, i) => (st.kind === "map" && st.parallel ? [[st.name, i] as const] : [])),
+      selfId: () => this.selfId,
       sourceNames: () => this.sources.map((s) => s.name),
       isReady: () => this.ready,
       isStopping: () => this.stopping,
@@ -765,7 +876,7 @@ export class Worker implements Router {
       clusterKeyCounts: (reply) =>
         this.keyCounts.gather(
           this.name,
-          slotKeyCounts(this.dataflow, this.table.ownedSlots()),
+          this.dataflow.state.slotCounts(this.table.ownedSlots()),
           this.membershipState.committed.filter((m) => m.id !== this.selfId),
           reply,
         ),
@@ -776,7 +887,35 @@ export class Worker implements Router {
           this.membershipState.committed.filter((m) => m.id !== this.selfId),
           (answers, missing) => finish([...answers.values()], missing),
         ),
+      inputLog: () => this.writableInputLog(),
+      forwardRotate: (name) => {
+        const m = this.membershipState.byName(name);
+        return m !== undefined && this.peers.sendTo(m.id, "rotateLog", { name });
+      },
+      status: () => this.reportedStatus(),
       shutdown: (reason) => void this.shutdown(true, reason),
+      secured: this.cfg.secret !== undefined,
+    };
+  }
+
+  /** The input log while it is open (a stopping worker has closed or removed it). */
+  private writableInputLog() {
+    return this.stopping ? undefined : this.res?.resilience.inputLog;
+  }
+
+  /** The status line ReportStatus logs (external-requests.ts `statusLine`). */
+  private reportedStatus(): ReportedStatus {
+    return {
+      name: this.name,
+      processing: this.ready && !this.stopping && this.downNames.length === 0,
+      members: this.membership,
+      down: this.downNames,
+      slots: this.table.ownedSlots().length,
+      keys: this.dataflow.state.totalKeys(),
+      epoch: this.table.epoch,
+      connected: [...this.peers.live()].length,
+      ...(this.coordinator ? { autoscale: this.coordinator.phaseKind } : {}),
+      ...(this.res?.checkpointer ? { checkpoint: this.res.checkpointer.lastCommitted } : {}),
     };
   }
 

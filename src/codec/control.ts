@@ -98,9 +98,11 @@ export const CONTROL = {
   rejoin: { id: 33, schema: v.object({ name, cluster: v.string(), host: v.string(), controlPort: port, dataPort: port, epoch }) },
   /** From the coordinator: the grow or shrink in flight is undone; ignore its markers and state until the rollback. */
   undone: { id: 34, schema: v.object({ epoch }) },
+  /** An operator's RotateLog (external type 2) asked at another member and naming this one. */
+  rotateLog: { id: 36, schema: v.object({ name }) },
   /** `wallaroo top` asks a worker, which asks every member for its status (src/metrics/status.ts). */
-  statusReq: { id: 36, schema: v.object({ reqId: count }) },
-  statusReply: { id: 37, schema: v.object({ reqId: count, name, status: WorkerStatusSchema }) },
+  statusReq: { id: 37, schema: v.object({ reqId: count }) },
+  statusReply: { id: 38, schema: v.object({ reqId: count, name, status: WorkerStatusSchema }) },
 } as const;
 
 export type ControlName = keyof typeof CONTROL;

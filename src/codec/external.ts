@@ -5,8 +5,10 @@
 //   body    = type:u16be payload:utf8[length - 2]
 //
 // Same framing both directions. `length` counts the body, so an empty payload is `00000002 TTTT`.
-// JSON payloads are compact with an unspecified key order: parsers accept any order and ignore
-// extra keys, encoders write the order the original wrote (golden bytes in the tests).
+// A request's body is at most 16 KiB (the original's limit); a reply may be of any size (the
+// keys a worker holds can fill megabytes). JSON payloads are compact with an unspecified key
+// order: parsers accept any order and ignore extra keys, encoders write the order the original
+// wrote (golden bytes in the tests). The distribution answers' JSON is in ./external-answers.ts.
 import * as v from "valibot";
 import { FRAME_HEADER_BYTES, writeU32 } from "./frame.ts";
 
@@ -37,14 +39,25 @@ export const EXTERNAL_MSG = {
   StatelessPartitionCountQueryResponse: 24,
   ClusterStateEntityCountQuery: 25,
   ClusterStateEntityCountQueryResponse: 26,
-  /** wallaroo's own, not the original's: every member's status (src/metrics/status.ts), for `wallaroo top`. */
-  WorkersStatusQuery: 101,
-  WorkersStatusQueryResponse: 102,
+  // Ours, not the original's: signed requests on a cluster with a secret (src/codec/external-auth.ts).
+  AuthenticatedRequest: 100,
+  RequestRefused: 101,
+  RequestAccepted: 102,
+  /** Ours too: every member's status (src/metrics/status.ts), for `wallaroo top`. */
+  WorkersStatusQuery: 103,
+  WorkersStatusQueryResponse: 104,
 } as const;
 export type ExternalMsgType = (typeof EXTERNAL_MSG)[keyof typeof EXTERNAL_MSG];
 
-/** Largest body (type + payload) either side accepts; the original closes the connection above it. */
-export const EXTERNAL_MAX_FRAME = 16384;
+/** Largest request body (type + payload) a worker reads; the original closes the connection above it. */
+export const EXTERNAL_MAX_REQUEST = 16384;
+/**
+ * Largest reply body a client reads: any real answer. The reader holds what arrived, never what a
+ * length claims (src/codec/frame.ts), so a bogus length costs nothing until its bytes come.
+ */
+export const EXTERNAL_MAX_REPLY = 0x40000000;
+/** What a u32 length can say. */
+const EXTERNAL_MAX_BODY = 0xffffffff;
 export const EXTERNAL_TYPE_BYTES = 2;
 
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(EXTERNAL_MSG));
@@ -57,17 +70,20 @@ const encoder = new TextEncoder();
 // fatal: a peer sending broken UTF-8 is a protocol error, not text to repair silently.
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Body bytes a payload would take, to check against EXTERNAL_MAX_FRAME before encoding. */
+/** Body bytes a payload would take, to check a request against EXTERNAL_MAX_REQUEST before encoding. */
 export function externalBodyBytes(payload: string): number {
   return EXTERNAL_TYPE_BYTES + encoder.encode(payload).length;
 }
 
-/** A whole frame, length prefix included. Throws RangeError on an unknown type or an oversized body. */
+/**
+ * A whole frame, length prefix included. Throws RangeError on an unknown type or a body a u32
+ * cannot count; the 16 KiB request limit is the sender's to check (externalBodyBytes).
+ */
 export function encodeExternal(type: number, payload: string): Uint8Array {
   if (!isExternalMsgType(type)) throw new RangeError(`unknown external message type ${type}`);
   const text = encoder.encode(payload);
   const bodyLen = EXTERNAL_TYPE_BYTES + text.length;
-  if (bodyLen > EXTERNAL_MAX_FRAME) throw new RangeError(`external message body of ${bodyLen} bytes exceeds ${EXTERNAL_MAX_FRAME}`);
+  if (bodyLen > EXTERNAL_MAX_BODY) throw new RangeError(`external message body of ${bodyLen} bytes exceeds ${EXTERNAL_MAX_BODY}`);
   const out = new Uint8Array(FRAME_HEADER_BYTES + bodyLen);
   writeU32(out, 0, bodyLen);
   out[4] = type >>> 8;
@@ -95,11 +111,11 @@ export function decodeExternalBody(body: Uint8Array): ExternalDecoded {
 const Count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
 const Names = v.array(v.string());
 
-const ShrinkRequestSchema = v.object({ query: v.boolean(), node_names: Names, node_count: Count });
 const ShrinkQueryResponseSchema = v.object({ node_names: Names, node_count: Count });
 const ClusterStatusSchema = v.object({ worker_count: Count, worker_names: Names, processing_messages: v.boolean(), down_workers: v.optional(Names) });
 
-export type ShrinkRequest = v.InferOutput<typeof ShrinkRequestSchema>;
+/** `node_count` as written on the wire: a negative count is the original's "every eligible worker". */
+export type ShrinkRequest = { query: boolean; node_names: string[]; node_count: number };
 export type ShrinkQueryResponse = v.InferOutput<typeof ShrinkQueryResponseSchema>;
 export type ClusterStatus = v.InferOutput<typeof ClusterStatusSchema>;
 
@@ -114,9 +130,44 @@ function parseWith<S extends v.GenericSchema>(schema: S, payload: string): v.Inf
   return r.success ? r.output : null;
 }
 
-/** The server drops a request with any field missing or mistyped, so null here means "no reply". */
-export function parseShrinkRequest(payload: string): ShrinkRequest | null {
-  return parseWith(ShrinkRequestSchema, payload);
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** An integer as the original's JSON reader saw one: digits only, no fraction or exponent. */
+const INTEGER_TOKEN = /^-?\d+$/;
+
+/**
+ * The original read `node_count` as an I64 and used it as a U64: `1e0` or `0.0` is not an
+ * integer there (the request was dropped), and `-1` (what its cluster_shrinker --count -1 sends)
+ * became the largest count, i.e. every eligible worker. JSON.parse cannot tell `1e0` from `1`,
+ * so the token itself is checked (Bun hands a reviver the source text of every number).
+ */
+export function decodeShrinkRequest(payload: string): Decoded<ShrinkRequest> {
+  const countTokens = new WeakMap<object, string | undefined>();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload, function (this: object, key: string, value: unknown, ctx?: { source?: string }) {
+      if (key === "node_count") countTokens.set(this, ctx?.source);
+      return value;
+    });
+  } catch {
+    return { ok: false, reason: "the payload is not JSON" };
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { ok: false, reason: "the payload is not a JSON object" };
+  const o = raw as Record<string, unknown>;
+  if (typeof o.query !== "boolean") return { ok: false, reason: "query must be true or false" };
+  if (!Array.isArray(o.node_names) || !o.node_names.every((n) => typeof n === "string")) return { ok: false, reason: "node_names must be an array of worker names" };
+  if (!("node_count" in o)) return { ok: false, reason: "node_count is missing" };
+  const count = o.node_count;
+  const token = countTokens.get(o) ?? JSON.stringify(count);
+  // A token too long for a double is still an integer: ±Infinity, clamped by shrinkCount.
+  if (typeof count !== "number" || Number.isNaN(count) || !INTEGER_TOKEN.test(token))
+    return { ok: false, reason: `node_count must be an integer, not ${token.length > 32 ? `${token.slice(0, 32)}…` : token}` };
+  return { ok: true, value: { query: o.query, node_names: o.node_names as string[], node_count: count } };
+}
+
+/** The count a shrink by count asks for: a negative one is every eligible worker, as in the original. */
+export function shrinkCount(nodeCount: number): number {
+  return nodeCount < 0 ? Number.MAX_SAFE_INTEGER : Math.min(nodeCount, Number.MAX_SAFE_INTEGER);
 }
 
 export function parseShrinkQueryResponse(payload: string): ShrinkQueryResponse | null {
@@ -134,7 +185,8 @@ function assertCount(n: number, what: string): void {
 // Object literals rather than spreads: JSON.stringify follows insertion order, and the order is
 // part of the golden bytes.
 export function encodeShrinkRequest(req: ShrinkRequest): string {
-  assertCount(req.node_count, "node_count");
+  // -1 is the original cluster_shrinker's "every eligible worker".
+  if (req.node_count !== -1) assertCount(req.node_count, "node_count");
   return JSON.stringify({ query: req.query, node_names: req.node_names, node_count: req.node_count });
 }
 

@@ -5,8 +5,9 @@
 // `length` counts payload bytes only. A reader is fed the chunks a socket hands over (frames split
 // and merge arbitrarily across chunks) and calls back once per complete frame with a view into
 // either the chunk itself (no copy) or its own carry buffer (only for a frame split across
-// chunks). A claimed length above `maxFrame` is an error before any byte of it is buffered, so a
-// hostile peer can never make us allocate what it claims. A view is valid only during the callback.
+// chunks). A claimed length above `maxFrame` is an error before any byte of it is buffered, and
+// the carry grows with the bytes that arrived, never to the length claimed: a hostile peer can
+// never make us allocate what it claims. A view is valid only during the callback.
 
 export const FRAME_HEADER_BYTES = 4;
 
@@ -41,6 +42,11 @@ export class FrameReader {
     return this.carryLen;
   }
 
+  /** Bytes of buffer this reader keeps: what arrived, rounded up, never what a length claims. */
+  get capacity(): number {
+    return this.carry.length;
+  }
+
   /**
    * Feeds one chunk; calls `onFrame` for each complete frame in order. Returns the error that
    * stopped parsing, or null. After an error every later call returns the same error.
@@ -61,8 +67,8 @@ export class FrameReader {
       const len = readU32(this.carry, 0);
       if (len > this.maxFrame) return this.fail(len);
       const total = FRAME_HEADER_BYTES + len;
-      this.ensureCarry(total);
       const take = Math.min(total - this.carryLen, n - pos);
+      this.ensureCarry(this.carryLen + take);
       this.carry.set(chunk.subarray(pos, pos + take), this.carryLen);
       this.carryLen += take;
       pos += take;
@@ -80,19 +86,17 @@ export class FrameReader {
     }
     if (pos < n) {
       const rest = n - pos;
-      if (rest >= FRAME_HEADER_BYTES) {
-        const len = readU32(chunk, pos);
-        this.ensureCarry(FRAME_HEADER_BYTES + len);
-      }
+      this.ensureCarry(rest);
       this.carry.set(chunk.subarray(pos), 0);
       this.carryLen = rest;
     }
     return null;
   }
 
+  /** Room for `total` bytes, doubling: a frame arriving in many small chunks costs O(its size) in copies. */
   private ensureCarry(total: number): void {
     if (this.carry.length >= total) return;
-    let size = this.carry.length * 2;
+    let size = Math.max(this.carry.length * 2, 1);
     while (size < total) size *= 2;
     const next = new Uint8Array(Math.min(size, this.maxFrame + FRAME_HEADER_BYTES));
     next.set(this.carry.subarray(0, this.carryLen));

@@ -4,9 +4,10 @@
 // (the original answers nothing to a request it cannot decode).
 import type { Socket } from "bun";
 import { formatHostPort, type HostPort } from "../address.ts";
-import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_FRAME, externalBodyBytes } from "../codec/external.ts";
+import { encodeEnvelope } from "../codec/external-auth.ts";
+import { decodeExternalBody, encodeExternal, EXTERNAL_MAX_REPLY, EXTERNAL_MAX_REQUEST, EXTERNAL_MSG, externalBodyBytes } from "../codec/external.ts";
 import { FrameReader } from "../codec/frame.ts";
-import { UnreachableError, WallarooError } from "../errors.ts";
+import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 
 export interface ExternalReply {
   readonly type: number;
@@ -17,6 +18,10 @@ export interface ExternalRequestOptions {
   /** false: fire and forget (CleanShutdown, Print); resolves null once the frame is handed to the kernel. */
   readonly expectReply: boolean;
   readonly timeoutMs: number;
+  /** The cluster secret: the request goes signed (src/codec/external-auth.ts), and a refusal of it is an error. */
+  readonly secret?: Uint8Array;
+  /** The worker's external channel is TLS: verify it against `ca` (and present `cert` if given). */
+  readonly tls?: { ca?: string; cert?: string; key?: string };
 }
 
 /** setTimeout's own ceiling; anything longer fires immediately. */
@@ -34,11 +39,26 @@ function reasonOf(err: unknown): string {
 export async function externalRequest(addr: HostPort, type: number, payload: string, opts: ExternalRequestOptions): Promise<ExternalReply | null> {
   if (!(opts.timeoutMs > 0 && opts.timeoutMs <= MAX_TIMEOUT_MS)) throw new RangeError(`timeoutMs must be in (0, ${MAX_TIMEOUT_MS}], not ${opts.timeoutMs}`);
   const where = formatHostPort(addr);
+  // Signed, the request is wrapped: a signed shutdown is answered, so it waits for the answer.
+  const expectReply = opts.expectReply || opts.secret !== undefined;
+  opts = { ...opts, expectReply };
+  if (opts.secret) {
+    const nonce = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+    payload = encodeEnvelope(opts.secret, type, payload, Date.now(), nonce);
+    type = EXTERNAL_MSG.AuthenticatedRequest;
+  }
   const bodyBytes = externalBodyBytes(payload);
-  if (bodyBytes > EXTERNAL_MAX_FRAME) {
-    throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_FRAME} bytes.`);
+  if (bodyBytes > EXTERNAL_MAX_REQUEST) {
+    throw new WallarooError(`The request is ${bodyBytes} bytes, over the external channel's limit of ${EXTERNAL_MAX_REQUEST} bytes.`);
   }
   let pending: Uint8Array = encodeExternal(type, payload);
+  const t = opts.tls;
+  const tls = t && {
+    rejectUnauthorized: true,
+    serverName: addr.host,
+    ...(t.ca ? { ca: Bun.file(t.ca) } : {}),
+    ...(t.cert && t.key ? { cert: Bun.file(t.cert), key: Bun.file(t.key) } : {}),
+  };
 
   const { promise, resolve, reject } = Promise.withResolvers<ExternalReply | null>();
   let finished = false;
@@ -63,16 +83,18 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
     if (!opts.expectReply) finish(null);
   };
 
-  const reader = new FrameReader(EXTERNAL_MAX_FRAME);
+  // The 16 KiB limit is for requests: an answer (all the keys of a worker) may be far larger.
+  const reader = new FrameReader(EXTERNAL_MAX_REPLY);
   const onData = (chunk: Uint8Array) => {
     const err = reader.feed(chunk, (buf, start, end) => {
       // The server skips zero-length frames; so do we. Only the first real frame is the answer.
       if (finished || end === start) return;
       const d = decodeExternalBody(buf.subarray(start, end));
-      if (d.ok) finish(null, { type: d.type, payload: d.payload });
+      if (d.ok && d.type === EXTERNAL_MSG.RequestRefused) finish(new RefusedError(`${where} refused the request: ${d.payload}`));
+      else if (d.ok) finish(null, { type: d.type, payload: d.payload });
       else finish(new WallarooError(`Received an invalid message from ${where}: ${d.reason}.`));
     });
-    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel?`));
+    if (err) finish(new WallarooError(`${where} sent a reply of ${err.claimed} bytes, over the external channel's limit of ${err.max} bytes; is that a Wallaroo external channel (one with TLS needs --tls-ca)?`));
   };
 
   const seconds = opts.timeoutMs / 1000;
@@ -84,12 +106,19 @@ export async function externalRequest(addr: HostPort, type: number, payload: str
   Bun.connect({
     hostname: addr.host,
     port: addr.port,
+    ...(tls ? { tls } : {}),
     socket: {
       open(s) {
         sock = s;
         // The deadline may have passed while connecting; the finally below has already run.
         if (finished) return s.terminate();
-        flush(s);
+        // Over TLS nothing goes out before the worker's certificate checked out.
+        if (!tls) flush(s);
+      },
+      handshake(s, success, authorizationError) {
+        if (finished) return;
+        if (success && !authorizationError) return flush(s);
+        finish(new UnreachableError(`TLS with ${where} failed: ${authorizationError?.message ?? "its certificate was not accepted"}.`));
       },
       drain: (s) => flush(s),
       data: (_s, chunk) => {

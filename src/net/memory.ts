@@ -74,6 +74,7 @@ class MemLink implements Link {
     readonly remote: string,
     readonly proc: SimProcess,
     private readonly net: MemoryNetwork,
+    readonly local: string = proc.name,
   ) {
     this.baseLatency = net.random() * net.opts.maxBaseLatencyMs;
   }
@@ -336,7 +337,7 @@ export class MemoryNetwork {
           return;
         }
         const a = new MemLink(this.nextLinkId++, key, proc, this);
-        const b = new MemLink(this.nextLinkId++, `${proc.name}:${a.id}`, l.proc, this);
+        const b = new MemLink(this.nextLinkId++, `${proc.name}:${a.id}`, l.proc, this, host);
         a.peer = b;
         b.peer = a;
         a.handlers = handlers;

@@ -8,9 +8,10 @@
 // the initializer at saturation answered the external channel after ≈ 1 s and no timer fired in
 // between. A link whose handler has used YIELD_AFTER_MS since its last yield is paused and
 // resumed by setImmediate, which runs after every other ready socket had its turn.
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, TCPSocketListener, TLSOptions } from "bun";
 import { formatHostPort } from "../address.ts";
 import { ioHalted, reportFault } from "../fault.ts";
+import { log } from "../log.ts";
 import { GrowBuffer } from "./out-buffer.ts";
 import { LINK_LIMITS, type Link, type LinkHandlers, type Server, type Transport } from "./transport.ts";
 
@@ -44,6 +45,10 @@ class TcpLink implements Link {
     handlers: LinkHandlers,
   ) {
     this.handlers = handlers;
+  }
+
+  get local(): string {
+    return this.socket.localAddress;
   }
 
   get queuedBytes(): number {
@@ -176,20 +181,20 @@ function guard(link: TcpLink, where: string, f: () => void): void {
 
 const socketHandlers = {
   data(socket: Socket<SocketData>, chunk: Uint8Array) {
-    const link = socket.data.link;
+    const link = socket.data?.link;
     if (!link || link.closed || ioHalted()) return;
     const t0 = performance.now();
     guard(link, `handling data from ${link.remote}`, () => link.handlers.data(link, chunk));
     link.spent(performance.now() - t0);
   },
   drain(socket: Socket<SocketData>) {
-    socket.data.link?.flush();
+    socket.data?.link?.flush();
   },
   close(socket: Socket<SocketData>, error?: Error) {
-    socket.data.link?.onClosed(error);
+    socket.data?.link?.onClosed(error);
   },
   error(socket: Socket<SocketData>, error: Error) {
-    const link = socket.data.link;
+    const link = socket.data?.link;
     // Bun routes an exception that escapes a handler here. Ours only escape when the fault
     // handler rethrew them (the default): let it surface as uncaught, as from a timer.
     if (link && link.failure !== undefined && link.failure === error) {
@@ -202,76 +207,130 @@ const socketHandlers = {
   },
 };
 
-export const tcpTransport: Transport = {
-  async listen(host, port, accept) {
-    let listener: TCPSocketListener<SocketData>;
-    try {
-      listener = Bun.listen<SocketData>({
-        hostname: host,
-        port,
-        socket: {
-          ...socketHandlers,
-          open(socket) {
-            const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
-            socket.data = { link };
-            guard(link, `accepting a connection from ${link.remote}`, () => {
-              link.handlers = accept(link);
-            });
-          },
-        },
-      });
-    } catch (err) {
-      // Name the address: the operator has several listen flags and needs to know which one.
-      const code = (err as { code?: string }).code;
-      const why = code === "EADDRINUSE" ? "the address is already in use" : (err as Error).message;
-      throw Object.assign(new Error(`cannot listen on ${formatHostPort({ host, port })}: ${why}`), { code });
-    }
-    const server: Server = {
-      host: listener.hostname,
-      port: listener.port,
-      stop: () => listener.stop(true),
-    };
-    return server;
-  },
+/**
+ * TLS for the channels between members and for operators' tools: PEM files. Both ends present a
+ * certificate and verify the other's against `ca` (mutual TLS); a dialler also checks that the
+ * listener's certificate names the host it dialled.
+ */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  /** The authority that signed every member's certificate; without it, the system's. */
+  ca?: string;
+}
 
-  connect(host, port, handlers, timeoutMs) {
-    return new Promise<Link>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        reject(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      Bun.connect<SocketData>({
-        hostname: host,
-        port,
-        data: { link: undefined },
-        socket: {
-          ...socketHandlers,
-          open(socket) {
-            if (settled) {
-              socket.terminate();
-              return;
-            }
-            settled = true;
-            clearTimeout(timer);
-            const link = new TcpLink(socket, `${host}:${port}`, handlers);
-            socket.data.link = link;
-            resolve(link);
-          },
-          connectError(_socket, error) {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            reject(error);
-          },
-        },
-      }).catch((error: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(error);
-      });
+/**
+ * The transport over plain TCP, or over TLS with `tls`; `clientCerts: false` for a listener whose
+ * clients need not present one (operators' tools on the external channel).
+ */
+export function tcpTransportWith(tls?: TlsFiles, clientCerts = true): Transport {
+  const files = tls && { cert: Bun.file(tls.cert), key: Bun.file(tls.key), ...(tls.ca ? { ca: Bun.file(tls.ca) } : {}) };
+  return {
+    listen: (host, port, accept) => listenOn(host, port, accept, files && { ...files, requestCert: clientCerts, rejectUnauthorized: clientCerts }),
+    connect: (host, port, handlers, timeoutMs) => connectTo(host, port, handlers, timeoutMs, files && { ...files, rejectUnauthorized: true, serverName: host }),
+  };
+}
+
+export const tcpTransport: Transport = tcpTransportWith();
+
+async function listenOn(host: string, port: number, accept: (link: Link) => LinkHandlers, tls: TLSOptions | undefined): Promise<Server> {
+  const where = formatHostPort({ host, port });
+  const opened = (socket: Socket<SocketData>) => {
+    const link = new TcpLink(socket, `${socket.remoteAddress}`, { data() {}, close() {} });
+    socket.data = { link };
+    guard(link, `accepting a connection from ${link.remote}`, () => {
+      link.handlers = accept(link);
     });
-  },
-};
+  };
+  let listener: TCPSocketListener<SocketData>;
+  try {
+    listener = Bun.listen<SocketData>({
+      hostname: host,
+      port,
+      ...(tls ? { tls } : {}),
+      socket: {
+        ...socketHandlers,
+        open(socket) {
+          socket.data = { link: undefined };
+          if (!tls) opened(socket);
+        },
+        // Over TLS the layer above sees a connection only once its certificate checked out.
+        handshake(socket, success, authorizationError) {
+          // A listener that asks no certificate (the external channel) has none to judge.
+          if (success && (!authorizationError || !tls?.requestCert)) return opened(socket);
+          log.warn("tls_refused", `Refused a TLS connection from ${socket.remoteAddress} on ${where}: ${authorizationError?.message ?? "its certificate was not accepted"}`);
+          socket.terminate();
+        },
+        error(socket, error) {
+          if (socket.data?.link) return socketHandlers.error(socket, error);
+          log.warn("tls_refused", `Refused a TLS connection from ${socket.remoteAddress} on ${where}: ${error.message}`);
+        },
+      },
+    });
+  } catch (err) {
+    // Name the address: the operator has several listen flags and needs to know which one.
+    const code = (err as { code?: string }).code;
+    const why = code === "EADDRINUSE" ? "the address is already in use" : (err as Error).message;
+    throw Object.assign(new Error(`cannot listen on ${formatHostPort({ host, port })}: ${why}`), { code });
+  }
+  const server: Server = {
+    host: listener.hostname,
+    port: listener.port,
+    stop: () => listener.stop(true),
+  };
+  return server;
+}
+
+function connectTo(host: string, port: number, handlers: LinkHandlers, timeoutMs: number, tls: TLSOptions | undefined): Promise<Link> {
+  return new Promise<Link>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      reject(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const opened = (socket: Socket<SocketData>) => {
+      if (settled) {
+        socket.terminate();
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      const link = new TcpLink(socket, `${host}:${port}`, handlers);
+      socket.data.link = link;
+      resolve(link);
+    };
+    Bun.connect<SocketData>({
+      hostname: host,
+      port,
+      data: { link: undefined },
+      ...(tls ? { tls } : {}),
+      socket: {
+        ...socketHandlers,
+        open(socket) {
+          if (!tls) opened(socket);
+        },
+        // Over TLS the link exists only once the listener's certificate checked out.
+        handshake(socket, success, authorizationError) {
+          if (success && !authorizationError) return opened(socket);
+          if (settled) return void socket.terminate();
+          settled = true;
+          clearTimeout(timer);
+          socket.terminate();
+          reject(new Error(`TLS with ${host}:${port} failed: ${authorizationError?.message ?? "the certificate was not accepted"}`));
+        },
+        connectError(_socket, error) {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      },
+    }).catch((error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}

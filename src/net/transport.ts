@@ -12,6 +12,8 @@ export interface OutBuffer {
 export interface Link {
   readonly id: number;
   readonly remote: string;
+  /** This end's address (host only): where the other side reached this worker. */
+  readonly local: string;
   readonly out: OutBuffer;
   /** Bytes accepted from us but not yet by the kernel. */
   readonly queuedBytes: number;

@@ -3,14 +3,13 @@
 // stateless steps wherever the message is, stateful steps on the worker holding the key's slot,
 // and the sink on the worker that produced the output.
 // Which slots are where is the Router's (src/runtime/router.ts).
-import type { AppSpec, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
+import type { AppSpec, Encoder, MapStage, MessageCodec, StatefulStage } from "../app/types.ts";
 import { MAX_KEY_BYTES, RECORD_FLAG, utf8Length } from "../codec/data.ts";
 import { assert } from "../assert.ts";
 import { log } from "../log.ts";
 import { KeyedState } from "./keyed-state.ts";
 import { SLOT_STATUS, type Router } from "./router.ts";
 import { slotOf } from "./slot-hash.ts";
-import type { Sink } from "./sink.ts";
 import { serialize, deserialize } from "bun:jsc";
 import { systemClock, type Clock } from "../clock.ts";
 import { Histogram } from "../metrics/histogram.ts";
@@ -20,6 +19,14 @@ const jscMessageCodec: MessageCodec<unknown> = {
   encode: (m) => new Uint8Array(serialize(m)),
   decode: (b) => deserialize(b),
 };
+
+/** Where outputs go: the worker's Sink, or an in-process capture (src/testing/pipeline-harness.ts). */
+export interface OutputSink {
+  /** Encodes one output; returns why it was dropped, or null. */
+  output(encode: Encoder<unknown>, msg: unknown): string | null;
+  /** Outputs written so far (the latency histogram counts them). */
+  readonly written: number;
+}
 
 interface Held {
   stage: number;
@@ -59,11 +66,17 @@ export class Dataflow {
   private sampleNext = false;
   /** Output latency: the ingest time of what runs now, and the histogram of outputs' ages. */
   readonly latency: OutputLatency;
+  /**
+   * Told of each message dropped, instead of the log: `failed` when application code failed (a
+   * decoder, key function, step, encoder or codec threw), not when a decoder returned nothing.
+   * The test harness turns failures into exceptions.
+   */
+  onDrop: ((message: string, failed: boolean) => void) | undefined = undefined;
 
   constructor(
     private readonly app: AppSpec,
     private readonly router: Router,
-    private readonly sink: Sink,
+    private readonly sink: OutputSink,
     private readonly clock: Clock = systemClock,
   ) {
     this.state = new KeyedState(app);
@@ -123,14 +136,16 @@ export class Dataflow {
       msg = this.decode(view);
     } catch (err) {
       this.decodeDrops++;
-      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
-        log.error("decode_failed", `Unable to decode message at ${this.app.source.name} source: ${(err as Error).message} (${this.decodeDrops} so far)`);
+      const why = `Unable to decode message at ${this.app.source.name} source: ${(err as Error).message}`;
+      if (this.onDrop) return this.onDrop(why, true);
+      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0) log.error("decode_failed", `${why} (${this.decodeDrops} so far)`);
       return;
     }
     if (msg === null || msg === undefined) {
       this.decodeDrops++;
-      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0)
-        log.warn("decode_dropped", `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame (${this.decodeDrops} so far)`);
+      const why = `${this.app.source.name} source: decoder dropped a ${end - start}-byte frame`;
+      if (this.onDrop) return this.onDrop(why, false);
+      if (this.decodeDrops <= 10 || this.decodeDrops % 10000 === 0) log.warn("decode_dropped", `${why} (${this.decodeDrops} so far)`);
       return;
     }
     this.run(msg, 0, "", 0, view, false, this.sampleNext && this.takeSample());
@@ -145,7 +160,9 @@ export class Dataflow {
       msg = raw ? this.decode(view) : this.codec.decode(view.slice());
     } catch (err) {
       this.errors++;
-      log.error("record_undecodable", `A message routed from a peer could not be decoded: ${(err as Error).message}`);
+      const why = `A message routed from a peer could not be decoded: ${(err as Error).message}`;
+      if (this.onDrop) return this.onDrop(why, true);
+      log.error("record_undecodable", why);
       return;
     }
     if (msg === null || msg === undefined) return;
@@ -305,6 +322,7 @@ export class Dataflow {
 
   private fail(message: string): void {
     this.errors++;
+    if (this.onDrop) return this.onDrop(message, true);
     if (this.errors <= 20 || this.errors % 10000 === 0) log.error("step_failed", `${message} (message dropped; ${this.errors} errors so far)`);
   }
 

@@ -56,6 +56,11 @@ export class KeyedState {
     return s;
   }
 
+  /** The state of `key` at `stage` if it has one here; nothing is created or marked changed. */
+  peek(stage: number, slot: number, key: string): unknown {
+    return this.maps[stage]?.[slot]?.get(key);
+  }
+
   /** Serialises and removes every key of `slot`, across all stateful stages. */
   takeSlot(slot: number): ExportedEntry[] {
     const out = this.exportSlot(slot);
@@ -137,25 +142,38 @@ export class KeyedState {
     return keys;
   }
 
+  // Records by stage name are built with Object.fromEntries: a stage may be named "__proto__".
+
   /** Stage name → keys held here, for the state-entity query. */
   keys(): Record<string, string[]> {
-    const out: Record<string, string[]> = {};
-    for (const stage of this.statefulStages) {
-      const keys: string[] = [];
-      for (const m of this.maps[stage]!) if (m) for (const k of m.keys()) keys.push(k);
-      out[this.stageNames[stage]!] = keys;
-    }
-    return out;
+    return Object.fromEntries(
+      this.statefulStages.map((stage) => {
+        const keys: string[] = [];
+        for (const m of this.maps[stage]!) if (m) for (const k of m.keys()) keys.push(k);
+        return [this.stageNames[stage]!, keys];
+      }),
+    );
   }
 
   counts(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const stage of this.statefulStages) {
-      let n = 0;
-      for (const m of this.maps[stage]!) if (m) n += m.size;
-      out[this.stageNames[stage]!] = n;
-    }
-    return out;
+    return Object.fromEntries(
+      this.statefulStages.map((stage) => {
+        let n = 0;
+        for (const m of this.maps[stage]!) if (m) n += m.size;
+        return [this.stageNames[stage]!, n];
+      }),
+    );
+  }
+
+  /** Stage name → slot → keys, for those of `slots` that hold keys of that stage (the cluster-wide count). */
+  slotCounts(slots: readonly number[]): Record<string, Record<string, number>> {
+    return Object.fromEntries(
+      this.statefulStages.map((stage) => {
+        const bySlot = this.maps[stage]!;
+        const held = slots.filter((s) => (bySlot[s]?.size ?? 0) > 0).map((s) => [String(s), bySlot[s]!.size] as const);
+        return [this.stageNames[stage]!, Object.fromEntries(held)];
+      }),
+    );
   }
 
   /** Keys held here, across stages. */

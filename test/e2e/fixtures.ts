@@ -1,6 +1,9 @@
 // Per-test set-up for the e2e files only: kept apart from test/support so that importing the
 // harness never registers hooks in a file that did not ask for them.
 import { afterEach } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { LoadSender, type Workload } from "../support/load.ts";
 import { HOST, killAll } from "../support/process.ts";
 import { Receiver, type OutputHandler } from "../support/receiver.ts";
@@ -8,14 +11,31 @@ import { Conditions } from "../support/wait.ts";
 
 const receivers: Receiver<OutputHandler>[] = [];
 const senders: LoadSender[] = [];
+const paths: string[] = [];
 
-/** Whatever happens in a test, every child is killed and every receiver and sender closed at its end. */
+/**
+ * Whatever happens in a test, every child is killed and every receiver and sender closed at its
+ * end, and every path given to `removeAfterTest` removed (after the workers: one still running
+ * could write into a directory being removed).
+ */
 export function cleanUpAfterEach(): void {
   afterEach(async () => {
     for (const s of senders.splice(0)) s.close();
     await killAll();
     for (const r of receivers.splice(0)) r.stop();
+    for (const p of paths.splice(0)) rmSync(p, { recursive: true, force: true });
   });
+}
+
+/** Removes `path` (a file or a directory) when the test ends. */
+export function removeAfterTest(path: string): string {
+  paths.push(path);
+  return path;
+}
+
+/** A fresh directory under the system's temporary one (a --resilience-dir), removed when the test ends. */
+export function tempDir(prefix: string): string {
+  return removeAfterTest(mkdtempSync(join(tmpdir(), prefix)));
 }
 
 /** A receiver listening on a port from the OS (or `port`), stopped when the test ends. */
@@ -74,4 +94,17 @@ export async function rawConnection(port: number) {
     until: (test: () => boolean, what: string, deadline_ms = 5000) => changes.until(test, deadline_ms, what),
     waitClosed: (deadline_ms = 5000) => changes.until(() => closed, deadline_ms, `port ${port} to close the connection`),
   };
+}
+
+/** The whole external-channel frames in `buf` (a trailing partial frame is left out). */
+export function externalFrames(buf: Uint8Array): Array<{ type: number; payload: string }> {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out: Array<{ type: number; payload: string }> = [];
+  for (let at = 0; at + 4 <= b.length; ) {
+    const len = b.readUInt32BE(at);
+    if (at + 4 + len > b.length) break;
+    out.push({ type: b.readUInt16BE(at + 4), payload: b.toString("utf8", at + 6, at + 4 + len) });
+    at += 4 + len;
+  }
+  return out;
 }

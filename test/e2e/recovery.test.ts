@@ -3,33 +3,21 @@
 // log; the same for the initializer itself. Outputs are at-least-once with deterministic replay
 // (ReplayingAlphabetValidator). Also: who may join a resilient cluster, what its files look like
 // after a clean shutdown and after a crash, and a directory that is not this application's.
-import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type Member } from "../support/cluster.ts";
 import { AlphabetWorkload } from "../support/load.ts";
-import { HOST, killAll, wallaroo, type Child } from "../support/process.ts";
+import { HOST, wallaroo, type Child } from "../support/process.ts";
 import type { Receiver } from "../support/receiver.ts";
 import { AlphabetValidator, ReplayingAlphabetValidator } from "../support/validate.ts";
 import { poll } from "../support/wait.ts";
-import { cleanUpAfterEach, closedPort, receiver, sender } from "./fixtures.ts";
+import { cleanUpAfterEach, closedPort, receiver, removeAfterTest, sender, tempDir } from "./fixtures.ts";
 
 cleanUpAfterEach();
 
-const dirs: string[] = [];
-afterEach(async () => {
-  // The workers go first: one still running could write into a directory being removed.
-  await killAll();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 /** A fresh --resilience-dir, removed when the test ends. */
-function resilienceDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "wallaroo-recovery-"));
-  dirs.push(d);
-  return d;
-}
+const resilienceDir = () => tempDir("wallaroo-recovery-");
 
 /** `n` distinct ports the OS had free a moment ago (all held at once, then released). */
 function freePorts(n: number): number[] {
@@ -345,7 +333,7 @@ describe("resilience files", () => {
     // Application alphabet-eu's worker w1 and application alphabet's worker eu-w1 have the same
     // directory name, wallaroo-alphabet-eu-w1: only what the files say tells them apart.
     const module = `${dir}-alphabet-eu.ts`;
-    dirs.push(module);
+    removeAfterTest(module);
     writeFileSync(
       module,
       `export default (api) => api

@@ -6,7 +6,7 @@ import { SequenceWorkload } from "../support/load.ts";
 import { HOST, run } from "../support/process.ts";
 import type { Receiver } from "../support/receiver.ts";
 import { SequenceValidator } from "../support/validate.ts";
-import { cleanUpAfterEach, rawConnection, receiver, sender } from "./fixtures.ts";
+import { cleanUpAfterEach, externalFrames, rawConnection, receiver, sender } from "./fixtures.ts";
 
 cleanUpAfterEach();
 
@@ -134,15 +134,18 @@ describe("shrink refusals change nothing", () => {
     }
     const empty = await run(["shrink", "--workers", "", "--external", `${HOST}:${via.external}`]);
     expect(empty.code).toBe(2);
-    // On the wire: an empty list with count 0 is "0 workers"; malformed JSON gets no answer.
+    // On the wire: an empty list with count 0 is "0 workers"; malformed JSON is answered with why.
     const zero = await ask(via.external, EXTERNAL_MSG.ShrinkRequest, '{"query":false,"node_names":[],"node_count":0}');
     expect(zero).toEqual({ type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Cannot shrink 0 workers!" });
     const raw = await rawConnection(via.external);
     raw.socket.write(encodeExternal(EXTERNAL_MSG.ShrinkRequest, '{"query":false,"node_names":"w1"}'));
     raw.socket.write(encodeExternal(EXTERNAL_MSG.ShrinkRequest, "not json"));
+    await raw.until(() => externalFrames(raw.received()).length >= 2, "the answers to both malformed requests");
+    expect(externalFrames(raw.received())).toEqual([
+      { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Malformed shrink request: node_names must be an array of worker names." },
+      { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Malformed shrink request: the payload is not JSON." },
+    ]);
     raw.socket.end();
-    const w1 = c.members.get("w1")!.child;
-    await w1.waitForLog("malformed shrink request");
     // Had either started a shrink, a request after them through the same worker would meet the
     // event under way; it meets the idle cluster and is judged on its own.
     const after = await run(["shrink", "--workers", "nobody", "--external", `${HOST}:${via.external}`]);

@@ -26,6 +26,10 @@ export interface ClusterOptions {
   logDir?: string;
   /** Extra flags for every worker; the log level must stay at info or above for the port lines. */
   extraArgs?: string[];
+  /** Extra flags for the harness's own `wallaroo shrink` and `shutdown` (a cluster secret). */
+  toolArgs?: string[];
+  /** The workers' external channels speak TLS: the harness's own queries verify them with this. */
+  externalTls?: ExternalTls;
   /**
    * Fixed ports for the initializer's control, data and source listeners instead of 0: a
    * restarted initializer must listen where the members and the producers find it again.
@@ -33,6 +37,11 @@ export interface ClusterOptions {
   initializerPorts?: { control: number; data: number; source: number };
   /** Every worker serves --metrics on a port from the OS (Member.metrics). */
   metrics?: boolean;
+  /** The source's name in `--in` (default: the application's). */
+  sourceName?: string;
+  /** Every worker's whole environment and working directory (default: ours). */
+  env?: Record<string, string>;
+  cwd?: string;
 }
 
 /** The log lines that carry the ports a worker was given. */
@@ -51,21 +60,24 @@ export async function loggedPort(child: Child, what: keyof typeof LOGGED_PORT, d
   return Number((await child.waitForLog(LOGGED_PORT[what], deadline_ms))[1]);
 }
 
+/** How the harness reaches external channels: over TLS, with this authority. */
+export type ExternalTls = { ca: string } | undefined;
+
 /** One request on a worker's external channel; null when the worker answers nothing. */
-export async function ask(port: number, type: number, payload = "", timeout_ms = 3000): Promise<{ type: number; payload: string } | null> {
-  return externalRequest({ host: HOST, port }, type, payload, { expectReply: true, timeoutMs: timeout_ms });
+export async function ask(port: number, type: number, payload = "", timeout_ms = 3000, tls?: ExternalTls): Promise<{ type: number; payload: string } | null> {
+  return externalRequest({ host: HOST, port }, type, payload, { expectReply: true, timeoutMs: timeout_ms, tls });
 }
 
 /** A worker's status answer, or undefined while it is not initialized. */
-export async function statusAt(port: number, timeout_ms = 3000): Promise<ClusterStatus | undefined> {
-  const r = await ask(port, EXTERNAL_MSG.ClusterStatusQuery, "", timeout_ms);
+export async function statusAt(port: number, timeout_ms = 3000, tls?: ExternalTls): Promise<ClusterStatus | undefined> {
+  const r = await ask(port, EXTERNAL_MSG.ClusterStatusQuery, "", timeout_ms, tls);
   if (!r || r.type !== EXTERNAL_MSG.ClusterStatusQueryResponse) return undefined;
   return parseClusterStatus(r.payload) ?? undefined;
 }
 
 /** Every key a worker holds, over all its state stages. */
-export async function keysAt(port: number): Promise<string[]> {
-  const r = await ask(port, EXTERNAL_MSG.StateEntityQuery);
+export async function keysAt(port: number, tls?: ExternalTls): Promise<string[]> {
+  const r = await ask(port, EXTERNAL_MSG.StateEntityQuery, "", 3000, tls);
   if (!r) throw new Error(`no key answer from the worker at ${port}`);
   return Object.values(JSON.parse(r.payload) as Record<string, string[]>).flat();
 }
@@ -93,7 +105,12 @@ export class Cluster {
   private spawn(name: string, args: string[], sinkPort = this.sinkPort): Child {
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.log`) : undefined;
     const metrics = this.opts.metrics ? ["--metrics", `${HOST}:0`] : [];
-    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${sinkPort}`, ...metrics, ...args, ...(this.opts.extraArgs ?? [])], { binary: this.binary, logPath });
+    return wallaroo(name, ["worker", "--application-module", this.app, "--out", `${HOST}:${sinkPort}`, ...metrics, ...args, ...(this.opts.extraArgs ?? [])], {
+      binary: this.binary,
+      logPath,
+      env: this.opts.env,
+      cwd: this.opts.cwd,
+    });
   }
 
   /** The ports a member just spawned logged (its metrics port only when the cluster serves them). */
@@ -109,7 +126,7 @@ export class Cluster {
 
   /** Runs `wallaroo <args>` with this cluster's binary. */
   run(args: string[], deadline_ms = 20_000): Promise<RunResult> {
-    return run(args, deadline_ms, this.binary);
+    return run(args, deadline_ms, this.binary, { env: this.opts.env, cwd: this.opts.cwd });
   }
 
   /** Forms a cluster of `n`: the initializer and w1 … w(n−1); returns once every member reports all of them. */
@@ -128,7 +145,7 @@ export class Cluster {
   async startInitializer(n: number): Promise<Member> {
     const fixed = this.opts.initializerPorts;
     const child = this.spawn("initializer", [
-      "--in", `${this.app}@${HOST}:${fixed?.source ?? 0}`,
+      "--in", `${this.opts.sourceName ?? this.app}@${HOST}:${fixed?.source ?? 0}`,
       "--control", `${HOST}:${fixed?.control ?? 0}`,
       "--data", `${HOST}:${fixed?.data ?? 0}`,
       "--external", `${HOST}:0`,
@@ -165,7 +182,7 @@ export class Cluster {
     this.restarts.set(name, n);
     // A log of its own: the first process's log is kept.
     const logPath = this.opts.logDir ? join(this.opts.logDir, `${name}.restart${n}.log`) : undefined;
-    const child = new Child(name, old.child.cmd, { logPath });
+    const child = new Child(name, old.child.cmd, { logPath, env: this.opts.env, cwd: this.opts.cwd });
     const m = await this.member(name, child);
     if (name === this.initializer.name) {
       this.sourcePort = await loggedPort(child, "source");
@@ -200,7 +217,7 @@ export class Cluster {
    */
   async shrink(args: string[], via: Member = this.initializer, deadline_ms = 30_000): Promise<RunResult & { leavers: string[] }> {
     const before = (await this.status(this.initializer))!.worker_names;
-    const r = await this.run(["shrink", "--external", `${HOST}:${via.external}`, ...args]);
+    const r = await this.run(["shrink", "--external", `${HOST}:${via.external}`, ...args, ...(this.opts.toolArgs ?? [])]);
     if (r.code !== 0) return { ...r, leavers: [] };
     const after = await poll("the shrink to take effect", deadline_ms, async () => {
       const s = await this.status(this.initializer);
@@ -221,7 +238,7 @@ export class Cluster {
   async status(m: Member | string, timeout_ms = 3000): Promise<ClusterStatus | undefined> {
     const member = typeof m === "string" ? this.members.get(m) : m;
     if (!member) return undefined;
-    return statusAt(member.external, timeout_ms).catch(() => undefined);
+    return statusAt(member.external, timeout_ms, this.opts.externalTls).catch(() => undefined);
   }
 
   /** True when each of `names` reports exactly `names` and is processing; `agreed` collects those that do. */
@@ -247,7 +264,7 @@ export class Cluster {
     const owners = new Map<string, string>();
     const problems: string[] = [];
     for (const w of this.members.values()) {
-      for (const k of await keysAt(w.external)) {
+      for (const k of await keysAt(w.external, this.opts.externalTls)) {
         const prev = owners.get(k);
         if (prev) problems.push(`key ${k} on both ${prev} and ${w.name}`);
         owners.set(k, w.name);
@@ -262,7 +279,7 @@ export class Cluster {
    * on every sink connection.
    */
   async shutdown(deadline_ms = 20_000, receiver?: Receiver): Promise<void> {
-    const r = await this.run(["shutdown", "--external", `${HOST}:${this.initializer.external}`]);
+    const r = await this.run(["shutdown", "--external", `${HOST}:${this.initializer.external}`, ...(this.opts.toolArgs ?? [])]);
     const failures: string[] = r.code === 0 ? [] : [`wallaroo shutdown exited ${r.code}: ${r.stderr.trim()}`];
     await Promise.all(
       [...this.members.values()].map(async (w) => {

@@ -173,13 +173,13 @@ export class LoadSender {
     private readonly onChunk?: (first: number, t: number) => void,
   ) {}
 
-  /** Connects to a source, retrying until it accepts or `deadline_ms` passes. */
-  async connect(port: number, deadline_ms = 10_000): Promise<this> {
+  /** Connects to a source at `host`, retrying until it accepts or `deadline_ms` passes. */
+  async connect(port: number, deadline_ms = 10_000, host = HOST): Promise<this> {
     const end = now() + deadline_ms;
     for (;;) {
       try {
         this.sock = await Bun.connect<undefined>({
-          hostname: HOST,
+          hostname: host,
           port,
           socket: {
             data() {},

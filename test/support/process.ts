@@ -36,6 +36,10 @@ function hookExit(): void {
 export interface SpawnOptions {
   /** Tee stdout and stderr (stdout lines prefixed) to this file. */
   logPath?: string;
+  /** The child's whole environment (default: ours); NO_COLOR=1 is always added. */
+  env?: Record<string, string>;
+  /** The child's working directory (default: ours). */
+  cwd?: string;
 }
 
 /** A spawned process whose stderr lines and stdout text are kept for waits and failure reports. */
@@ -58,7 +62,7 @@ export class Child {
       this.log = Bun.file(opts.logPath).writer();
       this.log.write(`$ ${cmd.join(" ")}\n`);
     }
-    this.proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    this.proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd: opts.cwd, env: { ...(opts.env ?? process.env), NO_COLOR: "1" } });
     live.add(this);
     const err = this.pump(this.proc.stderr, (line) => {
       this.lines.push(line);
@@ -183,9 +187,9 @@ export interface RunResult {
 }
 
 /** Runs `wallaroo <args>` (query, shrink, shutdown, send) to completion; killed and failed at the deadline. */
-export async function run(args: string[], deadline_ms = 20_000, binary = BIN): Promise<RunResult> {
+export async function run(args: string[], deadline_ms = 20_000, binary = BIN, opts: SpawnOptions = {}): Promise<RunResult> {
   const t0 = performance.now();
-  const c = wallaroo(`wallaroo ${args[0]}`, args, { binary });
+  const c = wallaroo(`wallaroo ${args[0]}`, args, { ...opts, binary });
   try {
     const code = await c.waitExit(deadline_ms);
     return { code, stdout: c.stdout, stderr: c.stderr, ms: performance.now() - t0 };

@@ -40,10 +40,10 @@ export class Receiver<H extends OutputHandler = OutputHandler> {
 
   constructor(readonly handler: H) {}
 
-  /** Listens on `port` (0: the OS picks) and returns the port. */
-  listen(port = 0): number {
+  /** Listens on `port` (0: the OS picks) at `host` and returns the port. */
+  listen(port = 0, host = HOST): number {
     this.server = Bun.listen<Conn>({
-      hostname: HOST,
+      hostname: host,
       port,
       socket: {
         open: (s) => {

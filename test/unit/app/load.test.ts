@@ -77,6 +77,19 @@ describe("module paths", () => {
     expect((await loadApplication(path)).stages.length).toBe(2);
   });
 
+  test('"wallaroo" imports the binary\'s own API, so an application needs no copy of it', async () => {
+    const path = mod(
+      `import { application, utf8Decode } from "wallaroo";\n` +
+        `export const api = await import("wallaroo");\n` +
+        `export default application("bare").source("s", (p) => utf8Decode(p)).toSink((s) => s);\n`,
+    );
+    expect((await loadApplication(path)).name).toBe("bare");
+    const { api } = (await import(path)) as { api: Record<string, unknown> };
+    const own = await import("../../../src/index.ts");
+    expect(api.application).toBe(own.application);
+    expect(Object.keys(api).sort()).toEqual(Object.keys(own).sort());
+  });
+
   test("an async factory, and a named export `application` instead of a default", async () => {
     const asyncPath = mod(`export default async (api) => api.application("async").source("s", (p) => p.slice()).toSink((b) => b);\n`, ".mjs");
     expect((await loadApplication(asyncPath)).name).toBe("async");

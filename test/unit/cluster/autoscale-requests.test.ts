@@ -90,6 +90,20 @@ describe("AutoscaleRequests", () => {
     expect(JSON.parse(a.payload)).toEqual({ node_names: ["w1", "w2"], node_count: 2 });
   });
 
+  test("a relayed shrink is refused within the 10 s an operator's tool waits, when the initializer is silent", async () => {
+    const t = setup();
+    let answer: unknown;
+    void t.r.relayShrink({ query: false, names: ["w1"], count: 0 }).catch((e: Error) => (answer = e.message));
+    expect(t.sent.map((x) => x.type)).toEqual(["tryShrink"]);
+    t.clock.advance(RELAY_LIMITS.shrinkDeadlineMs - 1);
+    await Promise.resolve();
+    expect(answer).toBeUndefined();
+    t.clock.advance(1);
+    await Promise.resolve();
+    expect(answer).toBe(`The initializer did not answer within ${RELAY_LIMITS.shrinkDeadlineMs / 1000} s.`);
+    expect(RELAY_LIMITS.shrinkDeadlineMs).toBeLessThan(10_000);
+  });
+
   test("reachableHost keeps a named host and replaces a wildcard by the connection's address", () => {
     const link = new FakeLink("192.0.2.7:999");
     expect(reachableHost(link, "w.example")).toBe("w.example");

@@ -24,7 +24,7 @@ function fakeLink() {
   return { link, events };
 }
 
-function setup(epoch = 1, floor = 0) {
+function setup(epoch = 1, floor = 0, mayClaim = true) {
   const seen: string[] = [];
   const { link, events } = fakeLink();
   let lost = -1;
@@ -45,6 +45,8 @@ function setup(epoch = 1, floor = 0) {
     barrier: (from: number, k: number, round: number) => seen.push(`barrier from ${from} k ${k} round ${round}`),
     floor: () => floor,
     admittedAt: () => 0,
+    mayClaim: () => mayClaim,
+    isMember: (_id: number, name: string) => name !== "stranger",
   } as unknown as InboundHost;
   const stats = newInboundStats();
   const inb = new InboundData(link, host);
@@ -99,6 +101,41 @@ describe("InboundData", () => {
   test("a hello from a member that was cut off closes the connection; nothing after it is applied and its close loses nobody", () => {
     const s = setup(1);
     s.inb.onChunk(concat(encodeHello(0, 1, "gone", 5), encodeMarker(1, 1, [3]), encodeStateEnd(2, 1, 9, 0)));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(-1);
+  });
+
+  test("a frame before the hello closes the connection: nothing is applied from a sender that did not say who it is", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeMarker(0, 1, [3]), encodeHello(1, 1, "w1", 7)));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(-1);
+  });
+
+  test("a second hello closes the connection: one connection speaks for one member", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1", 7), encodeHello(1, 1, "w2", 8), encodeMarker(2, 1, [3])));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
+    expect(s.inb.sender()).toBe(7);
+  });
+
+  test("a hello claiming a member that already speaks on another connection is refused, and its close loses nobody", () => {
+    const s = setup(1, 0, false);
+    s.inb.onChunk(concat(encodeHello(0, 1, "w1", 7), encodeMarker(1, 1, [3])));
+    expect(s.seen).toEqual([]);
+    expect(s.events).toEqual(["destroy"]);
+    s.inb.onClose();
+    expect(s.lostId()).toBe(-1);
+  });
+
+  test("frames from a sender that is no member here close the connection before anything is applied", () => {
+    const s = setup(1);
+    s.inb.onChunk(concat(encodeHello(0, 1, "stranger", 99), encodeMarker(1, 1, [3])));
     expect(s.seen).toEqual([]);
     expect(s.events).toEqual(["destroy"]);
     s.inb.onClose();

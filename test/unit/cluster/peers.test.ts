@@ -28,11 +28,13 @@ function setup() {
   const peers = new Peers({
     name: "me",
     selfId: () => 0,
-    transport,
+    controlTransport: transport,
+    dataTransport: transport,
     clock,
     epoch: () => 1,
     ingestAt: () => 0,
     controlHandlers: () => ({ data() {}, close() {} }),
+    dialedControl: () => {},
     drained: () => {},
     lost: (id, why) => void lost.push(`${id} ${why}`),
   });

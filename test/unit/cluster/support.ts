@@ -32,6 +32,7 @@ export class FakeLink implements Link {
   readonly id = FakeLink.nextId++;
   readonly out = new GrowBuffer(1024);
   readonly remote: string;
+  readonly local = "127.0.0.1";
   closed = false;
   /** Its kernel never takes anything. */
   readonly sentBytes = 0;

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { type ArgsDef, parseArgs } from "citty";
 import { DEFAULT_SOURCE_MAX_FRAME, MAX_SOURCE_MAX_FRAME, parseHostPort, parseSourceAddress } from "../../../src/address.ts";
 import { UsageError } from "../../../src/errors.ts";
-import { durationArg, intArg, rejectUnknownFlags, repeatedValues } from "../../../cmd/commands/_args.ts";
+import { durationArg, intArg, rejectUnknownFlags, repeatedValues, splitPonyFlags } from "../../../cmd/commands/_args.ts";
 import workerCommand, { workerConfig } from "../../../cmd/commands/worker.ts";
 
 /** Runs `fn`, expecting a UsageError with exactly `message`. */
@@ -94,6 +94,32 @@ describe("repeatedValues", () => {
 
   test("values after -- are positional, not flags", () => {
     expect(repeatedValues(["--", "--in", "x"], IN)).toEqual([]);
+  });
+});
+
+describe("splitPonyFlags", () => {
+  test("sets apart every --pony… flag, with =value or a number after it, and keeps the rest in order", () => {
+    const given = ["--name", "w1", "--ponythreads=1", "--ponypinasio", "--ponynoblock", "--ponythreads", "4", "--ponygcfactor", "2.0", "--ponyanything=x", "--in", "a@h:1"];
+    expect(splitPonyFlags(given)).toEqual({
+      rest: ["--name", "w1", "--in", "a@h:1"],
+      pony: ["--ponythreads=1", "--ponypinasio", "--ponynoblock", "--ponythreads 4", "--ponygcfactor 2.0", "--ponyanything=x"],
+    });
+  });
+
+  test("a flag without a value does not swallow the next flag or a non-number", () => {
+    expect(splitPonyFlags(["--ponypin", "--name", "w1"])).toEqual({ rest: ["--name", "w1"], pony: ["--ponypin"] });
+    expect(splitPonyFlags(["--ponynoblock", "w1"])).toEqual({ rest: ["w1"], pony: ["--ponynoblock"] });
+    expect(splitPonyFlags(["--ponythreads=1", "2"])).toEqual({ rest: ["2"], pony: ["--ponythreads=1"] });
+  });
+
+  test("nothing after -- and nothing that only looks alike is taken", () => {
+    expect(splitPonyFlags(["-ponythreads", "--pon", "--", "--ponythreads=1"])).toEqual({ rest: ["-ponythreads", "--pon", "--", "--ponythreads=1"], pony: [] });
+    expect(splitPonyFlags([])).toEqual({ rest: [], pony: [] });
+  });
+
+  test("what is left passes the worker's own flag check", () => {
+    const { rest } = splitPonyFlags(["--application-module", "alphabet", "--ponythreads", "1", "--ponynoblock", "--out", "h:1"]);
+    rejectUnknownFlags(rest, workerCommand.args as ArgsDef);
   });
 });
 
@@ -272,9 +298,10 @@ describe("workerConfig", () => {
       workerCount: 1,
       control: { host: "10.0.0.1", port: 7000 },
       data: undefined,
-      // Listens on the interface that reaches the initializer by default.
-      myControl: { host: "10.0.0.1", port: 0 },
-      myData: { host: "10.0.0.1", port: 0 },
+      // The initializer is on another machine: listens on every interface by default, and the
+      // members see the address it connects from.
+      myControl: { host: "0.0.0.0", port: 0 },
+      myData: { host: "0.0.0.0", port: 0 },
       join: undefined,
       external: undefined,
       sources: [],
@@ -288,6 +315,23 @@ describe("workerConfig", () => {
     expect(c.myData).toEqual({ host: "0.0.0.0", port: 7101 });
     const any = cfg([...APP, "-c", ":7000", "-n", "w1", ...OUT]);
     expect(any.myControl).toEqual({ host: "127.0.0.1", port: 0 });
+    for (const local of ["127.0.0.1:7000", "127.1.2.3:7000", "localhost:7000", "[::1]:7000"])
+      expect(cfg([...APP, "-c", local, "-n", "w1", ...OUT]).myControl).toEqual({ host: "127.0.0.1", port: 0 });
+    expect(cfg([...JOINER]).myData).toEqual({ host: "0.0.0.0", port: 0 });
+  });
+
+  test("--advertise-host names a reachable address; a wildcard is refused", () => {
+    expect(cfg([...WORKER, "--advertise-host", "10.0.0.7"]).advertiseHost).toBe("10.0.0.7");
+    expect(cfg([...WORKER, "--advertise-host", "worker-3.internal"]).advertiseHost).toBe("worker-3.internal");
+    expect(cfg(WORKER).advertiseHost).toBeUndefined();
+    usage(() => cfg([...WORKER, "--advertise-host", "0.0.0.0"]), `--advertise-host must be an address or host name the other members can reach, not "0.0.0.0".`);
+    usage(() => cfg([...WORKER, "--advertise-host", "a b"]), `--advertise-host must be an address or host name the other members can reach, not "a b".`);
+  });
+
+  test("--source-idle-timeout: a duration, 0 for never", () => {
+    expect(cfg([...INIT, "--source-idle-timeout", "30s"]).sourceIdleMs).toBe(30_000);
+    expect(cfg([...INIT, "--source-idle-timeout", "0"]).sourceIdleMs).toBe(0);
+    expect(cfg(INIT).sourceIdleMs).toBeUndefined();
     usage(() => cfg([...WORKER, "--my-data", "nohost"]), `--my-data expects host:port, not "nohost".`);
   });
 
@@ -336,8 +380,8 @@ describe("workerConfig", () => {
       workerCount: 2,
       control: undefined,
       data: undefined,
-      myControl: { host: "10.0.0.2", port: 0 },
-      myData: { host: "10.0.0.2", port: 0 },
+      myControl: { host: "0.0.0.0", port: 0 },
+      myData: { host: "0.0.0.0", port: 0 },
       join: { host: "10.0.0.2", port: 7000 },
       external: undefined,
       sources: [],

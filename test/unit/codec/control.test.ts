@@ -44,6 +44,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   rolledBack: { k: 12, epoch: 9 },
   rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },
   undone: { epoch: 7 },
+  rotateLog: { name: "w2" },
   statusReq: { reqId: 3 },
   statusReply: {
     reqId: 3,

@@ -5,13 +5,15 @@ import {
   encodeExternal,
   encodeShrinkQueryResponse,
   encodeShrinkRequest,
-  EXTERNAL_MAX_FRAME,
+  EXTERNAL_MAX_REQUEST,
   EXTERNAL_MSG,
   formatClusterStatus,
   formatEligible,
   parseClusterStatus,
   parseShrinkQueryResponse,
-  parseShrinkRequest,
+  decodeShrinkRequest,
+  type ShrinkRequest,
+  shrinkCount,
 } from "../../../src/codec/external.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -39,14 +41,14 @@ const GOLDEN = [
 ] as const;
 
 describe("external message ids", () => {
-  test("1..26 with the original's names, no gaps or duplicates; wallaroo's own from 101", () => {
+  test("1..26 with the original's names, no gaps or duplicates; ours from 100 on", () => {
     const ids: number[] = Object.values(EXTERNAL_MSG).sort((a, b) => a - b);
-    expect(ids).toEqual([...Array.from({ length: 26 }, (_, i) => i + 1), 101, 102]);
+    expect(ids).toEqual([...Array.from({ length: 26 }, (_, i) => i + 1), 100, 101, 102, 103, 104]);
     expect(EXTERNAL_MSG.Print).toBe(1);
     expect(EXTERNAL_MSG.ShrinkRequest).toBe(4);
     expect(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized).toBe(11);
     expect(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse).toBe(26);
-    expect(EXTERNAL_MAX_FRAME).toBe(16384);
+    expect(EXTERNAL_MAX_REQUEST).toBe(16384);
   });
 });
 
@@ -72,11 +74,16 @@ describe("golden frames", () => {
     expect(decodeExternalBody(f.subarray(4))).toEqual({ ok: true, type: 1, payload: "é✓" });
   });
 
-  test("encode refuses unknown types and bodies over the cap", () => {
+  test("encode refuses unknown types", () => {
     expect(() => encodeExternal(0, "")).toThrow(RangeError);
     expect(() => encodeExternal(27, "")).toThrow(RangeError);
-    expect(encodeExternal(EXTERNAL_MSG.Print, "x".repeat(EXTERNAL_MAX_FRAME - 2)).length).toBe(4 + EXTERNAL_MAX_FRAME);
-    expect(() => encodeExternal(EXTERNAL_MSG.Print, "x".repeat(EXTERNAL_MAX_FRAME - 1))).toThrow(RangeError);
+  });
+
+  test("a reply may be larger than the 16 KiB request limit", () => {
+    const payload = "x".repeat(3 * EXTERNAL_MAX_REQUEST);
+    const f = encodeExternal(EXTERNAL_MSG.StateEntityQueryResponse, payload);
+    expect(hex(f.subarray(0, 6))).toBe((2 + payload.length).toString(16).padStart(8, "0") + "0012");
+    expect(decodeExternalBody(f.subarray(4))).toEqual({ ok: true, type: EXTERNAL_MSG.StateEntityQueryResponse, payload });
   });
 });
 
@@ -107,40 +114,63 @@ describe("decodeExternalBody rejects without throwing", () => {
   });
 });
 
-describe("parseShrinkRequest", () => {
+describe("decodeShrinkRequest", () => {
+  const ok = (value: ShrinkRequest) => ({ ok: true as const, value });
   test("accepts any key order and ignores extra keys", () => {
-    const want = { query: false, node_names: ["a", "b"], node_count: 0 };
-    expect(parseShrinkRequest(`{"query":false,"node_names":["a","b"],"node_count":0}`)).toEqual(want);
-    expect(parseShrinkRequest(`{"node_count":0,"query":false,"node_names":["a","b"]}`)).toEqual(want);
-    expect(parseShrinkRequest(`{"node_names":["a","b"],"extra":{"x":1},"node_count":0,"query":false}`)).toEqual(want);
-    expect(parseShrinkRequest(` { "query" : true , "node_names" : [ ] , "node_count" : 3 } `)).toEqual({ query: true, node_names: [], node_count: 3 });
+    const want = ok({ query: false, node_names: ["a", "b"], node_count: 0 });
+    expect(decodeShrinkRequest(`{"query":false,"node_names":["a","b"],"node_count":0}`)).toEqual(want);
+    expect(decodeShrinkRequest(`{"node_count":0,"query":false,"node_names":["a","b"]}`)).toEqual(want);
+    expect(decodeShrinkRequest(`{"node_names":["a","b"],"extra":{"node_count":1.5},"node_count":0,"query":false}`)).toEqual(want);
+    expect(decodeShrinkRequest(` { "query" : true , "node_names" : [ ] , "node_count" : 3 } `)).toEqual(ok({ query: true, node_names: [], node_count: 3 }));
   });
 
   test("round-trips what encodeShrinkRequest writes", () => {
     const req = { query: false, node_names: ["w1", "w1", "w9"], node_count: 0 };
-    expect(parseShrinkRequest(encodeShrinkRequest(req))).toEqual(req);
+    expect(decodeShrinkRequest(encodeShrinkRequest(req))).toEqual(ok(req));
   });
 
-  const rejected: [string, string][] = [
-    ["not JSON", "query"],
-    ["empty", ""],
-    ["JSON null", "null"],
-    ["an array", "[]"],
-    ["missing query", `{"node_names":[],"node_count":0}`],
-    ["missing node_names", `{"query":true,"node_count":0}`],
-    ["missing node_count", `{"query":true,"node_names":[]}`],
-    ["query as string", `{"query":"true","node_names":[],"node_count":0}`],
-    ["query as number", `{"query":1,"node_names":[],"node_count":0}`],
-    ["node_names as string", `{"query":false,"node_names":"a,b","node_count":0}`],
-    ["node_names with a number", `{"query":false,"node_names":["a",2],"node_count":0}`],
-    ["node_count as string", `{"query":false,"node_names":[],"node_count":"2"}`],
-    ["negative node_count", `{"query":false,"node_names":[],"node_count":-1}`],
-    ["fractional node_count", `{"query":false,"node_names":[],"node_count":1.5}`],
-    ["unsafe node_count", `{"query":false,"node_names":[],"node_count":9007199254740993}`],
-    ["null node_count", `{"query":false,"node_names":[],"node_count":null}`],
+  test("a negative count is the original's every eligible worker (its cluster_shrinker --count -1)", () => {
+    expect(encodeShrinkRequest({ query: false, node_names: [], node_count: -1 })).toBe(`{"query":false,"node_names":[],"node_count":-1}`);
+    expect(decodeShrinkRequest(`{"query":false,"node_names":[],"node_count":-1}`)).toEqual(ok({ query: false, node_names: [], node_count: -1 }));
+    expect(shrinkCount(-1)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(shrinkCount(-7)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(shrinkCount(0)).toBe(0);
+    expect(shrinkCount(2)).toBe(2);
+  });
+
+  test("an integer too large for a double is still an integer: as many as there are", () => {
+    const d = decodeShrinkRequest(`{"query":false,"node_names":[],"node_count":18446744073709551615}`);
+    expect(d.ok).toBe(true);
+    if (d.ok) expect(shrinkCount(d.value.node_count)).toBe(Number.MAX_SAFE_INTEGER);
+    const huge = decodeShrinkRequest(`{"query":false,"node_names":[],"node_count":1${"0".repeat(400)}}`);
+    expect(huge.ok && shrinkCount(huge.value.node_count)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(decodeShrinkRequest(`{"query":false,"node_names":[],"node_count":-0}`)).toEqual(ok({ query: false, node_names: [], node_count: -0 }));
+  });
+
+  const rejected: [string, string, string][] = [
+    ["not JSON", "query", "the payload is not JSON"],
+    ["empty", "", "the payload is not JSON"],
+    ["JSON null", "null", "the payload is not a JSON object"],
+    ["an array", "[]", "the payload is not a JSON object"],
+    ["missing query", `{"node_names":[],"node_count":0}`, "query must be true or false"],
+    ["missing node_names", `{"query":true,"node_count":0}`, "node_names must be an array of worker names"],
+    ["missing node_count", `{"query":true,"node_names":[]}`, "node_count is missing"],
+    ["query as string", `{"query":"true","node_names":[],"node_count":0}`, "query must be true or false"],
+    ["query as number", `{"query":1,"node_names":[],"node_count":0}`, "query must be true or false"],
+    ["node_names as string", `{"query":false,"node_names":"a,b","node_count":0}`, "node_names must be an array of worker names"],
+    ["node_names with a number", `{"query":false,"node_names":["a",2],"node_count":0}`, "node_names must be an array of worker names"],
+    ["node_count as string", `{"query":false,"node_names":[],"node_count":"2"}`, `node_count must be an integer, not "2"`],
+    ["fractional node_count", `{"query":false,"node_names":[],"node_count":1.5}`, "node_count must be an integer, not 1.5"],
+    ["node_count 1e0", `{"query":false,"node_names":[],"node_count":1e0}`, "node_count must be an integer, not 1e0"],
+    ["node_count 0.0", `{"query":false,"node_names":[],"node_count":0.0}`, "node_count must be an integer, not 0.0"],
+    ["node_count 2E1", `{"query":false,"node_names":[],"node_count":2E1}`, "node_count must be an integer, not 2E1"],
+    ["node_count -1.0", `{"query":false,"node_names":[],"node_count":-1.0}`, "node_count must be an integer, not -1.0"],
+    ["null node_count", `{"query":false,"node_names":[],"node_count":null}`, "node_count must be an integer, not null"],
+    ["node_count as array", `{"query":false,"node_names":[],"node_count":[1]}`, "node_count must be an integer, not [1]"],
+    ["a long float", `{"query":false,"node_names":[],"node_count":1.${"5".repeat(100)}}`, `node_count must be an integer, not 1.${"5".repeat(30)}…`],
   ];
-  for (const [name, payload] of rejected) {
-    test(`rejects ${name}`, () => expect(parseShrinkRequest(payload)).toBeNull());
+  for (const [name, payload, reason] of rejected) {
+    test(`rejects ${name}, saying why`, () => expect(decodeShrinkRequest(payload)).toEqual({ ok: false, reason }));
   }
 });
 
@@ -184,7 +214,8 @@ describe("parseClusterStatus", () => {
 
 describe("encoders assert their counts", () => {
   test("negative or fractional counts are programming errors", () => {
-    expect(() => encodeShrinkRequest({ query: false, node_names: [], node_count: -1 })).toThrow(RangeError);
+    expect(() => encodeShrinkRequest({ query: false, node_names: [], node_count: -2 })).toThrow(RangeError);
+    expect(() => encodeShrinkRequest({ query: false, node_names: [], node_count: 1.5 })).toThrow(RangeError);
     expect(() => encodeShrinkQueryResponse({ node_names: [], node_count: 0.5 })).toThrow(RangeError);
     expect(() => encodeClusterStatus({ worker_count: NaN, worker_names: [], processing_messages: true })).toThrow(RangeError);
   });

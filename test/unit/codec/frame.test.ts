@@ -276,4 +276,24 @@ describe("FrameReader", () => {
       expect(reader.pending).toBe(0);
     }
   });
+
+  test("a claimed length costs memory only as its bytes arrive", () => {
+    const max = 1 << 30;
+    const reader = new FrameReader(max);
+    const header = new Uint8Array(4);
+    writeU32(header, 0, max);
+    // The claim split across chunks, then a few bytes of it; and the claim at a chunk's end.
+    expect(feedAll(reader, [header.subarray(0, 2), header.subarray(2), bytes(1, 2, 3)])).toEqual([]);
+    expect(reader.pending).toBe(7);
+    expect(reader.capacity).toBeLessThanOrEqual(64 * 1024);
+    const tail = new FrameReader(max);
+    expect(feedAll(tail, [concat([encodeFrame(bytes(5)), header])])).toEqual([bytes(5)]);
+    expect(tail.pending).toBe(4);
+    expect(tail.capacity).toBeLessThanOrEqual(64 * 1024);
+    // As the bytes come, it grows with them (doubling).
+    const chunk = new Uint8Array(100_000);
+    feedAll(tail, [chunk, chunk, chunk]);
+    expect(tail.pending).toBe(300_004);
+    expect(tail.capacity).toBeLessThan(2 * 300_004);
+  });
 });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
-import { encodeClusterStatus, encodeExternal, EXTERNAL_MAX_FRAME, EXTERNAL_MSG } from "../../../src/codec/external.ts";
+import { encodeClusterStatus, encodeExternal, EXTERNAL_MAX_REPLY, EXTERNAL_MAX_REQUEST, EXTERNAL_MSG } from "../../../src/codec/external.ts";
 import { EXIT, UnreachableError, WallarooError } from "../../../src/errors.ts";
 import { externalRequest } from "../../../src/net/external-client.ts";
 
@@ -71,13 +71,13 @@ describe("externalRequest", () => {
   });
 
   test("fire and forget delivers a maximum-size frame whole", async () => {
-    const payload = "p".repeat(EXTERNAL_MAX_FRAME - 2);
+    const payload = "p".repeat(EXTERNAL_MAX_REQUEST - 2);
     const arrived = Promise.withResolvers<number>();
     const srv = serve((_s, _chunk, all) => {
-      if (all.length >= 4 + EXTERNAL_MAX_FRAME) arrived.resolve(all.length);
+      if (all.length >= 4 + EXTERNAL_MAX_REQUEST) arrived.resolve(all.length);
     });
     await externalRequest({ host: HOST, port: srv.port }, EXTERNAL_MSG.Print, payload, { expectReply: false, timeoutMs: 2000 });
-    expect(await arrived.promise).toBe(4 + EXTERNAL_MAX_FRAME);
+    expect(await arrived.promise).toBe(4 + EXTERNAL_MAX_REQUEST);
   });
 
   test("a server that never answers is unreachable within the deadline", async () => {
@@ -108,16 +108,32 @@ describe("externalRequest", () => {
     expect(err.message).toContain("closed the connection without answering");
   });
 
-  test("a reply over 16 KiB is a runtime error, caught from its header alone", async () => {
+  test("a reply far over 16 KiB (the request limit) arrives whole, in pieces", async () => {
+    // 30 000 keys (about 330 KB of JSON): the limit that once dropped `query keys` was the request's.
+    const payload = JSON.stringify({ "add votes": Array.from({ length: 30_000 }, (_, i) => `key-${i}`) });
+    const reply = encodeExternal(EXTERNAL_MSG.StateEntityQueryResponse, payload);
+    expect(reply.length).toBeGreaterThan(16 * EXTERNAL_MAX_REQUEST);
+    const srv = serve((s, _chunk, all) => {
+      if (all.length < 6) return;
+      // Three writes: the header alone, then the body in two unequal halves.
+      s.write(reply.subarray(0, 4));
+      setTimeout(() => s.write(reply.subarray(4, 1000)), 10);
+      setTimeout(() => s.write(reply.subarray(1000)), 20);
+    });
+    const got = await externalRequest({ host: HOST, port: srv.port }, EXTERNAL_MSG.StateEntityQuery, "", { expectReply: true, timeoutMs: 5000 });
+    expect(got).toEqual({ type: EXTERNAL_MSG.StateEntityQueryResponse, payload });
+  });
+
+  test("a reply claiming more than any answer is a runtime error, caught from its header alone", async () => {
     const srv = serve((s) => {
       const header = new Uint8Array(4);
-      new DataView(header.buffer).setUint32(0, EXTERNAL_MAX_FRAME + 1);
+      new DataView(header.buffer).setUint32(0, EXTERNAL_MAX_REPLY + 1);
       s.write(header);
     });
     const err = await failure(externalRequest({ host: HOST, port: srv.port }, EXTERNAL_MSG.ClusterStatusQuery, "", { expectReply: true, timeoutMs: 2000 }));
     expect(err).not.toBeInstanceOf(UnreachableError);
     expect(err.exitCode).toBe(EXIT.runtime);
-    expect(err.message).toContain(`${EXTERNAL_MAX_FRAME + 1} bytes`);
+    expect(err.message).toContain(`${EXTERNAL_MAX_REPLY + 1} bytes`);
   });
 
   for (const [name, body] of [
@@ -136,8 +152,8 @@ describe("externalRequest", () => {
     });
   }
 
-  test("a request over the frame limit is refused before connecting", async () => {
-    const err = await failure(externalRequest({ host: HOST, port: 1 }, EXTERNAL_MSG.Print, "x".repeat(EXTERNAL_MAX_FRAME), { expectReply: false, timeoutMs: 2000 }));
+  test("a request over the request limit is refused before connecting", async () => {
+    const err = await failure(externalRequest({ host: HOST, port: 1 }, EXTERNAL_MSG.Print, "x".repeat(EXTERNAL_MAX_REQUEST - 1), { expectReply: false, timeoutMs: 2000 }));
     expect(err.exitCode).toBe(EXIT.runtime);
     expect(err.message).toContain("over the external channel's limit");
   });

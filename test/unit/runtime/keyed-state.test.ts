@@ -99,6 +99,10 @@ describe("KeyedState", () => {
     expect(ks.slotKeyCount(2)).toBe(1);
     expect(ks.slotKeyCount(1023)).toBe(1);
     expect(ks.slotKeyCount(500)).toBe(0);
+    // Per stage, only the slots asked for, only those holding keys of that stage (the cluster-wide
+    // count once gave every stage the sum over all stages).
+    expect(ks.slotCounts([1, 2, 500])).toEqual({ count: { "1": 2 }, last: { "1": 1, "2": 1 } });
+    expect(ks.slotCounts([])).toEqual({ count: {}, last: {} });
   });
 
   test("takeSlot serialises and removes every key of the slot, with its stage index", () => {

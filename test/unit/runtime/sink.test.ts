@@ -20,6 +20,7 @@ class FakeLink implements Link {
   static nextId = 1;
   readonly id = FakeLink.nextId++;
   readonly remote = "127.0.0.1:7002";
+  readonly local = "127.0.0.1";
   readonly out = new GrowBuffer();
   closed = false;
   ended = false;
