@@ -150,7 +150,7 @@ describe("command line", () => {
       [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--cluster-initializer", "--join", "127.0.0.1:1"], "--cluster-initializer and --join cannot be combined"],
       [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--cluster-initializer", "--worker-count", "0"], "--worker-count must be at least 1."],
       [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--control", "127.0.0.1:1", "--name", "w", "--metrics", "nonsense"], '--metrics expects host:port, not "nonsense".'],
-      [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--ponythreads", "1"], "Unknown flag --ponythreads"],
+      [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--stop-pause", "1"], "Unknown flag --stop-pause"],
       [["worker", "--application-module", "alphabet", "--out", "127.0.0.1:1", "--cluster-initializer", "--control", "127.0.0.1:1", "--data", "127.0.0.1:3", "--in", "nonsense"], "Inputs must be in the"],
       [["shrink", "--external", "127.0.0.1:1"], "You must specify exactly one of --query, --count, or --workers"],
       [["shrink", "--external", "127.0.0.1:1", "--count", "0"], ""],
