@@ -21,6 +21,7 @@ import {
 import type { Clock } from "../clock.ts";
 import { log } from "../log.ts";
 import { refusedUnproven } from "./external-gate.ts";
+import { GATHER_DEADLINE_MS, Gathering } from "./gathering.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { ExternalClose, ExternalReply } from "../runtime/external-server.ts";
 import type { InputLog } from "../resilience/input-log.ts";
@@ -233,46 +234,25 @@ export function statusLine(s: WorkerStatus): string {
 }
 
 /** How long the cluster-wide key count waits for members before answering without them. */
-export const KEY_COUNT_DEADLINE_MS = 3000;
+export const KEY_COUNT_DEADLINE_MS = GATHER_DEADLINE_MS;
 
 /**
  * The cluster-wide key count: this worker's own counts plus every member's answer, sent when
  * all have answered or at the deadline (the original waited forever for a silent worker).
  */
 export class ClusterKeyCounts {
-  private nextReqId = 1;
-  private readonly pending = new Map<number, { result: Map<string, SlotKeyCounts>; waiting: Set<string>; done: () => void }>();
+  private readonly gathering: Gathering<SlotKeyCounts>;
 
-  constructor(
-    private readonly clock: Clock,
-    /** Asks member `id` for its counts; false when it cannot be reached. */
-    private readonly ask: (id: number, reqId: number) => boolean,
-  ) {}
+  constructor(clock: Clock, ask: (id: number, reqId: number) => boolean) {
+    this.gathering = new Gathering(clock, ask, "Cluster state entity count", "key_count_partial");
+  }
 
   gather(selfName: string, own: SlotKeyCounts, others: readonly Member[], reply: ExternalReply): void {
-    const reqId = this.nextReqId++;
-    const result = new Map<string, SlotKeyCounts>([[selfName, own]]);
-    const waiting = new Set<string>();
-    for (const m of others) if (this.ask(m.id, reqId)) waiting.add(m.name);
-    let finished = false;
-    const done = () => {
-      if (finished) return;
-      finished = true;
-      this.clock.clearTimeout(timer);
-      this.pending.delete(reqId);
-      if (waiting.size > 0) log.warn("key_count_partial", `Cluster state entity count: no answer from ${[...waiting].join(", ")} within ${KEY_COUNT_DEADLINE_MS} ms`);
-      reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, encodeClusterStateEntityCounts([...result]));
-    };
-    const timer = this.clock.setTimeout(done, KEY_COUNT_DEADLINE_MS);
-    this.pending.set(reqId, { result, waiting, done });
-    if (waiting.size === 0) done();
+    this.gathering.gather(selfName, own, others, (answers) => reply(EXTERNAL_MSG.ClusterStateEntityCountQueryResponse, encodeClusterStateEntityCounts([...answers])));
   }
 
   /** A member's counts; only those asked for, once each. */
   collect(body: ControlBody<"keyCountReply">): void {
-    const q = this.pending.get(body.reqId);
-    if (!q || !q.waiting.delete(body.name)) return;
-    q.result.set(body.name, body.counts);
-    if (q.waiting.size === 0) q.done();
+    this.gathering.collect(body.reqId, body.name, body.counts);
   }
 }
