@@ -60,6 +60,8 @@ export function tlsFlags(a: Record<string, unknown>, needCert: boolean): TlsFlag
   if ((cert === undefined) !== (key === undefined)) throw new UsageError("--tls-cert and --tls-key go together.");
   if (cert === undefined && ca === undefined) return undefined;
   if (needCert && cert === undefined) throw new UsageError("A worker with TLS needs its certificate: --tls-cert and --tls-key (and --tls-ca for the members' authority).");
+  // The system's authorities would admit anyone holding a publicly issued certificate as a member.
+  if (needCert && ca === undefined) throw new UsageError("A worker with TLS needs --tls-ca, the authority that signed the members' certificates (the system's authorities would admit any public certificate).");
   return { cert, key, ca };
 }
 

@@ -135,7 +135,8 @@ export class Recovery {
     const c = h.coordinator();
     assert(c !== undefined, "only the coordinator takes rejoins");
     const cluster = h.resilience.clusterId;
-    if (b.cluster !== cluster) return { reason: `This worker's resilience files belong to cluster ${b.cluster}, not to this one (${cluster}).` };
+    // The id is not said back: whoever asks with a wrong one must not learn the right one.
+    if (b.cluster !== cluster) return { reason: `This worker's resilience files belong to cluster ${b.cluster}, not to this one.` };
     const m = h.membership.byName(b.name);
     // It left (a shrink whose outcome was committed before it heard) or was given up: nothing of
     // it is needed, its files included.

@@ -7,7 +7,7 @@ import type { HostPort, SourceAddress } from "../address.ts";
 import { formatHostPort } from "../address.ts";
 import type { AppSpec } from "../app/types.ts";
 import { assert } from "../assert.ts";
-import { systemClock, type Clock } from "../clock.ts";
+import { systemClock, type Clock, type Timer } from "../clock.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member, type Topology } from "../codec/control.ts";
 import { RefusedError, UnreachableError, WallarooError } from "../errors.ts";
 import { log } from "../log.ts";
@@ -544,8 +544,10 @@ export class Worker implements Router {
   // ------------------------------------------------------------------------------- control
 
   private acceptControl(link: Link): LinkHandlers {
-    this.closeUnlessSpoken(link, "control", () => this.control.hasSpoken(link));
+    // Cleared on close: a closed connection must not stay reachable (with its buffers) for 10 s.
+    const silent = this.closeUnlessSpoken(link, "control", () => this.control.hasSpoken(link));
     return this.control.handlers((l) => {
+      this.clock.clearTimeout(silent);
       this.formation?.linkClosed(l);
       // Only the link bound to a member speaks for it: a second one claiming its name does not.
       const m = this.control.isBound(l) ? this.memberOf(l) : undefined;
@@ -570,8 +572,8 @@ export class Worker implements Router {
    * An accepted connection must say who it is (or what it asks) within the deadline: one that
    * connects and stays silent, or trickles a frame byte by byte, holds a slot of the port's cap.
    */
-  private closeUnlessSpoken(link: Link, channel: string, spoken: () => boolean): void {
-    this.clock.setTimeout(() => {
+  private closeUnlessSpoken(link: Link, channel: string, spoken: () => boolean): Timer {
+    return this.clock.setTimeout(() => {
       if (link.closed || spoken()) return;
       log.warn("silent_connection", `Closed a ${channel} connection from ${link.remote}: nothing said within ${WORKER_LIMITS.firstFrameMs / 1000} s`);
       link.destroy();
@@ -587,7 +589,9 @@ export class Worker implements Router {
     const self = this.membershipState.self;
     if (!this.isInitializer || !link || !isWildcard(self.host) || this.membershipState.members.length > 1) return;
     const local = link.local.replace(/^::ffff:/, "");
-    if (!local || isWildcard(local)) return;
+    // A worker on this machine came over loopback: no other machine can use that address, and a
+    // wildcard works for this one, so wait for a connection from elsewhere.
+    if (!local || isWildcard(local) || local === "::1" || local.startsWith("127.")) return;
     log.info("advertised_host", `The initializer listens on ${self.host}; it tells the cluster it is at ${local}, where ${this.control.nameOf(link) ?? link.remote} reached it (--advertise-host to choose)`);
     this.membershipState.learnSelfHost(local);
   }
@@ -657,6 +661,7 @@ export class Worker implements Router {
         // Bound only once accepted: a refused duplicate must not speak for the worker it named.
         const other = this.control.linkOf(b.name);
         if (other && other !== link) return refuseLink(link, `Worker name ${b.name} is already registered with the cluster.`);
+        // Before onRegister: the last registration forms the cluster, topology and all, at once.
         this.learnSelfHost(link);
         if (this.formation.onRegister(link, b, reachableHost(link, b.host))) this.control.identify(link, b.name);
       },
@@ -825,10 +830,11 @@ export class Worker implements Router {
       isMember: (id, name) => this.membershipState.byId(id)?.name === name || this.membershipState.hasDeparted(name),
     });
     this.inbound.add(inb);
-    this.closeUnlessSpoken(link, "data", () => inb.sender() !== -1);
+    const silent = this.closeUnlessSpoken(link, "data", () => inb.sender() !== -1);
     return {
       data: (_l, chunk) => inb.onChunk(chunk),
       close: () => {
+        this.clock.clearTimeout(silent);
         this.inbound.delete(inb);
         inb.onClose();
       },

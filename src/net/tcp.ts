@@ -233,6 +233,12 @@ export function tcpTransportWith(tls?: TlsFiles, clientCerts = true): Transport 
 
 export const tcpTransport: Transport = tcpTransportWith();
 
+export const TLS_LIMITS = {
+  /** Connections of one listener in their TLS handshake at once; more are closed as they come. */
+  maxHandshaking: 256,
+  handshakeMs: 5000,
+} as const;
+
 async function listenOn(host: string, port: number, accept: (link: Link) => LinkHandlers, tls: TLSOptions | undefined): Promise<Server> {
   const where = formatHostPort({ host, port });
   const opened = (socket: Socket<SocketData>) => {
@@ -242,6 +248,9 @@ async function listenOn(host: string, port: number, accept: (link: Link) => Link
       link.handlers = accept(link);
     });
   };
+  // Over TLS a connection reaches the layers above (and their limits) only after its handshake:
+  // until then it is counted and timed here, or a flood of silent connections would go unseen.
+  const handshaking = new Set<Socket<SocketData>>();
   let listener: TCPSocketListener<SocketData>;
   try {
     listener = Bun.listen<SocketData>({
@@ -252,10 +261,25 @@ async function listenOn(host: string, port: number, accept: (link: Link) => Link
         ...socketHandlers,
         open(socket) {
           socket.data = { link: undefined };
-          if (!tls) opened(socket);
+          if (!tls) return opened(socket);
+          if (handshaking.size >= TLS_LIMITS.maxHandshaking) {
+            log.warn("tls_refused", `Refused a TLS connection from ${socket.remoteAddress} on ${where}: ${TLS_LIMITS.maxHandshaking} are in their handshake already`);
+            return void socket.terminate();
+          }
+          handshaking.add(socket);
+          setTimeout(() => {
+            if (!handshaking.delete(socket)) return;
+            log.warn("tls_refused", `Refused a TLS connection from ${socket.remoteAddress} on ${where}: no TLS handshake within ${TLS_LIMITS.handshakeMs} ms`);
+            socket.terminate();
+          }, TLS_LIMITS.handshakeMs);
+        },
+        close(socket, error) {
+          handshaking.delete(socket);
+          socketHandlers.close(socket, error);
         },
         // Over TLS the layer above sees a connection only once its certificate checked out.
         handshake(socket, success, authorizationError) {
+          handshaking.delete(socket);
           // A listener that asks no certificate (the external channel) has none to judge.
           if (success && (!authorizationError || !tls?.requestCert)) return opened(socket);
           log.warn("tls_refused", `Refused a TLS connection from ${socket.remoteAddress} on ${where}: ${authorizationError?.message ?? "its certificate was not accepted"}`);

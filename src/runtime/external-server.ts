@@ -35,6 +35,9 @@ export interface ExternalStats {
   oversized: number;
 }
 
+/** Answers waiting for a client to read them, at most; past it the client is cut off. */
+export const EXTERNAL_MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+
 /** Requests that have no answer of their own: a signed one is acknowledged, so its sender knows. */
 const NO_ANSWER: ReadonlySet<number> = new Set([EXTERNAL_MSG.Print, EXTERNAL_MSG.RotateLog, EXTERNAL_MSG.CleanShutdown, EXTERNAL_MSG.ReportStatus]);
 
@@ -52,7 +55,16 @@ export async function startExternalServer(
     const reader = new FrameReader(EXTERNAL_MAX_REQUEST);
     let ended = false;
     const reply: ExternalReply = (type, payload) => {
-      if (!link.closed && !ended) link.write(encodeExternal(type, payload));
+      if (link.closed || ended) return;
+      const frame = encodeExternal(type, payload);
+      // A client that asks and never reads must not grow this worker's memory (its link's
+      // buffer would reach the hard limit, a fault that stops the worker): it is cut off.
+      if (link.queuedBytes + frame.length > EXTERNAL_MAX_QUEUED_BYTES) {
+        ended = true;
+        log.warn("external_not_reading", `Closed the external connection from ${link.remote}: it does not read its answers (${link.queuedBytes} bytes waiting)`);
+        return link.destroy();
+      }
+      link.write(frame);
     };
     const close: ExternalClose = () => {
       ended = true;
@@ -107,8 +119,12 @@ export async function startExternalServer(
           stats.oversized++;
           log.warn("external_oversized", `Received expect greater than 16kb on External Channel (${err.claimed} bytes from ${l.remote}). Closed connection.`);
           l.destroy();
+          return;
         }
+        // Answers pile up unread: read no more requests until they drained.
+        if (l.congested) l.pause();
       },
+      drain: (l) => l.resume(),
       close: () => {},
     };
   });

@@ -201,6 +201,10 @@ describe("TLS", () => {
         expect(await j.waitExit(20_000)).not.toBe(0);
       }
       await c.initializer.child.waitForLog(/Refused a TLS connection from .*unable to verify/);
+      // A connection that never starts its TLS handshake is closed at the deadline, not kept.
+      const silent = await rawConnection(c.initializer.control);
+      await silent.waitClosed(10_000);
+      await c.initializer.child.waitForLog(/Refused a TLS connection from .*no TLS handshake within 5000 ms/);
       // The tools speak TLS to the external channel; without the authority they cannot verify it.
       const plainQuery = await c.run(["query", "status", "--external", `${HOST}:${c.initializer.external}`, "--timeout", "3"]);
       expect(plainQuery.code).not.toBe(0);

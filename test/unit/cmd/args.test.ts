@@ -4,7 +4,8 @@ import { describe, expect, test } from "bun:test";
 import { type ArgsDef, parseArgs } from "citty";
 import { DEFAULT_SOURCE_MAX_FRAME, MAX_SOURCE_MAX_FRAME, parseHostPort, parseSourceAddress } from "../../../src/address.ts";
 import { UsageError } from "../../../src/errors.ts";
-import { durationArg, intArg, rejectUnknownFlags, repeatedValues, splitPonyFlags } from "../../../cmd/commands/_args.ts";
+import { durationArg, intArg, rejectUnknownFlags, repeatedValues, splitPonyFlags, tlsFlags } from "../../../cmd/commands/_args.ts";
+import { join } from "node:path";
 import workerCommand, { workerConfig } from "../../../cmd/commands/worker.ts";
 
 /** Runs `fn`, expecting a UsageError with exactly `message`. */
@@ -407,5 +408,25 @@ describe("workerConfig", () => {
   test("--my-control/--my-data given to the initializer are refused, not ignored", () => {
     usage(() => cfg([...INIT, "--my-control", "127.0.0.1:7100"]), "--my-control and --my-data are for other workers; the initializer listens on --control and --data.");
     usage(() => cfg([...INIT, "--my-data", "127.0.0.1:7101"]), "--my-control and --my-data are for other workers; the initializer listens on --control and --data.");
+  });
+});
+
+describe("tlsFlags", () => {
+  const dir = join(import.meta.dir, "../../fixtures/tls");
+  const cert = { "tls-cert": join(dir, "member.pem"), "tls-key": join(dir, "member.key") };
+  const ca = { "tls-ca": join(dir, "ca.pem") };
+  const refuses = (f: () => unknown, sentence: string) => {
+    expect(f).toThrow(UsageError);
+    expect(f).toThrow(sentence);
+  };
+
+  test("a worker needs its certificate and the members' authority; a tool may give only the authority", () => {
+    expect(tlsFlags({ ...cert, ...ca }, true)).toEqual({ cert: cert["tls-cert"], key: cert["tls-key"], ca: ca["tls-ca"] });
+    expect(tlsFlags({ ...ca }, false)).toEqual({ cert: undefined, key: undefined, ca: ca["tls-ca"] });
+    expect(tlsFlags({}, true)).toBeUndefined();
+    refuses(() => tlsFlags({ ...cert }, true), "A worker with TLS needs --tls-ca");
+    refuses(() => tlsFlags({ ...ca }, true), "A worker with TLS needs its certificate");
+    refuses(() => tlsFlags({ "tls-cert": cert["tls-cert"], ...ca }, true), "--tls-cert and --tls-key go together.");
+    refuses(() => tlsFlags({ "tls-ca": join(dir, "nope.pem") }, false), "--tls-ca: no such file");
   });
 });
