@@ -5,6 +5,7 @@
 import { encodeControl, type ControlBody, type Member, type Topology } from "../codec/control.ts";
 import { EXTERNAL_MSG, encodeShrinkQueryResponse } from "../codec/external.ts";
 import { log } from "../log.ts";
+import { NonceWindow } from "../security/nonce-window.ts";
 import type { Link } from "../net/transport.ts";
 import { COORDINATOR_LIMITS, type Coordinator } from "./coordinator.ts";
 import type { ShrinkAsk } from "./external-requests.ts";
@@ -41,6 +42,10 @@ export function refuseLink(link: Link, reason: string): void {
 }
 
 export class AutoscaleRequests {
+  /** Nonces of signed shrinks this coordinator carried out (replays through other members). */
+  private readonly shrinkNonces = new NonceWindow();
+  private latestProofTs = 0;
+
   constructor(private readonly host: AutoscaleRequestsHost) {}
 
   /** A joiner asked this member to join: answered on its link with a topology or a refusal. */
@@ -78,6 +83,17 @@ export class AutoscaleRequests {
       const names = committed.filter((m) => m.name !== INITIALIZER_NAME).map((m) => m.name);
       return { type: EXTERNAL_MSG.ShrinkQueryResponse, payload: encodeShrinkQueryResponse({ node_names: names, node_count: names.length }) };
     }
+    // Each member remembers the nonces it was sent; a signed shrink captured and sent again to
+    // another member is caught here, where every shrink ends up. The member already judged its
+    // time against its clock: this window is measured on the requests' own times.
+    if (req.proof) {
+      this.latestProofTs = Math.max(this.latestProofTs, req.proof.ts);
+      const why = this.shrinkNonces.admit(req.proof.nonce, req.proof.ts, this.latestProofTs);
+      if (why) {
+        log.warn("external_refused", `Refused a signed shrink: ${why}`);
+        return { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: `Refused: ${why}.` };
+      }
+    }
     const r = this.host.coordinator()!.onShrink(req, committed);
     if (r.ok) log.info("shrink_accepted", `Cluster shrink: ${r.text}`);
     return { type: EXTERNAL_MSG.ShrinkErrorResponse, payload: r.text };
@@ -85,7 +101,7 @@ export class AutoscaleRequests {
 
   /** Coordinator: a shrink another member relayed; the answer goes back to it. */
   relayedShrink(from: Member, b: ControlBody<"tryShrink">): void {
-    const r = this.shrink(b);
+    const r = this.shrink({ query: b.query, names: b.names, count: b.count, ...(b.nonce !== undefined && b.ts !== undefined ? { proof: { nonce: b.nonce, ts: b.ts } } : {}) });
     this.host.peers.sendTo(from.id, "shrinkReply", { reqId: b.reqId, type: r.type, payload: r.payload });
   }
 
@@ -93,7 +109,7 @@ export class AutoscaleRequests {
   relayShrink(req: ShrinkAsk): Promise<ControlBody<"shrinkReply">> {
     const h = this.host;
     return h.relays.ask(
-      (reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count }),
+      (reqId) => h.peers.sendTo(h.initializerId(), "tryShrink", { reqId, query: req.query, names: [...req.names], count: req.count, ...(req.proof ? { nonce: req.proof.nonce, ts: req.proof.ts } : {}) }),
       RELAY_LIMITS.shrinkDeadlineMs,
     );
   }

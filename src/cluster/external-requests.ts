@@ -23,10 +23,11 @@ import { log } from "../log.ts";
 import { refusedUnproven } from "./external-gate.ts";
 import { GATHER_DEADLINE_MS, Gathering } from "./gathering.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
-import type { ExternalClose, ExternalReply } from "../runtime/external-server.ts";
+import type { ExternalClose, ExternalReply, Proof } from "../runtime/external-server.ts";
 import type { InputLog } from "../resilience/input-log.ts";
 
-export type ShrinkAsk = { query: boolean; names: readonly string[]; count: number };
+/** `proof`: a signed shrink's nonce and time, so the coordinator can refuse it if sent again anywhere. */
+export type ShrinkAsk = { query: boolean; names: readonly string[]; count: number; proof?: Proof };
 
 /** ReportStatus codes the original knew (reference §3.2); each logs this worker's status line. */
 export const REPORT_STATUS_CODES: readonly string[] = ["boundary-count-status"] as const;
@@ -96,8 +97,8 @@ export function localSteps(h: ExternalHost): LocalSteps {
   };
 }
 
-export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, close: ExternalClose, proven = false): void {
-  if (refusedUnproven(h.secured, type, payload, proven, reply)) return;
+export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: string, reply: ExternalReply, close: ExternalClose, proof?: Proof): void {
+  if (refusedUnproven(h.secured, type, payload, proof !== undefined, reply)) return;
   switch (type) {
     case EXTERNAL_MSG.ClusterStatusQuery: {
       if (!h.isReady()) return reply(EXTERNAL_MSG.ClusterStatusQueryResponseNotInitialized, "");
@@ -113,7 +114,7 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
       );
     }
     case EXTERNAL_MSG.ShrinkRequest:
-      return answerShrink(h, payload, reply);
+      return answerShrink(h, payload, reply, proof);
     case EXTERNAL_MSG.PartitionQuery:
       return reply(EXTERNAL_MSG.PartitionQueryResponse, encodePartitions(localSteps(h)));
     case EXTERNAL_MSG.PartitionCountQuery:
@@ -155,13 +156,13 @@ export function answerExternal(h: ExternalHost, type: ExternalMsgType, payload: 
 }
 
 /** A malformed request is answered with why (the original dropped it, and its client waited for ever). */
-function answerShrink(h: ExternalHost, payload: string, reply: ExternalReply): void {
+function answerShrink(h: ExternalHost, payload: string, reply: ExternalReply, proof: Proof | undefined): void {
   const d = decodeShrinkRequest(payload);
   if (!d.ok) {
     log.warn("external_undecodable", `Error decoding External Message on external channel. (malformed shrink request: ${d.reason})`);
     return reply(EXTERNAL_MSG.ShrinkErrorResponse, `Malformed shrink request: ${d.reason}.`);
   }
-  const r: ShrinkAsk = { query: d.value.query, names: d.value.node_names, count: shrinkCount(d.value.node_count) };
+  const r: ShrinkAsk = { query: d.value.query, names: d.value.node_names, count: shrinkCount(d.value.node_count), ...(proof ? { proof } : {}) };
   if (!r.query && !h.isReady()) return reply(EXTERNAL_MSG.ShrinkErrorResponse, "Cluster is not yet initialized, cannot shrink at this time");
   if (r.query || h.coordinates()) {
     const a = h.shrinkHere(r);

@@ -402,7 +402,7 @@ export class Worker implements Router {
       const ext = this.externalHost();
       const secret = this.cfg.secret;
       this.servers.push(
-        await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, c, proven) => answerExternal(ext, ty, p, r, c, proven), { secret, stats: this.externalStats }),
+        await startExternalServer(this.name, this.cfg.external, net.external, (ty, p, r, c, proof) => answerExternal(ext, ty, p, r, c, proof), { secret, stats: this.externalStats }),
       );
     }
     if (this.isInitializer) {

@@ -60,7 +60,11 @@ export const CONTROL = {
   },
   slotsInstalled: { id: 12, schema: v.object({ epoch, slots: v.array(count), keys: count, bytes: count }) },
   complete: { id: 14, schema: v.object({ members: v.array(MemberSchema), leaving: v.array(name) }) },
-  tryShrink: { id: 16, schema: v.object({ reqId: count, query: v.boolean(), names: v.array(v.string()), count }) },
+  /** `nonce`/`ts`: a signed shrink's, so the coordinator refuses it when it comes again through any member. */
+  tryShrink: {
+    id: 16,
+    schema: v.object({ reqId: count, query: v.boolean(), names: v.array(v.string()), count, nonce: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/))), ts: v.optional(count) }),
+  },
   shrinkReply: { id: 17, schema: v.object({ reqId: count, type: count, payload: v.string() }) },
   keyCountReq: { id: 18, schema: v.object({ reqId: count }) },
   keyCountReply: { id: 19, schema: v.object({ reqId: count, name, counts: v.record(v.string(), v.record(v.string(), count)) }) },

@@ -17,8 +17,13 @@ import { NonceWindow } from "../security/nonce-window.ts";
 export type ExternalReply = (type: ExternalMsgType, payload: string) => void;
 /** Ends the connection after what was written (a request that cannot be answered). */
 export type ExternalClose = () => void;
-/** `proven`: the request came signed with the cluster secret this worker holds. */
-export type ExternalHandler = (type: ExternalMsgType, payload: string, reply: ExternalReply, close: ExternalClose, proven: boolean) => void;
+/** A signed request's time and nonce, once checked against the cluster secret this worker holds. */
+export interface Proof {
+  readonly nonce: string;
+  readonly ts: number;
+}
+/** `proof`: the request came signed with the cluster secret (undefined otherwise). */
+export type ExternalHandler = (type: ExternalMsgType, payload: string, reply: ExternalReply, close: ExternalClose, proof: Proof | undefined) => void;
 
 export interface ExternalServerOptions {
   /** The cluster secret: signed requests are checked against it. */
@@ -70,13 +75,13 @@ export async function startExternalServer(
       ended = true;
       link.end();
     };
-    const dispatch = (type: number, payload: string, proven: boolean) => {
+    const dispatch = (type: number, payload: string, proof: Proof | undefined) => {
       if (!isExternalMsgType(type)) {
         log.warn("external_unhandled", `Incoming External Message type not handled by external channel. (type ${type}) Closed connection.`);
         return close();
       }
       try {
-        handle(type, payload, reply, close, proven);
+        handle(type, payload, reply, close, proof);
       } catch (err) {
         // A broken invariant is the worker's failure, not the request's (src/fault.ts decides).
         if (err instanceof InvariantError) throw err;
@@ -98,7 +103,7 @@ export async function startExternalServer(
         }
       }
       if (NO_ANSWER.has(e.type)) reply(EXTERNAL_MSG.RequestAccepted, "");
-      dispatch(e.type, e.payload, opts.secret !== undefined);
+      dispatch(e.type, e.payload, opts.secret ? { nonce: e.nonce, ts: e.ts } : undefined);
     };
     const onFrame = (buf: Uint8Array, start: number, end: number) => {
       // Requests after one that closed the connection are not read.
@@ -110,7 +115,7 @@ export async function startExternalServer(
         return close();
       }
       if (d.type === EXTERNAL_MSG.AuthenticatedRequest) signed(d.payload);
-      else dispatch(d.type, d.payload, false);
+      else dispatch(d.type, d.payload, undefined);
     };
     return {
       data: (l, chunk) => {

@@ -110,4 +110,24 @@ describe("AutoscaleRequests", () => {
     expect(reachableHost(link, "0.0.0.0")).toBe("192.0.2.7");
     expect(reachableHost(link, "::")).toBe("192.0.2.7");
   });
+
+  test("a signed shrink is carried out once: the same nonce again, through any member, is refused", () => {
+    const shrinks: unknown[] = [];
+    const t = setup({ coordinator: { onShrink: (req) => (shrinks.push(req), { ok: true, text: "Shrinking by 1 workers!" }) } as Partial<Coordinator> });
+    const proof = { nonce: "0123456789abcdef0123456789abcdef", ts: 1_700_000_000_000 };
+    expect(t.r.shrink({ query: false, names: [], count: 1, proof })).toEqual({ type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Shrinking by 1 workers!" });
+    // Relayed by another member, as a replay sent there would be.
+    t.r.relayedShrink(member(1, "w1"), { reqId: 7, query: false, names: [], count: 1, nonce: proof.nonce, ts: proof.ts });
+    expect(shrinks.length).toBe(1);
+    expect(t.sent).toEqual([{ id: 1, type: "shrinkReply", body: { reqId: 7, type: EXTERNAL_MSG.ShrinkErrorResponse, payload: "Refused: it was sent before (a replay)." } }]);
+    // Another nonce is another request.
+    t.r.shrink({ query: false, names: [], count: 1, proof: { ...proof, nonce: "f".repeat(32) } });
+    expect(shrinks.length).toBe(2);
+  });
+
+  test("a member relays a signed shrink's nonce and time to the coordinator", () => {
+    const t = setup();
+    void t.r.relayShrink({ query: false, names: ["w2"], count: 0, proof: { nonce: "a".repeat(32), ts: 5 } }).catch(() => {});
+    expect(t.sent[0]).toMatchObject({ id: 0, type: "tryShrink", body: { query: false, names: ["w2"], count: 0, nonce: "a".repeat(32), ts: 5 } });
+  });
 });
