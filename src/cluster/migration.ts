@@ -19,7 +19,19 @@ export interface MigrationHost {
   flushAllPeers(): void;
   reportInstalled(epoch: number, slots: number[], keys: number, bytes: number): void;
   epochAdvanced(epoch: number): void;
+  /** Runs `fn` in a later turn of the event loop (the clock's timer of 0 ms). */
+  defer(fn: () => void): void;
+  /** Overrides SHIP_KEYS_PER_TURN (tests). */
+  readonly shipKeysPerTurn?: number;
 }
+
+/**
+ * Keys shipped in one turn of the event loop, at most (a slot is never split). Shipping
+ * serialises every key of a slot: at a million keys a round of 128 slots is 125 000 keys, and
+ * done at once it held the loop for over a second, past the failure timeout, so the others took
+ * this worker for dead. The rest waits for the next turn, with the loop free in between.
+ */
+export const SHIP_KEYS_PER_TURN = 16_384;
 
 export interface MigrationStats {
   slotsOut: number;
@@ -44,6 +56,9 @@ export class Migration {
   private ackScheduled = false;
   /** The event in flight was undone (resilience): its frames are ignored until the rollback resets this. */
   private suspended = false;
+  /** Slots with every marker in, in the order they became ready, waiting for their turn to ship. */
+  private readonly ready: number[] = [];
+  private shipsDeferred = false;
   readonly stats: MigrationStats = { slotsOut: 0, slotsIn: 0, keysOut: 0, keysIn: 0, bytesOut: 0, bytesIn: 0 };
 
   constructor(private readonly host: MigrationHost) {}
@@ -54,7 +69,7 @@ export class Migration {
 
   /** Slots whose state is in transit to or from here. */
   get inFlight(): number {
-    return this.awaiting.size + this.incomingEpoch.size;
+    return this.awaiting.size + this.ready.length + this.incomingEpoch.size;
   }
 
   apply(plan: ControlBody<"plan">): void {
@@ -110,6 +125,7 @@ export class Migration {
       else log.error("marker_unsendable", `no connection to worker ${from}; its slots ${slots.length} cannot be released`);
     }
     for (const [slot, waiting] of [...this.awaiting]) if (waiting.size === 0) this.ship(slot);
+    this.shipReady();
     h.epochAdvanced(plan.epoch);
   }
 
@@ -125,23 +141,50 @@ export class Migration {
       assert(waiting !== undefined && waiting.delete(fromId), `marker from worker ${fromId} for slot ${slot}, which is not waiting for it`);
       if (waiting.size === 0) this.ship(slot);
     }
+    this.shipReady();
   }
 
+  /** Every marker for `slot` is in: its state may leave (in its turn, shipReady). */
   private ship(slot: number): void {
+    this.awaiting.delete(slot);
+    this.ready.push(slot);
+  }
+
+  /**
+   * Ships ready slots, in order, until this turn's share of keys is used; the rest in later
+   * turns. Nothing changes a ready slot's state meanwhile: every participant's marker promised
+   * nothing more is routed here for it, and this worker's own messages for it go to the new owner,
+   * which holds them until the state is complete.
+   */
+  private shipReady(): void {
+    if (this.shipsDeferred || this.suspended) return;
+    let keys = 0;
+    const budget = this.host.shipKeysPerTurn ?? SHIP_KEYS_PER_TURN;
+    while (this.ready.length > 0 && keys < budget) keys += this.shipNow(this.ready.shift()!);
+    if (this.ready.length === 0) return;
+    this.shipsDeferred = true;
+    this.host.defer(() => {
+      this.shipsDeferred = false;
+      this.shipReady();
+    });
+  }
+
+  /** Sends `slot`'s state to its new owner; returns how many keys it held. */
+  private shipNow(slot: number): number {
     const h = this.host;
     const to = this.destination.get(slot)!;
-    this.awaiting.delete(slot);
     this.destination.delete(slot);
     const entries = h.dataflow.state.takeSlot(slot);
     h.table.setStatus(slot, SLOT_STATUS.none);
     const peer = h.peer(to);
     if (!peer || !peer.alive) {
       log.error("state_lost", `slot ${slot} (${entries.length} keys) cannot reach its new owner ${to}: state dropped`);
-      return;
+      return entries.length;
     }
     this.stats.slotsOut++;
     this.stats.keysOut += entries.length;
     this.stats.bytesOut += peer.sendState(this.epoch, slot, entries);
+    return entries.length;
   }
 
   onState(slot: number, stage: number, key: string, bytes: Uint8Array): void {
@@ -189,6 +232,7 @@ export class Migration {
   reset(): void {
     this.suspended = false;
     this.awaiting.clear();
+    this.ready.length = 0;
     this.destination.clear();
     this.incomingEpoch.clear();
     this.incomingFrom.clear();
@@ -218,6 +262,17 @@ export class Migration {
       }
       if (waiting.delete(deadId) && waiting.size === 0) this.ship(slot);
     }
+    // Ready but not shipped yet, to the dead: kept here like those still waiting for markers.
+    for (let i = this.ready.length - 1; i >= 0; i--) {
+      const slot = this.ready[i]!;
+      if (this.destination.get(slot) !== deadId) continue;
+      this.ready.splice(i, 1);
+      this.destination.delete(slot);
+      this.aborted.add(slot);
+      h.table.setStatus(slot, SLOT_STATUS.owned);
+      kept++;
+    }
+    this.shipReady();
     for (const [slot, from] of [...this.incomingFrom]) {
       if (from !== deadId) continue;
       log.error("state_lost", `worker ${deadId} died before handing over slot ${slot} (${h.dataflow.state.slotKeyCount(slot)} keys arrived); the slot continues here from what arrived`);

@@ -72,6 +72,8 @@ export interface WorkerConfig {
   clock?: Clock;
   /** Overrides HELD_LIMITS (the simulation uses tiny ones to exercise the pause). */
   heldLimits?: { high: number; low: number };
+  /** Overrides SHIP_KEYS_PER_TURN (the simulation uses a tiny one so that shipping spans turns). */
+  shipKeysPerTurn?: number;
   /** `--failure-timeout`: a member silent this long is lost (DEFAULT_FAILURE_TIMEOUT_MS). */
   failureTimeoutMs?: number;
   /** `--resilience-dir` and friends: checkpoints, the input log, recovery after a crash. */
@@ -175,6 +177,8 @@ export class Worker implements Router {
         // Slots installed at once (orphans) may have emptied the held queue.
         this.pressure.check();
       },
+      defer: (fn) => void this.clock.setTimeout(fn, 0),
+      ...(cfg.shipKeysPerTurn !== undefined ? { shipKeysPerTurn: cfg.shipKeysPerTurn } : {}),
     });
     this.pressure = new Pressure(
       {

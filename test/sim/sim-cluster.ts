@@ -199,6 +199,8 @@ export class SimCluster {
       app: buildSequenceWindow(),
       transport: this.net.transport(name),
       heldLimits: this.opts.heldLimits,
+      // A few keys per turn: a migration's shipping spans turns, interleaved with everything else.
+      shipKeysPerTurn: 3,
       // Longer than the default faults' pauses and partitions (at most 3 s), which the cluster
       // must ride out; the long ones of --faults all get a member declared lost, as they should.
       failureTimeoutMs: SIM_FAILURE_TIMEOUT_MS,

@@ -59,7 +59,7 @@ const noNetwork: Transport = {
  * This worker (0) at epoch 1, owning every slot except those `owners` names for 1 or 2.
  * `peers` are the ids with a connection (all of 1 and 2 by default).
  */
-function setup(owners: Record<number, number> = {}, peerIds = [1, 2]) {
+function setup(owners: Record<number, number> = {}, peerIds = [1, 2], shipKeysPerTurn?: number) {
   const lines: string[] = [];
   const app = application("t")
     .source("s", (p) => new TextDecoder().decode(p))
@@ -98,11 +98,18 @@ function setup(owners: Record<number, number> = {}, peerIds = [1, 2]) {
     flushAllPeers: () => void sent.push("flush"),
     reportInstalled: (epoch, slots, keys, bytes) => void reports.push({ epoch, slots, keys, bytes }),
     epochAdvanced: (epoch) => void sent.push(`advanced to ${epoch}`),
+    defer: (fn) => void deferred.push(fn),
+    ...(shipKeysPerTurn !== undefined ? { shipKeysPerTurn } : {}),
   };
+  /** Work the migration left for a later turn; `later()` runs it. */
+  const deferred: Array<() => void> = [];
   const m = new Migration(host);
   const bytes = (text: string) => new TextEncoder().encode(text);
   return {
     m,
+    later: () => {
+      for (const fn of deferred.splice(0)) fn();
+    },
     table,
     df,
     peers,
@@ -161,6 +168,46 @@ describe("a plan moving slots away", () => {
     t.ingest("a:4");
     expect(t.forwarded).toEqual(["a to 1"]);
     expect(t.lines.length).toBe(3);
+  });
+
+  test("a turn ships whole slots up to its share of keys; the rest leave in later turns, in order", () => {
+    const t = setup({}, [1, 2], 2);
+    for (const k of ["a", "b", "c"]) {
+      t.ingest(`${k}:1`);
+      t.ingest(`${k}x:1`);
+    }
+    const slots = [A, B, C];
+    // Each slot holds its key (and maybe another); the share is 2 keys per turn.
+    t.plan(2, slots.map((s) => [s, 0, 1] as [number, number, number]), [0, 1]);
+    t.m.onMarker(1, 2, slots);
+    const shipped = () => t.sent.filter((l) => l.startsWith("state to 1")).length;
+    const first = shipped();
+    expect(first).toBeGreaterThanOrEqual(1);
+    expect(first).toBeLessThan(3);
+    expect(t.m.inFlight).toBe(3 - first);
+    while (shipped() < 3) {
+      const before = shipped();
+      t.later();
+      expect(shipped()).toBeGreaterThan(before);
+    }
+    expect(t.m.inFlight).toBe(0);
+    // In the order they became ready (the marker's order).
+    expect(t.sent.filter((l) => l.startsWith("state to 1")).map((l) => Number(/slot (\d+)/.exec(l)![1]))).toEqual(slots);
+  });
+
+  test("a destination that dies while its slot waits for its turn keeps the slot here, with its state", () => {
+    const t = setup({}, [1, 2], 1);
+    t.ingest("a:1");
+    t.ingest("b:1");
+    t.plan(2, [[A, 0, 1], [B, 0, 1]], [0, 1]);
+    t.m.onMarker(1, 2, [A, B]);
+    expect(t.sent.filter((l) => l.startsWith("state to 1")).length).toBe(1);
+    const waiting = t.sent.some((l) => l.includes(`slot ${A} `)) ? B : A;
+    expect(t.m.onLost(1)).toEqual({ kept: 1, lost: 0 });
+    t.later();
+    expect(t.sent.filter((l) => l.startsWith("state to 1")).length).toBe(1);
+    expect(t.table.status[waiting]).toBe(OWNED);
+    expect(t.df.state.slotKeyCount(waiting)).toBe(1);
   });
 
   test("each slot leaves when its own last marker arrives, to its own new owner", () => {
