@@ -1,5 +1,5 @@
 // `wallaroo top`: one screen of the whole cluster, asked of one worker, which asks every member
-// (external message 101, wallaroo's own). On a terminal it refreshes in place every --interval;
+// (external message 103, wallaroo's own). On a terminal it refreshes in place every --interval;
 // otherwise, and always with --json, it takes two answers one interval apart (the rates need
 // two) and prints once.
 import { defineCommand } from "citty";
@@ -9,7 +9,8 @@ import { EXTERNAL_MSG } from "../../src/codec/external.ts";
 import { UsageError, WallarooError } from "../../src/errors.ts";
 import { ClusterStatusesSchema, type ClusterStatuses } from "../../src/metrics/status.ts";
 import { externalRequest } from "../../src/net/external-client.ts";
-import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, timeoutArg } from "./_args.ts";
+import { applyLogArgs, externalArg, jsonArg, logArgs, rejectUnknownFlags, secretArg, timeoutArg, tlsArgs, tlsFlags, type TlsFlags } from "./_args.ts";
+import { readClusterSecret } from "../../src/security/secret.ts";
 import { incorrectType, parseTimeoutMs } from "./shrink.ts";
 import { renderTop, topView } from "./_top-view.ts";
 
@@ -18,15 +19,20 @@ const args = {
   ...jsonArg,
   interval: { type: "string", description: "seconds between two answers (the rates are over it)", default: "1", valueHint: "seconds" },
   ...timeoutArg,
+  ...secretArg,
+  ...tlsArgs,
   ...logArgs,
 } as const;
+
+/** How to reach the worker: signed with the cluster secret, over TLS, as `query` does. */
+type Reach = { secret?: Uint8Array; tls?: TlsFlags };
 
 /** Clears the terminal and puts the cursor top left, so each screen replaces the last. */
 const HOME_AND_CLEAR = "\x1b[H\x1b[2J";
 
-async function ask(addr: HostPort, timeoutMs: number): Promise<ClusterStatuses> {
+async function ask(addr: HostPort, timeoutMs: number, reach: Reach): Promise<ClusterStatuses> {
   const where = formatHostPort(addr);
-  const reply = await externalRequest(addr, EXTERNAL_MSG.WorkersStatusQuery, "", { expectReply: true, timeoutMs });
+  const reply = await externalRequest(addr, EXTERNAL_MSG.WorkersStatusQuery, "", { expectReply: true, timeoutMs, ...reach });
   if (!reply) throw new WallarooError(`No answer from ${where}.`);
   if (reply.type !== EXTERNAL_MSG.WorkersStatusQueryResponse) throw incorrectType(reply, where);
   let json: unknown;
@@ -58,14 +64,15 @@ export default defineCommand({
     const where = formatHostPort(addr);
     const timeoutMs = parseTimeoutMs(a.timeout);
     const everyMs = intervalMs(a.interval);
-    let prev = await ask(addr, timeoutMs);
+    const reach: Reach = { secret: await readClusterSecret(a["cluster-secret-file"]), tls: tlsFlags(a, false) };
+    let prev = await ask(addr, timeoutMs, reach);
     let t0 = performance.now();
     const once = a.json === true || !process.stdout.isTTY;
     for (;;) {
       await Bun.sleep(everyMs);
       let cur: ClusterStatuses;
       try {
-        cur = await ask(addr, timeoutMs);
+        cur = await ask(addr, timeoutMs, reach);
       } catch (err) {
         if (once) throw err;
         // On a terminal a worker that does not answer once is shown, not fatal: the next try may.

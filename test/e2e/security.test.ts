@@ -211,6 +211,9 @@ describe("TLS", () => {
       const status = await c.run(["query", "status", "--json", "--external", `${HOST}:${c.initializer.external}`, ...tool]);
       expect({ code: status.code, stderr: status.stderr }).toEqual({ code: 0, stderr: "" });
       expect(JSON.parse(status.stdout).worker_names.sort()).toEqual(["initializer", "w1"]);
+      const top = await c.run(["top", "--json", "--interval", "0.1", "--external", `${HOST}:${c.initializer.external}`, ...tool]);
+      expect({ code: top.code, stderr: top.stderr }).toEqual({ code: 0, stderr: "" });
+      expect((JSON.parse(top.stdout).workers as { name: string }[]).map((w) => w.name).sort()).toEqual(["initializer", "w1"]);
       await c.grow(["w2"]);
       const r = await c.shrink(["--workers", "w1"]);
       expect(r.leavers).toEqual(["w1"]);
