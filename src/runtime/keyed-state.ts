@@ -39,6 +39,31 @@ export class KeyedState {
     });
   }
 
+  /**
+   * `get` for one stage, as a function closed over that stage's slot table (never replaced: slots
+   * are emptied in place), for the dataflow's per-message path.
+   */
+  getter(stage: number): (slot: number, key: string) => unknown {
+    const bySlot = this.maps[stage];
+    if (!bySlot) throw new Error(`stage ${stage} is not stateful`);
+    const init = (this.app.stages[stage] as StatefulStage).init;
+    const dirty = this.dirty;
+    return (slot, key) => {
+      dirty[slot] = 1;
+      let m = bySlot[slot];
+      if (m === undefined) {
+        m = new Map();
+        bySlot[slot] = m;
+      }
+      let s = m.get(key);
+      if (s === undefined) {
+        s = init();
+        m.set(key, s);
+      }
+      return s;
+    };
+  }
+
   /** The state of `key` at `stage`, created on first use. */
   get(stage: number, slot: number, key: string): unknown {
     this.dirty[slot] = 1;

@@ -5,10 +5,10 @@ import type { HostPort } from "../address.ts";
 import type { Clock, Timer } from "../clock.ts";
 import { formatHostPort } from "../address.ts";
 import { log } from "../log.ts";
-import { LINK_LIMITS, type Link, type OutBuffer, type Transport } from "../net/transport.ts";
-import type { Encoder, OutputWriter } from "../app/types.ts";
+import { LINK_LIMITS, type Link, type Transport } from "../net/transport.ts";
+import type { Encoder } from "../app/types.ts";
 import { GrowBuffer } from "../net/out-buffer.ts";
-import { bufferWriter, encodeInto } from "./output-writer.ts";
+import { BufferWriter, encodeInto } from "./output-writer.ts";
 
 export const SINK_RECONNECT_MS = 250;
 
@@ -72,17 +72,20 @@ export class Sink {
     return l.sentBytes >= mark.bytes;
   }
 
-  /** Where output goes now: the connection's buffer, or the pending one while disconnected. */
-  private target(): OutBuffer {
-    return this.link ? this.link.out : this.pending;
-  }
+  /**
+   * Handed to encoders: writes straight into where output goes now, the connection's buffer or
+   * the pending one while disconnected. Pointed again whenever either changes (`retarget`), which
+   * is never while an output is encoded.
+   */
+  private readonly writer = new BufferWriter(this.pending);
 
-  /** Handed to encoders: writes straight into the current target buffer. */
-  readonly writer: OutputWriter = bufferWriter(() => this.target());
+  private retarget(): void {
+    this.writer.o = this.link ? this.link.out : this.pending;
+  }
 
   /** One output; returns why it was dropped (the encoder threw or returned a wrong type), or null. */
   output(encode: Encoder<unknown>, msg: unknown): string | null {
-    const failure = encodeInto(encode, msg, this.target(), this.writer);
+    const failure = encodeInto(encode, msg, this.writer);
     if (failure) return failure;
     this.written++;
     this.link?.flushSoon();
@@ -117,6 +120,7 @@ export class Sink {
         link.write(this.pending.buf.subarray(0, this.pending.len));
         this.pending = new GrowBuffer();
       }
+      this.retarget();
       this.onWritable();
     } catch (err) {
       this.connecting = false;
@@ -134,6 +138,7 @@ export class Sink {
     this.bytesOfClosedLinks += l.sentBytes;
     // Bytes the kernel had not taken are kept and re-sent on the next connection.
     if (l.queuedBytes > 0) this.pending.append(l.out.buf.subarray(0, l.out.len));
+    this.retarget();
     if (this.closing) return;
     log.warn("sink_lost", `Sink connection to ${formatHostPort(this.addr)} closed${err ? ` (${err.message})` : ""}; reconnecting`);
     this.warnedDown = true;
@@ -168,6 +173,7 @@ export class Sink {
       );
     const link = this.link;
     this.link = undefined;
+    this.retarget();
     if (link) {
       link.end();
       const endBy = this.clock.now() + 1000;

@@ -14,7 +14,7 @@ import type { WallarooApi } from "../index.ts";
 import * as api from "../index.ts";
 import { GrowBuffer } from "../net/out-buffer.ts";
 import { Dataflow, type OutputSink } from "../runtime/dataflow.ts";
-import { bufferWriter, encodeInto } from "../runtime/output-writer.ts";
+import { BufferWriter, encodeInto } from "../runtime/output-writer.ts";
 import { SLOT_STATUS, type Router } from "../runtime/router.ts";
 import { SLOT_COUNT, slotOf } from "../runtime/slot-hash.ts";
 
@@ -80,12 +80,12 @@ class Harness implements PipelineHarness {
 
   constructor(readonly app: AppSpec) {
     const out = new GrowBuffer(256);
-    const writer = bufferWriter(() => out);
+    const writer = new BufferWriter(out);
     const outputs = this.outputs;
     const sink: OutputSink = {
       output: (encode: Encoder<unknown>, msg: unknown) => {
         out.len = 0;
-        const failure = encodeInto(encode, msg, out, writer);
+        const failure = encodeInto(encode, msg, writer);
         if (failure === null) outputs.push(out.buf.slice(0, out.len));
         return failure;
       },

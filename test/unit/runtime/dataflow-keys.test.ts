@@ -90,4 +90,16 @@ describe("dataflow routing", () => {
     expect(t.df.errors).toBe(1);
     expect(t.lines()).toEqual(["ok=1"]);
   });
+
+  test("a record a peer routes to a stage this application does not have is refused, not emitted", () => {
+    const t = setup();
+    const b = new TextEncoder().encode("z");
+    // Stage 2 is past the stateful step (0 source decode → 0 keyBy, 1 count): there is no stage 2 to run.
+    t.df.receive(2, 1, slotOf("z"), "z", b, 0, b.length);
+    t.df.receive(9, 1, slotOf("z"), "z", b, 0, b.length);
+    expect(t.lines()).toEqual([]);
+    expect(t.df.errors).toBe(2);
+    t.df.receive(1, 1, slotOf("z"), "z", b, 0, b.length);
+    expect(t.lines()).toEqual(["z=1"]);
+  });
 });

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import type { Encoder } from "../../../src/app/types.ts";
 import { InvariantError } from "../../../src/assert.ts";
 import { GrowBuffer } from "../../../src/net/out-buffer.ts";
-import { bufferWriter, encodeInto, encodeOutput } from "../../../src/runtime/output-writer.ts";
+import { BufferWriter, encodeInto, encodeOutput } from "../../../src/runtime/output-writer.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -42,31 +42,31 @@ describe("encodeOutput", () => {
 describe("encodeInto", () => {
   test("a failed output leaves the buffer as it was, earlier outputs intact", () => {
     const o = new GrowBuffer(16);
-    const w = bufferWriter(() => o);
-    expect(encodeInto((s) => `${s}\n`, "first", o, w)).toBeNull();
+    const w = new BufferWriter(o);
+    expect(encodeInto((s) => `${s}\n`, "first", w)).toBeNull();
     const failing: Encoder<unknown> = (_m, wr) => {
       wr.text("partial output that must not stay");
       throw new Error("late failure");
     };
-    expect(encodeInto(failing, null, o, w)).toBe("sink encoder threw: late failure");
+    expect(encodeInto(failing, null, w)).toBe("sink encoder threw: late failure");
     const wrongType = ((_m: unknown, wr: { text(s: string): void }) => {
       wr.text("also partial");
       return 7;
     }) as unknown as Encoder<unknown>;
-    expect(encodeInto(wrongType, null, o, w)).toStartWith("sink encoder returned number");
-    expect(encodeInto((s) => `${s}\n`, "second", o, w)).toBeNull();
+    expect(encodeInto(wrongType, null, w)).toStartWith("sink encoder returned number");
+    expect(encodeInto((s) => `${s}\n`, "second", w)).toBeNull();
     expect(text(o.buf.subarray(0, o.len))).toBe("first\nsecond\n");
   });
 
   test("a broken invariant inside is not the encoder's failure: it propagates, the buffer as it was", () => {
     const o = new GrowBuffer(8);
-    const w = bufferWriter(() => o);
-    expect(encodeInto((s) => `${s}\n`, "first", o, w)).toBeNull();
+    const w = new BufferWriter(o);
+    expect(encodeInto((s) => `${s}\n`, "first", w)).toBeNull();
     const breaks: Encoder<unknown> = (_m, wr) => {
       wr.text("partial");
       throw new InvariantError("a link queue past its hard limit");
     };
-    expect(() => encodeInto(breaks, null, o, w)).toThrow(InvariantError);
+    expect(() => encodeInto(breaks, null, w)).toThrow(InvariantError);
     expect(new TextDecoder().decode(o.buf.subarray(0, o.len))).toBe("first\n");
   });
 });
