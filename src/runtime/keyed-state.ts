@@ -66,19 +66,7 @@ export class KeyedState {
 
   /** The state of `key` at `stage`, created on first use. */
   get(stage: number, slot: number, key: string): unknown {
-    this.dirty[slot] = 1;
-    const bySlot = this.maps[stage]!;
-    let m = bySlot[slot];
-    if (m === undefined) {
-      m = new Map();
-      bySlot[slot] = m;
-    }
-    let s = m.get(key);
-    if (s === undefined) {
-      s = (this.app.stages[stage] as StatefulStage).init();
-      m.set(key, s);
-    }
-    return s;
+    return this.getter(stage)(slot, key);
   }
 
   /** The state of `key` at `stage` if it has one here; nothing is created or marked changed. */
