@@ -1,16 +1,18 @@
 // Throughput and latency of the alphabet job, end to end over TCP, beside the hand-written
 // baseline (bench/baseline.ts) measured in the same run on the same machine.
 //
-//   npm run build && bun bench/throughput.ts [--messages 8000000] [--workers 1,2,3]
+//   npm run build && bun bench/throughput.ts [--messages 8000000] [--workers 1,2,3] [--rounds 3]
 //        [--rate N] [--latency-seconds 8] [--binary dist/wallaroo]
 //
 // 1. Max throughput: N alphabet messages as fast as the source accepts them (pre-built 64 KiB
 //    batches, backpressure honoured); msg/s = N / (last output line − first output line) at the
 //    receiver. Every run is checked: N lines arrived and each letter's last total is the sum of
-//    its votes. Done for 1, 2, 3 workers and for the baseline.
-// 2. Latency at a fixed offered rate (default: half the lowest max throughput measured above, so
-//    no configuration is saturated): p50/p99/p99.9/max of (line received − message sent), both
-//    read from this process's clock. Messages sent in the first second are warm-up, not counted.
+//    its votes. Done for 1, 2, 3 workers and for the baseline, --rounds times in alternation
+//    (1w, baseline, 2w, 3w, 1w, baseline, …); each target's median run is reported.
+// 2. Latency at a fixed offered rate (default: half the biggest cluster's max throughput measured
+//    above; on 2 cores it is the slowest, so no configuration is saturated): p50/p99/p99.9/max of
+//    (line received − message sent), both read from this process's clock. Messages sent in the
+//    first second are warm-up, not counted.
 //
 // The sender and the receiver run in this process; workers are separate processes. On 2 cores,
 // every extra worker shares the same two cores, so more workers is not more capacity here.
@@ -50,8 +52,10 @@ const flags = parseFlags(process.argv.slice(2), {
   rate: "offered rate for the latency runs, msg/s (default: half the lowest measured max)",
   "latency-seconds": "seconds of offered load per latency run (default 8)",
   "warmup-seconds": "seconds at the start of a latency run not counted (default 1)",
+  rounds: "max-throughput rounds, each target once per round in alternation; medians are reported (default 3)",
   binary: `the wallaroo executable (default ${DEFAULT_BINARY})`,
 });
+const ROUNDS = Math.max(1, Math.round(numFlag(flags, "rounds", 3)));
 const N = numFlag(flags, "messages", 8_000_000);
 const SIZES = (flags.workers ?? "1,2,3").split(",").map(Number);
 const LAT_S = numFlag(flags, "latency-seconds", 8);
@@ -126,28 +130,39 @@ const latency = (t: Target, rate: number) => metered(() => latencyRun(t, rate));
 
 const whole = machineMeter();
 const tputs: ThroughputResult[] = [];
+const runs: ThroughputResult[] = [];
 const lats: LatencyResult[] = [];
 let failed = false;
 try {
   // ------------------------------------------------------------------------ max throughput
-  console.log(`max throughput: ${fmtInt(N)} alphabet messages per run, as fast as possible`);
+  console.log(`max throughput: ${fmtInt(N)} alphabet messages per run, as fast as possible, ${ROUNDS} round(s) alternating the targets`);
   const targets: Target[] = [{ kind: "wallaroo", workers: SIZES[0]! }, { kind: "baseline" }, ...SIZES.slice(1).map((w) => ({ kind: "wallaroo", workers: w }) as Target)];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const t of targets) {
+      const r = await throughput(t);
+      runs.push(r);
+      console.log(`  round ${round}  ${r.target.padEnd(12)} ${r.ok ? fmtInt(r.msg_per_s).padStart(12) + " msg/s" : "FAILED: " + r.error}`);
+      if (!r.ok) failed = true;
+    }
+  }
+  // Per target, the run with the median rate stands for it (with its own RSS and CPU figures).
   for (const t of targets) {
-    const r = await throughput(t);
-    tputs.push(r);
-    console.log(`  ${r.target.padEnd(12)} ${r.ok ? fmtInt(r.msg_per_s).padStart(12) + " msg/s" : "FAILED: " + r.error}`);
-    if (!r.ok) failed = true;
+    const mine = runs.filter((r) => r.target === label(t));
+    const ok = mine.filter((r) => r.ok).sort((a, b) => a.msg_per_s - b.msg_per_s);
+    tputs.push(ok.length === mine.length ? ok[Math.floor((ok.length - 1) / 2)]! : mine.find((r) => !r.ok)!);
   }
   const base = tputs.find((r) => r.target === "baseline");
-  const rows: (string | number)[][] = [["target", "msg/s", "× baseline", "send s", "first send→last line s", "peak RSS MiB", "others' CPU %", "check"]];
+  const rows: (string | number)[][] = [["target", ROUNDS > 1 ? "msg/s (median)" : "msg/s", "× baseline", "send s", "first send→last line s", "peak RSS MiB", "others' CPU %", "check"]];
   for (const r of tputs) {
     rows.push([r.target, r.ok ? fmtInt(r.msg_per_s) : "-", base?.ok && r.ok ? (r.msg_per_s / base.msg_per_s).toFixed(3) : "-", r.send_s.toFixed(2), r.total_s.toFixed(2), rss(r.peak_rss_mib), r.others_pct ?? "-", r.ok ? "PASS" : "FAIL"]);
   }
   console.log("\n" + table(rows) + "\n");
 
   // ------------------------------------------------------------------------------- latency
-  const maxes = tputs.filter((r) => r.ok && r.target !== "baseline").map((r) => r.msg_per_s);
-  const rate = flags.rate ? numFlag(flags, "rate", 0) : Math.round(Math.min(...maxes) / 2 / 1000) * 1000;
+  // Half the biggest cluster's max (issue 14: "half of the 3-worker maximum"), so none is saturated
+  // on these 2 cores (more workers share them: the biggest cluster is the slowest).
+  const biggest = tputs.find((r) => r.ok && r.target === label({ kind: "wallaroo", workers: Math.max(...SIZES) }));
+  const rate = flags.rate ? numFlag(flags, "rate", 0) : biggest ? Math.round(biggest.msg_per_s / 2 / 1000) * 1000 : NaN;
   if (!(rate > 0)) throw new Error("no rate for the latency runs (every throughput run failed; give --rate)");
   console.log(`latency at ${fmtInt(rate)} msg/s offered for ${LAT_S} s (first ${WARMUP_S} s not counted)`);
   for (const t of [...SIZES.map((w) => ({ kind: "wallaroo", workers: w }) as Target), { kind: "baseline" } as Target]) {
@@ -171,5 +186,5 @@ try {
 const share = whole.stop();
 console.log(`machine: this bench used ${share.ours_pct}% and other processes ${share.others_pct}% of all ${env.cpus} CPUs during the run`);
 console.log(`${failed ? "RESULT: FAIL" : "RESULT: PASS"} (${((now() - benchStart) / 1000).toFixed(0)} s)`);
-console.log(JSON.stringify({ bench: "throughput", ...env, elapsed_s: Math.round((now() - benchStart) / 1000), load_average_end: loadavg()[0], machine_share: share, messages: N, logs: dir, throughput: tputs, latency: lats, pass: !failed }));
+console.log(JSON.stringify({ bench: "throughput", ...env, elapsed_s: Math.round((now() - benchStart) / 1000), load_average_end: loadavg()[0], machine_share: share, messages: N, rounds: ROUNDS, logs: dir, throughput: tputs, throughput_runs: runs, latency: lats, pass: !failed }));
 process.exit(failed ? 1 : 0);
