@@ -5,26 +5,24 @@
 // the first problem; `checkStateSerialisable` creates each stateful step's initial state and
 // round-trips it through the codec migration will use, so a state that cannot move between
 // workers is refused at start-up rather than in the middle of a shrink.
-import { deserialize, serialize } from "bun:jsc";
+import { decodeValue, encodeValue } from "../codec/value.ts";
 import { AppError } from "../errors.ts";
 import { APP_NAME_PATTERN, MAX_NAME_LENGTH, describe } from "./builder.ts";
 import { APP_SPEC_KIND, type AppSpec, type MessageCodec, type SinkSpec, type SourceSpec, type StageSpec, type StateCodec } from "./types.ts";
 
-/** `bun:jsc` hands back a SharedArrayBuffer; copy it into a plain Uint8Array a socket can take. */
-function jscBytes(value: unknown): Uint8Array {
-  return new Uint8Array(serialize(value) as SharedArrayBuffer).slice();
-}
-
-/** State codec used when a stateful step gives none: `bun:jsc` structured serialization. */
+/**
+ * State codec used when a stateful step gives none: plain data in the compact form of
+ * src/codec/value.ts, anything else through `bun:jsc` structured serialization.
+ */
 export const defaultStateCodec: StateCodec<any> = Object.freeze({
-  serialize: (state: unknown): Uint8Array => jscBytes(state),
-  deserialize: (bytes: Uint8Array): any => deserialize(bytes),
+  serialize: (state: unknown): Uint8Array => encodeValue(state),
+  deserialize: (bytes: Uint8Array): any => decodeValue(bytes),
 });
 
-/** Message codec used when the application gives none: `bun:jsc` structured serialization. */
+/** Message codec used when the application gives none: the same as state's. */
 export const defaultMessageCodec: MessageCodec<any> = Object.freeze({
-  encode: (msg: unknown): Uint8Array => jscBytes(msg),
-  decode: (bytes: Uint8Array): any => deserialize(bytes),
+  encode: (msg: unknown): Uint8Array => encodeValue(msg),
+  decode: (bytes: Uint8Array): any => decodeValue(bytes),
 });
 
 const STAGE_KINDS = ["map", "key", "stateful"] as const;
@@ -255,6 +253,9 @@ export function plainDataProblem(value: unknown, root = "state"): string | null 
     }
     if (proto === Array.prototype) {
       const a = v as unknown[];
+      // src/codec/value.ts keeps an array's elements only.
+      const named = Object.keys(a).find((k) => !/^(0|[1-9]\d*)$/.test(k));
+      if (named !== undefined) return `${path} is an array with a named property (${JSON.stringify(named)}), which would be lost`;
       for (let i = 0; i < a.length; i++) {
         const p = walk(a[i], `${path}[${i}]`);
         if (p !== null) return p;

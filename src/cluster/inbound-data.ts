@@ -97,7 +97,7 @@ export class InboundData {
     this.visitor = {
       record: (stage, flags, slot, key, buf, s, e) => df.receive(stage, flags, slot, key, buf, s, e),
       marker: (slots) => mig.onMarker(this.sender(), this.head.epoch, slots),
-      state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf.slice(s, e)),
+      state: (slot, stage, key, buf, s, e) => mig.onState(slot, stage, key, buf, s, e),
       stateEnd: (slot, keys) => mig.onStateEnd(slot, keys),
       barrier: (k, round) => host.barrier(this.sender(), k, round, this),
       time: (ms) => df.latency.from(ms),

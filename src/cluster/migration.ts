@@ -174,24 +174,25 @@ export class Migration {
     const h = this.host;
     const to = this.destination.get(slot)!;
     this.destination.delete(slot);
-    const entries = h.dataflow.state.takeSlot(slot);
+    const packed = h.dataflow.state.takePacked(slot);
     h.table.setStatus(slot, SLOT_STATUS.none);
     const peer = h.peer(to);
     if (!peer || !peer.alive) {
-      log.error("state_lost", `slot ${slot} (${entries.length} keys) cannot reach its new owner ${to}: state dropped`);
-      return entries.length;
+      log.error("state_lost", `slot ${slot} (${packed.count} keys) cannot reach its new owner ${to}: state dropped`);
+      return packed.count;
     }
     this.stats.slotsOut++;
-    this.stats.keysOut += entries.length;
-    this.stats.bytesOut += peer.sendState(this.epoch, slot, entries);
-    return entries.length;
+    this.stats.keysOut += packed.count;
+    this.stats.bytesOut += peer.sendStatePacked(this.epoch, slot, packed);
+    return packed.count;
   }
 
-  onState(slot: number, stage: number, key: string, bytes: Uint8Array): void {
+  /** One key's state, `buf[start…end)` of a STATE frame (valid only during the call). */
+  onState(slot: number, stage: number, key: string, buf: Uint8Array, start: number, end: number): void {
     if (this.suspended) return;
     assert(this.incomingEpoch.has(slot), `state for slot ${slot}, which is not coming to this worker`);
-    this.host.dataflow.state.install(stage, slot, key, bytes);
-    this.installedBytes += bytes.length + key.length;
+    this.host.dataflow.state.installAt(stage, slot, key, buf, start, end);
+    this.installedBytes += end - start + key.length;
   }
 
   onStateEnd(slot: number, keys: number): void {

@@ -12,8 +12,10 @@ import {
   encodeBarrier,
   encodeHello,
   encodeMarker,
-  encodeState,
+  encodeStatePacked,
   encodeStateEnd,
+  entryEnd,
+  packEntry,
   recordBytes,
   utf8Length,
   writeRecordHead,
@@ -23,6 +25,8 @@ import {
 } from "../codec/data.ts";
 import { encodeControl, type ControlBody, type ControlName, type Member } from "../codec/control.ts";
 import type { Link } from "../net/transport.ts";
+import { ByteBuilder } from "../codec/bytes.ts";
+import type { PackedSlot } from "../runtime/keyed-state.ts";
 
 /** Upper bound of one STATE frame's entries, so a large slot streams in pieces. */
 const STATE_FRAME_BYTES = 1024 * 1024;
@@ -156,24 +160,31 @@ export class Peer {
 
   /** Streams a slot's state in frames of bounded size, then STATE_END. Returns bytes sent. */
   sendState(epoch: number, slot: number, entries: readonly StateEntry[]): number {
+    const o = new ByteBuilder(4096);
+    for (const e of entries) packEntry(o, e);
+    return this.sendStatePacked(epoch, slot, { count: entries.length, bytes: o.buf.subarray(0, o.len) });
+  }
+
+  /** A slot's packed entries in STATE frames of about STATE_FRAME_BYTES, cut between entries, then its STATE_END. */
+  sendStatePacked(epoch: number, slot: number, packed: PackedSlot): number {
     this.flushBatch();
+    const b = packed.bytes;
     let bytes = 0;
-    let chunk: StateEntry[] = [];
-    let chunkBytes = 0;
-    const emit = () => {
-      const f = encodeState(this.seq++, epoch, slot, chunk);
-      bytes += f.length;
-      this.data?.write(f);
-      chunk = [];
-      chunkBytes = 0;
-    };
-    for (const e of entries) {
-      chunk.push(e);
-      chunkBytes += e.state.length + e.key.length + 8;
-      if (chunkBytes >= STATE_FRAME_BYTES) emit();
+    let from = 0;
+    let n = 0;
+    let p = 0;
+    while (p < b.length) {
+      p = entryEnd(b, p);
+      n++;
+      if (p - from >= STATE_FRAME_BYTES || p === b.length) {
+        const f = encodeStatePacked(this.seq++, epoch, slot, n, b, from, p);
+        bytes += f.length;
+        this.data?.write(f);
+        from = p;
+        n = 0;
+      }
     }
-    if (chunk.length > 0) emit();
-    const end = encodeStateEnd(this.seq++, epoch, slot, entries.length);
+    const end = encodeStateEnd(this.seq++, epoch, slot, packed.count);
     bytes += end.length;
     this.data?.write(end);
     return bytes;

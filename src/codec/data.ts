@@ -25,6 +25,8 @@
 // length and count when the batch closes (at the end of the event-loop turn or before any other
 // frame), so a turn's messages to one peer cost one header and one syscall.
 import { readU32, writeU32 } from "./frame.ts";
+import { ByteBuilder, type ByteSink } from "./bytes.ts";
+import { assert } from "../assert.ts";
 
 export const DATA_KIND = {
   data: 1,
@@ -169,26 +171,79 @@ export function stateEntryBytes(e: StateEntry): number {
   return 1 + 2 + utf8Length(e.key) + 4 + e.state.length;
 }
 
+/**
+ * Starts one entry at `o.len` (stage, key) and reserves its stateLen; the caller appends the
+ * state, then `endEntry` with what this returned. Entries written this way back to back are the
+ * packed form a STATE frame and a slot image carry.
+ */
+export function beginEntry(o: ByteSink, stage: number, key: string): number {
+  o.ensure(3 + key.length * 3 + 4);
+  const buf = o.buf;
+  const p = o.len;
+  buf[p] = stage;
+  const ke = writeUtf8(buf, p + 3, key);
+  const kb = ke - p - 3;
+  // The test comes first so that no message is built for an entry that fits.
+  if (!(stage >>> 0 === stage && stage <= 0xff && kb <= MAX_KEY_BYTES)) {
+    assert(false, `an entry of stage ${stage} and a ${kb}-byte key fits the grammar`);
+  }
+  writeU16(buf, p + 1, kb);
+  o.len = ke + 4;
+  return ke;
+}
+
+/** Closes the entry whose stateLen `beginEntry` reserved at `lenAt`: the state is what was appended since. */
+export function endEntry(o: ByteSink, lenAt: number): void {
+  writeU32(o.buf, lenAt, o.len - lenAt - 4);
+}
+
+/** Appends one whole entry. */
+export function packEntry(o: ByteSink, e: StateEntry): void {
+  const at = beginEntry(o, e.stage, e.key);
+  o.ensure(e.state.length);
+  o.buf.set(e.state, o.len);
+  o.len += e.state.length;
+  endEntry(o, at);
+}
+
+/** Where the packed entry starting at `p` ends (the bytes are ours, already checked). */
+export function entryEnd(packed: Uint8Array, p: number): number {
+  const ks = p + 3 + readU16(packed, p + 1);
+  return ks + 4 + readU32(packed, ks);
+}
+
+/** Packed entries (ours, already checked) as entries whose states are views into `packed`. */
+export function unpackEntries(packed: Uint8Array, count: number): StateEntry[] {
+  const out: StateEntry[] = new Array(count);
+  let p = 0;
+  for (let i = 0; i < count; i++) {
+    const kl = readU16(packed, p + 1);
+    const ks = p + 3;
+    const ss = ks + kl + 4;
+    const end = ss + readU32(packed, ks + kl);
+    out[i] = { stage: packed[p]!, key: readUtf8(packed, ks, ks + kl), state: packed.subarray(ss, end) };
+    p = end;
+  }
+  assert(p === packed.length, `${count} packed entries end at ${p} of ${packed.length} bytes`);
+  return out;
+}
+
+/** A whole STATE frame carrying `count` packed entries, `packed[start…end)`, of one slot. */
+export function encodeStatePacked(seq: number, epoch: number, slot: number, count: number, packed: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(DATA_HEADER_BYTES + 6 + (end - start));
+  const p = beginFrame(out, 0, DATA_KIND.state, seq, epoch);
+  writeU16(out, p, slot);
+  writeU32(out, p + 2, count);
+  out.set(packed.subarray(start, end), p + 6);
+  endFrame(out, 0, p + 6 + (end - start));
+  return out;
+}
+
 /** A whole STATE frame carrying some keys of one slot. */
 export function encodeState(seq: number, epoch: number, slot: number, entries: readonly StateEntry[]): Uint8Array {
-  let size = DATA_HEADER_BYTES + 2 + 4;
-  for (const e of entries) size += stateEntryBytes(e);
-  const out = new Uint8Array(size);
-  let p = beginFrame(out, 0, DATA_KIND.state, seq, epoch);
-  writeU16(out, p, slot);
-  writeU32(out, p + 2, entries.length);
-  p += 6;
-  for (const e of entries) {
-    out[p] = e.stage;
-    const kb = utf8Length(e.key);
-    writeU16(out, p + 1, kb);
-    p = writeUtf8(out, p + 3, e.key);
-    writeU32(out, p, e.state.length);
-    out.set(e.state, p + 4);
-    p += 4 + e.state.length;
-  }
-  endFrame(out, 0, p);
-  return out;
+  const o = new ByteBuilder(256);
+  for (const e of entries) packEntry(o, e);
+  return encodeStatePacked(seq, epoch, slot, entries.length, o.buf, 0, o.len);
 }
 
 export function encodeStateEnd(seq: number, epoch: number, slot: number, keys: number): Uint8Array {

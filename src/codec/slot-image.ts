@@ -8,13 +8,12 @@
 // migrated one are installed alike. The image has no header of its own: the store says which slot
 // and checkpoint it belongs to. It is the format of files that outlive the process, so it changes
 // only together with the store's schema version.
-import { MAX_KEY_BYTES, readU16, readUtf8, type StateEntry, stateEntryBytes, utf8Length, writeU16, writeUtf8 } from "./data.ts";
+import { packEntry, readU16, readUtf8, type StateEntry } from "./data.ts";
 import { readU32, writeU32 } from "./frame.ts";
-import { assert } from "../assert.ts";
+import { ByteBuilder } from "./bytes.ts";
 
 /** The fewest bytes an entry takes (empty key, empty state): a bound on `count` before any read. */
 const MIN_ENTRY_BYTES = 1 + 2 + 0 + 4 + 0;
-const MAX_STATE_BYTES = 0xffffffff;
 
 export const SLOT_IMAGE_ERROR = {
   short: "image shorter than its count",
@@ -28,26 +27,22 @@ export type SlotImageError = (typeof SLOT_IMAGE_ERROR)[keyof typeof SLOT_IMAGE_E
 export type DecodedSlotImage = { ok: true; entries: StateEntry[] } | { ok: false; reason: SlotImageError };
 
 export function encodeSlotImage(entries: readonly StateEntry[]): Uint8Array {
-  let size = 4;
-  for (const e of entries) size += stateEntryBytes(e);
-  const out = new Uint8Array(size);
-  writeU32(out, 0, entries.length);
-  let p = 4;
-  for (const e of entries) {
-    const kb = utf8Length(e.key);
-    // The test comes first so that no message is built for an entry that fits.
-    if (!(e.stage >>> 0 === e.stage && e.stage <= 0xff && kb <= MAX_KEY_BYTES && e.state.length <= MAX_STATE_BYTES)) {
-      assert(false, `an entry of stage ${e.stage}, a ${kb}-byte key and a ${e.state.length}-byte state fits the grammar`);
-    }
-    out[p] = e.stage;
-    writeU16(out, p + 1, kb);
-    p = writeUtf8(out, p + 3, e.key);
-    writeU32(out, p, e.state.length);
-    out.set(e.state, p + 4);
-    p += 4 + e.state.length;
-  }
-  assert(p === size, `slot image written to ${p} of ${size} bytes`);
-  return out;
+  const o = beginSlotImage();
+  for (const e of entries) packEntry(o, e);
+  return endSlotImage(o, entries.length);
+}
+
+/** An image built in place: entries are packed after the count, which `endSlotImage` fills in. */
+export function beginSlotImage(): ByteBuilder {
+  const o = new ByteBuilder(1024);
+  o.len = 4;
+  return o;
+}
+
+/** The image of `count` entries packed into `o` since `beginSlotImage`, at its exact size. */
+export function endSlotImage(o: ByteBuilder, count: number): Uint8Array {
+  writeU32(o.buf, 0, count);
+  return o.buf.slice(0, o.len);
 }
 
 /**

@@ -10,15 +10,10 @@ import { log } from "../log.ts";
 import { KeyedState } from "./keyed-state.ts";
 import { SLOT_STATUS, type Router } from "./router.ts";
 import { slotOf } from "./slot-hash.ts";
-import { serialize, deserialize } from "bun:jsc";
+import { defaultMessageCodec } from "../app/validate.ts";
 import { systemClock, type Clock } from "../clock.ts";
 import { Histogram } from "../metrics/histogram.ts";
 import { OutputLatency } from "./output-latency.ts";
-
-const jscMessageCodec: MessageCodec<unknown> = {
-  encode: (m) => new Uint8Array(serialize(m)),
-  decode: (b) => deserialize(b),
-};
 
 /** Where outputs go: the worker's Sink, or an in-process capture (src/testing/pipeline-harness.ts). */
 export interface OutputSink {
@@ -87,7 +82,7 @@ export class Dataflow {
   ) {
     this.state = new KeyedState(app);
     this.stages = app.stages;
-    this.codec = app.messageCodec ?? jscMessageCodec;
+    this.codec = app.messageCodec ?? defaultMessageCodec;
     this.decode = app.source.decode;
     this.encode = app.sink.encode;
     const n = app.stages.length;

@@ -2,18 +2,22 @@
 // (stateful stage, slot), one state object per key, created from the stage's init() on first use.
 import type { AppSpec, StateCodec, StatefulStage } from "../app/types.ts";
 import { SLOT_COUNT } from "./slot-hash.ts";
-import { decodeSlotImage, encodeSlotImage } from "../codec/slot-image.ts";
-import { serialize, deserialize } from "bun:jsc";
-
-export const jscStateCodec: StateCodec<unknown> = {
-  serialize: (s) => new Uint8Array(serialize(s)),
-  deserialize: (b) => deserialize(b),
-};
+import { beginSlotImage, decodeSlotImage, endSlotImage } from "../codec/slot-image.ts";
+import { beginEntry, endEntry, unpackEntries } from "../codec/data.ts";
+import { ByteBuilder, type ByteSink } from "../codec/bytes.ts";
+import { decodeValueAt, encodeValueInto } from "../codec/value.ts";
+import { defaultStateCodec } from "../app/validate.ts";
 
 export interface ExportedEntry {
   stage: number;
   key: string;
   state: Uint8Array;
+}
+
+/** A slot's keys as packed entries (src/codec/data.ts: STATE entries back to back). */
+export interface PackedSlot {
+  count: number;
+  bytes: Uint8Array;
 }
 
 export class KeyedState {
@@ -32,7 +36,7 @@ export class KeyedState {
     app.stages.forEach((st, i) => {
       if (st.kind === "stateful") {
         this.maps[i] = new Array(SLOT_COUNT);
-        this.codecs[i] = (st as StatefulStage).stateCodec ?? jscStateCodec;
+        this.codecs[i] = (st as StatefulStage).stateCodec ?? defaultStateCodec;
         this.statefulStages.push(i);
       }
       this.stageNames[i] = st.name;
@@ -76,22 +80,66 @@ export class KeyedState {
 
   /** Serialises and removes every key of `slot`, across all stateful stages. */
   takeSlot(slot: number): ExportedEntry[] {
-    const out = this.exportSlot(slot);
+    const p = this.takePacked(slot);
+    return unpackEntries(p.bytes, p.count);
+  }
+
+  /** `takeSlot` as packed entries: what migration sends, without an object or array per key. */
+  takePacked(slot: number): PackedSlot {
+    const o = new ByteBuilder(4096);
+    const count = this.packSlot(slot, o);
+    this.forget(slot);
+    return { count, bytes: o.buf.subarray(0, o.len) };
+  }
+
+  private forget(slot: number): void {
     for (const stage of this.statefulStages) this.maps[stage]![slot] = undefined;
-    return out;
+  }
+
+  /**
+   * Appends every key of `slot` to `o` as packed entries; returns how many. The default codec
+   * writes each state in place; an application's codec returns bytes that are copied in.
+   */
+  private packSlot(slot: number, o: ByteSink): number {
+    let n = 0;
+    for (const stage of this.statefulStages) {
+      const m = this.maps[stage]![slot];
+      if (!m) continue;
+      const codec = this.codecs[stage]!;
+      const inPlace = codec === defaultStateCodec;
+      for (const [key, st] of m) {
+        const at = beginEntry(o, stage, key);
+        if (inPlace) encodeValueInto(o, st);
+        else {
+          const b = codec.serialize(st);
+          o.ensure(b.length);
+          o.buf.set(b, o.len);
+          o.len += b.length;
+        }
+        endEntry(o, at);
+        n++;
+      }
+    }
+    return n;
   }
 
   install(stage: number, slot: number, key: string, bytes: Uint8Array): void {
+    this.installAt(stage, slot, key, bytes, 0, bytes.length);
+  }
+
+  /** Installs the state in `buf[start…end)` (a STATE frame's entry); only an application's codec gets a copy. */
+  installAt(stage: number, slot: number, key: string, buf: Uint8Array, start: number, end: number): void {
     this.dirty[slot] = 1;
     const codec = this.codecs[stage];
     if (!codec) throw new Error(`migrated state names stage ${stage}, which is not stateful in this application`);
+    const state = codec === defaultStateCodec ? decodeValueAt(buf, start, end) : codec.deserialize(buf.slice(start, end));
     const bySlot = this.maps[stage]!;
     let m = bySlot[slot];
     if (m === undefined) {
       m = new Map();
       bySlot[slot] = m;
     }
-    m.set(key, codec.deserialize(bytes));
+    m.set(key, state);
   }
 
   /** The slot must be written at the next checkpoint (it just became this worker's). */
@@ -108,19 +156,9 @@ export class KeyedState {
     for (let slot = from; slot < to; slot++) {
       if (this.dirty[slot] === 0) continue;
       this.dirty[slot] = 0;
-      if (owned(slot)) out.push({ slot, image: encodeSlotImage(this.exportSlot(slot)) });
-    }
-    return out;
-  }
-
-  /** Serialises every key of `slot`, keeping them. */
-  private exportSlot(slot: number): ExportedEntry[] {
-    const out: ExportedEntry[] = [];
-    for (const stage of this.statefulStages) {
-      const m = this.maps[stage]![slot];
-      if (!m) continue;
-      const codec = this.codecs[stage]!;
-      for (const [key, st] of m) out.push({ stage, key, state: codec.serialize(st) });
+      if (!owned(slot)) continue;
+      const o = beginSlotImage();
+      out.push({ slot, image: endSlotImage(o, this.packSlot(slot, o)) });
     }
     return out;
   }

@@ -182,6 +182,8 @@ describe("checkStateSerialisable", () => {
   test("plainDataProblem reports the path of the first problem", () => {
     expect(plainDataProblem({ a: [1, { "b-c": () => 1 }] })).toBe('state.a[1]["b-c"] is a function');
     expect(plainDataProblem(new Set([new (class Foo {})()]))).toBe("an element of state is an instance of Foo, whose class and methods would be lost");
+    expect(plainDataProblem({ w: Object.assign([1], { extra: 2 }) })).toBe(`state.w is an array with a named property ("extra"), which would be lost`);
+    expect(plainDataProblem({ w: [1, 2, 3] })).toBeNull();
     const cyclic: Record<string, unknown> = { n: 1 };
     cyclic.self = cyclic;
     expect(plainDataProblem(cyclic)).toBeNull();

@@ -5,14 +5,15 @@
 // The app counts messages per key: "a:3" has key "a", and its output "a:3=n" says it was the
 // key's n-th message, so lost state, reordered or lost messages all show in the output lines.
 import { describe, expect, test } from "bun:test";
-import { deserialize, serialize } from "bun:jsc";
+import { decodeValue, encodeValue } from "../../../src/codec/value.ts";
 import { application } from "../../../src/app/builder.ts";
 import { InvariantError } from "../../../src/assert.ts";
 import { Migration, type MigrationHost } from "../../../src/cluster/migration.ts";
 import type { Peer } from "../../../src/cluster/peer.ts";
 import { RoutingTable } from "../../../src/cluster/routing-table.ts";
 import { systemClock } from "../../../src/clock.ts";
-import { RECORD_FLAG, type StateEntry } from "../../../src/codec/data.ts";
+import { RECORD_FLAG, unpackEntries, type StateEntry } from "../../../src/codec/data.ts";
+import type { PackedSlot } from "../../../src/runtime/keyed-state.ts";
 import type { Transport } from "../../../src/net/transport.ts";
 import { Dataflow } from "../../../src/runtime/dataflow.ts";
 import { SLOT_STATUS, type Router } from "../../../src/runtime/router.ts";
@@ -43,9 +44,12 @@ class FakePeer {
   }
   /** Records each key's count; returns a byte count the test can recognise. */
   sendState(epoch: number, slot: number, entries: readonly StateEntry[]): number {
-    const counts = entries.map((e) => `${e.stage}/${e.key}=${(deserialize(e.state) as { n: number }).n}`);
+    const counts = entries.map((e) => `${e.stage}/${e.key}=${(decodeValue(e.state) as { n: number }).n}`);
     this.sent.push(`state to ${this.id} e${epoch} slot ${slot} {${counts.join(",")}}`);
     return 1000 + entries.length;
+  }
+  sendStatePacked(epoch: number, slot: number, packed: PackedSlot): number {
+    return this.sendState(epoch, slot, unpackEntries(packed.bytes, packed.count));
   }
 }
 
@@ -130,7 +134,10 @@ function setup(owners: Record<number, number> = {}, peerIds = [1, 2], shipKeysPe
     plan: (epoch: number, moves: Array<[number, number, number]>, participants = [0, 1, 2], dead?: number[]) =>
       m.apply({ epoch, moves, participants, ...(dead ? { dead } : {}) }),
     /** Installs part of an incoming slot's state: key `key` counted `n` times already. */
-    state: (slot: number, key: string, n: number) => m.onState(slot, COUNT_STAGE, key, new Uint8Array(serialize({ n }))),
+    state: (slot: number, key: string, n: number) => {
+      const b = encodeValue({ n });
+      m.onState(slot, COUNT_STAGE, key, b, 0, b.length);
+    },
   };
 }
 
@@ -309,7 +316,7 @@ describe("a plan moving slots here", () => {
     expect(t.m.stats).toMatchObject({ slotsIn: 1, keysIn: 1 });
     expect(t.reports).toEqual([]);
     await microtasks();
-    const bytes = serialize({ n: 5 }).byteLength + "b".length;
+    const bytes = encodeValue({ n: 5 }).length + "b".length;
     expect(t.reports).toEqual([{ epoch: 2, slots: [B], keys: 1, bytes }]);
     expect(t.m.stats.bytesIn).toBe(bytes);
   });
@@ -330,7 +337,7 @@ describe("a plan moving slots here", () => {
     await microtasks();
     t.m.onStateEnd(D, 0);
     await microtasks();
-    const entry = (key: string) => serialize({ n: 1 }).byteLength + key.length;
+    const entry = (key: string) => encodeValue({ n: 1 }).length + key.length;
     expect(t.reports).toEqual([
       { epoch: 2, slots: [B, C], keys: 3, bytes: entry("b") + entry("c") + entry("cc") },
       { epoch: 2, slots: [D], keys: 0, bytes: 0 },
@@ -460,7 +467,7 @@ describe("a participant dies during a migration", () => {
     expect(t.lines).toEqual(["b:1=6"]);
     expect(t.m.inFlight).toBe(1);
     await microtasks();
-    expect(t.reports).toEqual([{ epoch: 2, slots: [B], keys: 0, bytes: serialize({ n: 5 }).byteLength + 1 }]);
+    expect(t.reports).toEqual([{ epoch: 2, slots: [B], keys: 0, bytes: encodeValue({ n: 5 }).length + 1 }]);
   });
 
   test("moves from a dead worker (orphans) are installed at once, empty, and ask nobody for a marker", async () => {

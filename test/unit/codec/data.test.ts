@@ -11,6 +11,11 @@ import {
   encodeHello,
   encodeMarker,
   encodeState,
+  encodeStatePacked,
+  beginEntry,
+  endEntry,
+  entryEnd,
+  unpackEntries,
   encodeStateEnd,
   endFrame,
   type FrameHead,
@@ -29,6 +34,7 @@ import {
   TIME_FRAME_BYTES,
   writeTime,
 } from "../../../src/codec/data.ts";
+import { ByteBuilder } from "../../../src/codec/bytes.ts";
 import { readU32, writeU32 } from "../../../src/codec/frame.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -532,5 +538,34 @@ describe("UTF-8 helpers", () => {
     expect(readU16(b, 1)).toBe(1023);
     writeU16(b, 0, 0xffff);
     expect(readU16(b, 0)).toBe(65535);
+  });
+});
+
+describe("packed entries", () => {
+  test("entries packed in place read back whole, and each entry's end is found from its header", () => {
+    const o = new ByteBuilder(8);
+    const states = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(300).fill(7)];
+    const keys = ["a", "ключ", ""];
+    keys.forEach((key, i) => {
+      const at = beginEntry(o, i, key);
+      o.ensure(states[i]!.length);
+      o.buf.set(states[i]!, o.len);
+      o.len += states[i]!.length;
+      endEntry(o, at);
+    });
+    const packed = o.buf.subarray(0, o.len);
+    const back = unpackEntries(packed, 3);
+    expect(back.map((e) => [e.stage, e.key, Array.from(e.state)])).toEqual(keys.map((k, i) => [i, k, Array.from(states[i]!)]));
+    expect(entryEnd(packed, 0)).toBe(1 + 2 + 1 + 4 + 3);
+    // The same entries through the STATE frame encoder give the same bytes after its header.
+    const frame = encodeStatePacked(0, 0, 1, 3, packed, 0, packed.length);
+    expect(Array.from(frame.subarray(DATA_HEADER_BYTES + 6))).toEqual(Array.from(packed));
+    expect(Array.from(encodeState(0, 0, 1, back))).toEqual(Array.from(frame));
+  });
+
+  test("a count that disagrees with the bytes is an invariant failure, not a short read", () => {
+    const o = new ByteBuilder(8);
+    endEntry(o, beginEntry(o, 0, "k"));
+    expect(() => unpackEntries(o.buf.subarray(0, o.len), 2)).toThrow();
   });
 });

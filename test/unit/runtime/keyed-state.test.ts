@@ -3,7 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { APP_SPEC_KIND, type AppSpec } from "../../../src/app/types.ts";
 import { DATA_KIND, type DataVisitor, encodeState, type FrameHead, readHead, visitBody } from "../../../src/codec/data.ts";
 import { SLOT_COUNT, slotOf } from "../../../src/runtime/slot-hash.ts";
-import { jscStateCodec, KeyedState } from "../../../src/runtime/keyed-state.ts";
+import { KeyedState } from "../../../src/runtime/keyed-state.ts";
+import { defaultStateCodec } from "../../../src/app/validate.ts";
 
 interface Count {
   n: number;
@@ -120,7 +121,7 @@ describe("KeyedState", () => {
     ]);
     // The custom codec is used for its stage, the default (bun:jsc) for the other.
     expect(new TextDecoder().decode(entries.find((e) => e.stage === LAST)!.state)).toBe("L:hello");
-    expect(jscStateCodec.deserialize(entries.find((e) => e.stage === COUNT && e.key === "b")!.state)).toEqual({ n: 4 });
+    expect(defaultStateCodec.deserialize(entries.find((e) => e.stage === COUNT && e.key === "b")!.state)).toEqual({ n: 4 });
     // Gone from here; other slots untouched.
     expect(ks.slotKeyCount(5)).toBe(0);
     expect(ks.counts()).toEqual({ count: 1, last: 0 });
@@ -239,13 +240,13 @@ describe("KeyedState", () => {
   test("install overwrites an existing key's state", () => {
     const { ks } = fresh();
     (ks.get(COUNT, 3, "a") as Count).n = 1;
-    ks.install(COUNT, 3, "a", jscStateCodec.serialize({ n: 100 }));
+    ks.install(COUNT, 3, "a", defaultStateCodec.serialize({ n: 100 }));
     expect(ks.get(COUNT, 3, "a")).toEqual({ n: 100 });
     expect(ks.slotKeyCount(3)).toBe(1);
   });
 
   test("the default codec keeps Maps, Sets, bigints, Dates and typed arrays", () => {
     const s = { m: new Map([["a", 1]]), set: new Set([1, 2]), big: 2n ** 70n, d: new Date(0), u: new Uint8Array([1, 2]), nested: { arr: [1, "x", null] } };
-    expect(jscStateCodec.deserialize(jscStateCodec.serialize(s))).toEqual(s);
+    expect(defaultStateCodec.deserialize(defaultStateCodec.serialize(s))).toEqual(s);
   });
 });
