@@ -7,7 +7,7 @@ import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
 import { Histogram } from "../metrics/histogram.ts";
 import type { Autoscale } from "../metrics/status.ts";
-import { ROUND_SLOTS, planMoves, type Move } from "./slots.ts";
+import { ROUND_KEYS_MAX, ROUND_SLOTS, planMoves, type Move } from "./slots.ts";
 
 export interface CoordinatorHost {
   readonly self: Member;
@@ -552,6 +552,7 @@ export class Coordinator {
     const took = t - p.roundStarted;
     if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);
     else if (took < ROUND_SLOTS.targetMs / 2) p.roundSlots = Math.max(ROUND_SLOTS.min, p.roundSlots >> 1);
+    if (p.slots > 0 && p.keys > 0) p.roundSlots = Math.max(ROUND_SLOTS.min, Math.min(p.roundSlots, Math.floor(ROUND_KEYS_MAX / (p.keys / p.slots))));
     log.debug("migration_round", `AUTOSCALE: round ${p.round} done in ${took.toFixed(1)} ms; next round up to ${p.roundSlots} slots`);
     if (t - p.lastProgress >= PROGRESS_EVERY_MS) {
       p.lastProgress = t;

@@ -11,6 +11,14 @@ import { SLOT_COUNT } from "../runtime/slot-hash.ts";
  */
 export const ROUND_SLOTS = { min: 8, max: 128, targetMs: 50 } as const;
 
+/**
+ * Keys a round may move, at most (estimated from the keys per slot of the rounds before): the
+ * messages of a slot in transit wait for the slots shipped ahead of it in its round, so its size
+ * in keys, not slots, sets a moved key's wait. At a million keys a round of 128 slots was 125 000
+ * keys, and a moved key's first output waited 300–1300 ms (bench/autoscale.ts --keys 1000000).
+ */
+export const ROUND_KEYS_MAX = 16_384;
+
 /** Round-robin over members in cluster order: balanced by construction. */
 export function initialOwners(memberIds: readonly number[]): number[] {
   assert(memberIds.length > 0, "a slot table needs at least one member");
