@@ -142,4 +142,6 @@ console.log(
 );
 const failed = results.filter((r) => !r.ok).length;
 console.log(`RESULT: ${failed === 0 ? "PASS" : `FAIL (${failed} runs failed)`}`);
+const lastCpu = (w: number) => results.filter((r) => r.ok && r.workers === w).at(-1)?.cpu_pct ?? [];
+console.log(JSON.stringify({ bench: "scaleout", ...environment(), keys: KEYS, messages: N, pairs: PAIRS, one_msg_per_s: one, two_msg_per_s: two, ratio: two / one, cpu_pct_1w: lastCpu(1), cpu_pct_2w: lastCpu(2), runs: results, pass: failed === 0 }));
 process.exit(failed === 0 ? 0 : 1);
