@@ -28,6 +28,16 @@ import type { Link } from "../net/transport.ts";
 import { ByteBuilder } from "../codec/bytes.ts";
 import type { PackedSlot } from "../runtime/keyed-state.ts";
 
+/**
+ * A batch open this long (in processing time) goes out at once instead of at the end of the
+ * turn. A turn can be long: the initializer runs a whole source chunk through its own steps
+ * before the turn ends, and with a compute-bound step (bench/scaleout.ts, ≈ 24 µs a message) the
+ * records it routed to another worker waited tens of milliseconds while that worker idled.
+ * Checked every BATCH_CLOCK_EVERY records, so a fast job pays one clock read per 64 records.
+ */
+export const BATCH_MAX_OPEN_MS = 1;
+const BATCH_CLOCK_EVERY = 64;
+
 /** Upper bound of one STATE frame's entries, so a large slot streams in pieces. */
 const STATE_FRAME_BYTES = 1024 * 1024;
 
@@ -42,6 +52,8 @@ export class Peer {
   private stageEpoch = 0;
   /** When the input of the batch's first record was ingested (negative: unknown). */
   private stageIngest = -1;
+  /** When the batch got its first record (`now()`). */
+  private stageOpened = 0;
   private scheduled = false;
   dropped = 0;
   /** DATA frames and records written to the data link. */
@@ -53,6 +65,8 @@ export class Peer {
     private readonly epochNow: () => number,
     /** When the input being processed now was ingested (ms since the epoch; negative: unknown). */
     private readonly ingestNow: () => number = () => -1,
+    /** Monotonic milliseconds (the worker's clock). */
+    private readonly now: () => number = () => 0,
   ) {}
 
   get id(): number {
@@ -94,8 +108,14 @@ export class Peer {
     if (this.stageCount === 0) {
       this.stageEpoch = this.epochNow();
       this.stageIngest = this.ingestNow();
+      this.stageOpened = this.now();
     }
     this.stageCount++;
+    if ((this.stageCount & (BATCH_CLOCK_EVERY - 1)) === 0 && this.now() - this.stageOpened >= BATCH_MAX_OPEN_MS) {
+      this.flushBatch();
+      this.data.flush();
+      return;
+    }
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(this.flushTask);

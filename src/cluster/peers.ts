@@ -57,7 +57,8 @@ export class Peers {
   ensure(m: Member): Peer {
     let p = this.byId.get(m.id);
     if (!p) {
-      p = new Peer(m, () => this.host.epoch(), () => this.host.ingestAt());
+      const clock = this.host.clock;
+      p = new Peer(m, () => this.host.epoch(), () => this.host.ingestAt(), () => clock.now());
       this.byId.set(m.id, p);
     }
     return p;

@@ -98,7 +98,7 @@ class MemLink implements Link {
     queueMicrotask(() => this.flush());
   }
 
-  private flush(): void {
+  flush(): void {
     this.scheduled = false;
     if (this.closed) return;
     if (this.out.len > 0) {

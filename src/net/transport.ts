@@ -26,6 +26,8 @@ export interface Link {
   write(bytes: Uint8Array): void;
   /** Schedules a flush of `out` (coalesces every write of this turn into one syscall). */
   flushSoon(): void;
+  /** Hands what `out` holds to the kernel now (a long turn must not hold it back). */
+  flush(): void;
   pause(): void;
   resume(): void;
   /** Flushes what is queued, then closes. */

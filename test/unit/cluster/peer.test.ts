@@ -3,7 +3,7 @@
 // sequence numbers count every frame, a slot's state streams in bounded frames, and records
 // without a data link are counted as dropped. What a peer wrote is read back with the data codec.
 import { describe, expect, test } from "bun:test";
-import { Peer } from "../../../src/cluster/peer.ts";
+import { BATCH_MAX_OPEN_MS, Peer } from "../../../src/cluster/peer.ts";
 import { encodeControl } from "../../../src/codec/control.ts";
 import { DATA_KIND, DATA_MAX_FRAME, readHead, stateEntryBytes, visitBody, type StateEntry } from "../../../src/codec/data.ts";
 import { FrameReader } from "../../../src/codec/frame.ts";
@@ -101,6 +101,40 @@ describe("Peer data batches", () => {
     await endOfTurn();
     const second = s.sent()[1]!;
     expect([second.seq, second.epoch, second.items]).toEqual([1, 8, ["record 1 0 6 b two"]]);
+  });
+
+  test("a batch open for BATCH_MAX_OPEN_MS of processing goes out at once, not at the end of a long turn", async () => {
+    let now = 100;
+    const peer = new Peer(member(3, "w3"), () => 7, () => -1, () => now);
+    const data = new FakeLink("w3:data");
+    peer.data = data;
+    const b = enc("x");
+    // The clock is read every 64 records: 63 records in no time, then the 64th after the limit.
+    for (let i = 0; i < 63; i++) peer.record(1, true, 5, "k", b, 0, 1);
+    now += BATCH_MAX_OPEN_MS;
+    peer.record(1, true, 5, "k", b, 0, 1);
+    // Still inside the turn: the batch of 64 is in the link and handed to the kernel.
+    expect(data.calls).toEqual(["flushSoon", "flush"]);
+    expect(frames(data.bytes()).map((f) => [f.kind, f.items.length])).toEqual([["data", 64]]);
+    // The next records open a new batch, which waits for the end of the turn as usual.
+    peer.record(1, true, 5, "k", b, 0, 1);
+    await endOfTurn();
+    expect(frames(data.bytes()).map((f) => [f.kind, f.items.length])).toEqual([
+      ["data", 64],
+      ["data", 1],
+    ]);
+    expect(data.calls).toEqual(["flushSoon", "flush", "flushSoon"]);
+  });
+
+  test("a batch that is quick to fill still waits for the end of the turn", async () => {
+    const peer = new Peer(member(3, "w3"), () => 7, () => -1, () => 0);
+    const data = new FakeLink("w3:data");
+    peer.data = data;
+    const b = enc("x");
+    for (let i = 0; i < 1000; i++) peer.record(1, true, 5, "k", b, 0, 1);
+    expect(data.out.len).toBe(0);
+    await endOfTurn();
+    expect(frames(data.bytes()).map((f) => [f.kind, f.items.length])).toEqual([["data", 1000]]);
   });
 
   test("a large batch grows the staging buffer without losing a byte", async () => {

@@ -36,7 +36,7 @@ export class FakeLink implements Link {
   closed = false;
   /** Its kernel never takes anything. */
   readonly sentBytes = 0;
-  /** Calls in order: "write", "flushSoon", "end", "destroy", "pause", "resume". */
+  /** Calls in order: "write", "flushSoon", "flush", "end", "destroy", "pause", "resume". */
   readonly calls: string[] = [];
 
   constructor(remote = "peer:1") {
@@ -56,6 +56,9 @@ export class FakeLink implements Link {
   write(bytes: Uint8Array): void {
     this.calls.push("write");
     this.out.append(bytes);
+  }
+  flush(): void {
+    this.calls.push("flush");
   }
   flushSoon(): void {
     this.calls.push("flushSoon");

@@ -47,6 +47,9 @@ class FakeLink implements Link {
   flushSoon(): void {
     this.flushes++;
   }
+  flush(): void {
+    this.flushes++;
+  }
   pause(): void {}
   resume(): void {}
   end(): void {
