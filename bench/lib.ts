@@ -148,7 +148,7 @@ function childrenCpu_us(): number {
 }
 
 /** Busy and total jiffies of the whole machine (first line of /proc/stat); null off Linux. */
-function machineJiffies(): { busy: number; total: number } | null {
+export function machineJiffies(): { busy: number; total: number } | null {
   try {
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0] as string;
     const f = line.trim().split(/\s+/).slice(1).map(Number);

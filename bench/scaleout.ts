@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { LoadSender, SequenceWorkload } from "../test/support/load.ts";
 import { Receiver, type OutputHandler } from "../test/support/receiver.ts";
 import { now } from "../test/support/wait.ts";
-import { DEFAULT_BINARY, environment, fmtInt, killChildrenOnSignal, launchCluster, metered, numFlag, parseFlags, runDir, stableBinary, table, type Running } from "./lib.ts";
+import { DEFAULT_BINARY, environment, fmtInt, killChildrenOnSignal, launchCluster, machineJiffies, metered, numFlag, parseFlags, runDir, stableBinary, table, type Running } from "./lib.ts";
 
 const flags = parseFlags(process.argv.slice(2), {
   messages: "messages per run (default 200000)",
@@ -73,6 +73,9 @@ interface Result {
   workers: number;
   msg_per_s: number;
   cpu_pct: number[];
+  /** This process (sender, receiver, checks) and the whole machine, in % of one core, over the same window. */
+  bench_pct?: number;
+  machine_pct?: number;
   ok: boolean;
   error?: string;
   others_pct?: number;
@@ -96,16 +99,23 @@ async function once(workers: number, label: string): Promise<Result> {
     let cpu1: number[] | undefined;
     await rx.waitLines(Math.floor(N * 0.1), 120_000, "10 % of the outputs");
     cpu0 = pids.map(cpuSeconds);
+    const self0 = process.cpuUsage();
+    const j0 = machineJiffies();
     const t0 = now();
     await rx.waitLines(Math.floor(N * 0.9), 300_000, "90 % of the outputs");
     cpu1 = pids.map(cpuSeconds);
+    const self1 = process.cpuUsage(self0);
+    const j1 = machineJiffies();
     const t1 = now();
+    // Where the rest of the two cores went: this process (the sender and the receiver) and the machine in all.
+    const bench_pct = Math.round(((self1.user + self1.system) / 1e6 / ((t1 - t0) / 1000)) * 100);
+    const machine_pct = j0 && j1 && j1.total > j0.total ? Math.round(((j1.busy - j0.busy) / (j1.total - j0.total)) * 100 * navigator.hardwareConcurrency) : NaN;
     await rx.waitLines(N, 120_000, "every output");
     const [m10, m90] = check.marks;
     const rate = m10 && m90 ? (m90.lines - m10.lines) / ((m90.at - m10.at) / 1000) : NaN;
     const cpu_pct = pids.map((_, i) => Math.round(((cpu1![i]! - cpu0![i]!) / ((t1 - t0) / 1000)) * 100));
     const ok = check.problems.length === 0 && check.lines === N;
-    return { workers, msg_per_s: Math.round(rate), cpu_pct, ok, error: ok ? undefined : check.problems.join("; ") || `${check.lines}/${N} lines` };
+    return { workers, msg_per_s: Math.round(rate), cpu_pct, bench_pct, machine_pct, ok, error: ok ? undefined : check.problems.join("; ") || `${check.lines}/${N} lines` };
   } catch (e) {
     return { workers, msg_per_s: NaN, cpu_pct: [], ok: false, error: (e as Error).message.split("\n")[0] };
   } finally {
@@ -126,7 +136,7 @@ for (let p = 1; p <= PAIRS; p++) {
   for (const w of p % 2 === 1 ? [1, 2] : [2, 1]) {
     const r = await metered(() => once(w, `pair${p}-${w}w`));
     results.push(r);
-    console.log(`  pair ${p}, ${w} worker${w > 1 ? "s" : " "}: ${r.ok ? `${fmtInt(r.msg_per_s)} msg/s, CPU ${r.cpu_pct.map((c) => `${c}%`).join(" / ")}` : `FAILED: ${r.error}`} (others' CPU ${r.others_pct}%)`);
+    console.log(`  pair ${p}, ${w} worker${w > 1 ? "s" : " "}: ${r.ok ? `${fmtInt(r.msg_per_s)} msg/s, CPU ${r.cpu_pct.map((c) => `${c}%`).join(" / ")}, bench process ${r.bench_pct}%, machine ${r.machine_pct}% of ${navigator.hardwareConcurrency * 100}%` : `FAILED: ${r.error}`} (others' CPU ${r.others_pct}%)`);
   }
 }
 const one = median(results.filter((r) => r.ok && r.workers === 1).map((r) => r.msg_per_s));
