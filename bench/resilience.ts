@@ -3,7 +3,7 @@
 // back in the cluster after it is started again with its command line.
 //
 //   npm run build && bun bench/resilience.ts [--keys 100000] [--full] [--pairs 3]
-//        [--messages 8000000] [--interval 1s] [--rate N] [--fraction 0.5] [--probe-seconds 6]
+//        [--messages 24000000] [--interval 1s] [--rate N] [--fraction 0.5] [--probe-seconds 6]
 //        [--checkpoint-seconds 15] [--kills 2] [--down-seconds 1] [--after-seconds 4]
 //        [--failure-timeout 1s] [--parts throughput,checkpoint,recovery] [--binary dist/wallaroo]
 //
@@ -77,7 +77,7 @@ const flags = parseFlags(
   {
     keys: "key counts for parts 2 and 3, comma separated (default 100000; --full adds 1000000)",
     pairs: "throughput pairs (without, with resilience), alternating (default 3)",
-    messages: "alphabet messages per throughput run (default 8000000)",
+    messages: "alphabet messages per throughput run (default 24000000: runs of 2-5 s, so that warming up and, with resilience, one checkpoint do not dominate them)",
     interval: "--time-between-checkpoints given to the workers (default 1s)",
     rate: "offered msg/s for parts 2 and 3 (default: --fraction of the sustained max, probed per key count)",
     fraction: "fraction of the sustained max to offer (default 0.5)",
@@ -94,7 +94,7 @@ const flags = parseFlags(
 const KEY_COUNTS = flags.keys ? flags.keys.split(",").map((k) => Number(k.replace(/_/g, ""))) : FULL ? [100_000, 1_000_000] : [100_000];
 if (FULL && !KEY_COUNTS.includes(1_000_000)) KEY_COUNTS.push(1_000_000);
 const PAIRS = numFlag(flags, "pairs", 3);
-const N = numFlag(flags, "messages", 8_000_000);
+const N = numFlag(flags, "messages", 24_000_000);
 const INTERVAL = flags.interval ?? "1s";
 const FIXED_RATE = flags.rate ? numFlag(flags, "rate", 0) : undefined;
 const FRACTION = numFlag(flags, "fraction", 0.5);

@@ -1,7 +1,7 @@
 // Throughput and latency of the alphabet job, end to end over TCP, beside the hand-written
 // baseline (bench/baseline.ts) measured in the same run on the same machine.
 //
-//   npm run build && bun bench/throughput.ts [--messages 8000000] [--workers 1,2,3] [--rounds 3]
+//   npm run build && bun bench/throughput.ts [--messages 24000000] [--workers 1,2,3] [--rounds 3]
 //        [--rate N] [--latency-seconds 8] [--binary dist/wallaroo]
 //
 // 1. Max throughput: N alphabet messages as fast as the source accepts them (pre-built 64 KiB
@@ -47,7 +47,7 @@ import {
 import { loadavg } from "node:os";
 
 const flags = parseFlags(process.argv.slice(2), {
-  messages: "messages per throughput run (default 8000000)",
+  messages: "messages per throughput run (default 24000000: runs of 2-5 s, so that warming up and, with resilience, one checkpoint do not dominate them)",
   workers: "cluster sizes to measure, comma separated (default 1,2,3)",
   rate: "offered rate for the latency runs, msg/s (default: half the lowest measured max)",
   "latency-seconds": "seconds of offered load per latency run (default 8)",
@@ -56,7 +56,7 @@ const flags = parseFlags(process.argv.slice(2), {
   binary: `the wallaroo executable (default ${DEFAULT_BINARY})`,
 });
 const ROUNDS = Math.max(1, Math.round(numFlag(flags, "rounds", 3)));
-const N = numFlag(flags, "messages", 8_000_000);
+const N = numFlag(flags, "messages", 24_000_000);
 const SIZES = (flags.workers ?? "1,2,3").split(",").map(Number);
 const LAT_S = numFlag(flags, "latency-seconds", 8);
 const WARMUP_S = numFlag(flags, "warmup-seconds", 1);
