@@ -96,7 +96,14 @@ export class Failures {
     if (h.stopping() || h.membership.hasDeparted(p.name)) return;
     log.warn("worker_lost", `Lost connection to worker ${p.name} (${why})`);
     if (h.coordinator()) return this.memberGone(id);
-    if (id === h.initializerId() && h.initializerLost(why)) return;
+    if (id === h.initializerId() && h.initializerLost(why)) {
+      // What the lost initializer still has in flight to us (frames a partition held back, sent
+      // before it died) belongs to the time the coming rollback undoes: read none of it. Acted
+      // on, a stale plan made a member start leaving and apply records against state the
+      // rollback had reset (sim seed 9183, crash faults).
+      this.silence(id);
+      return;
+    }
     if (id === h.initializerId())
       return h.fatal(new UnreachableError(`Lost the connection to the initializer (${why}); without it this worker cannot go on, so it stops.`));
     h.peers.sendTo(h.initializerId(), "linkLost", { id, epoch: h.epoch() });
@@ -161,6 +168,12 @@ export class Failures {
     const member = h.membership.byId(id);
     if (member) this.cut.set(member.name, id);
     h.peers.drop(id);
+    this.silence(id);
+  }
+
+  /** Closes the links member `id` sends on to us (data, and its control link): nothing more is read from them. */
+  private silence(id: number): void {
+    const h = this.host;
     for (const inb of [...h.inbound]) if (inb.sender() === id) inb.link.destroy();
     const m = h.membership.byId(id);
     if (m) h.control.linkOf(m.name)?.destroy();

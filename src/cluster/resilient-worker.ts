@@ -165,6 +165,16 @@ export class ResilientWorker {
     this.floor = Math.max(this.floor, epoch + 1);
   }
 
+  /**
+   * The initializer is lost: every data frame until the rollback, of any epoch, is discarded. The
+   * frames of an event it had started (a later epoch than this member's table) are as stale as
+   * the rest, and no coordinator is left to start a newer one. The rollback sets the floor to
+   * its own epoch.
+   */
+  private discardAllUntilRollback(): void {
+    this.floor = Number.MAX_SAFE_INTEGER;
+  }
+
   get checkpointer(): Checkpointer | undefined {
     return this.resilience.checkpointer;
   }
@@ -379,7 +389,7 @@ export class ResilientWorker {
     this.awaitingInitializer = true;
     // What status says meanwhile: nothing is processed until it is back.
     h.setDown([INITIALIZER_NAME]);
-    this.discardUntilRollback(h.table.epoch);
+    this.discardAllUntilRollback();
     log.warn("initializer_lost", `Lost the initializer (${why}): waiting for it to be started again (up to ${ENTRY_LIMITS.rejoinDeadlineMs / 1000} s)`);
     h.entry.rejoin(addr, { cluster: r.clusterId ?? "", epoch: h.table.epoch }).catch((err: unknown) => h.fatal(err instanceof WallarooError ? err : new UnreachableError(String(err))));
     return true;
