@@ -19,8 +19,11 @@ import type { Membership } from "./membership.ts";
 import type { Migration } from "./migration.ts";
 import type { Peer } from "./peer.ts";
 import type { Peers } from "./peers.ts";
-import { CHECKPOINT_PART_SLOTS, CHECKPOINT_YIELD_BYTES, type CommitBody, type Resilience } from "./resilience.ts";
+import { CHECKPOINT_YIELD_BYTES, CHECKPOINT_YIELD_MS, type CommitBody, type Resilience } from "./resilience.ts";
 import type { RoutingTable } from "./routing-table.ts";
+
+/** Slots restored between two looks at the clock in a rollback (a few hundred keys each at a million keys). */
+const RESTORE_PART_SLOTS = 8;
 
 export const RECOVERY_LIMITS = {
   /** Frames replayed per turn of the event loop. */
@@ -346,6 +349,17 @@ export class Recovery {
     h.setFloor(b.epoch);
     r.rollbacks++;
     r.store.discardAfter(b.k);
+    // The peers first: heartbeats go out on them while the state is restored (a restarted member
+    // has no live peer for the initializer until now, and at a million keys the restore outlasts
+    // the failure timeout). Data links are dialed after; frames of this epoch wait until then.
+    const redial: Member[] = [];
+    for (const m of b.members) {
+      if (m.id === self) continue;
+      const before = h.peers.get(m.id);
+      const p = this.linkTo(m);
+      h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
+      if (p.data === undefined) redial.push(m);
+    }
     const images = [...r.store.slotsAt(b.k)];
     // In parts, yielding between them, so that heartbeats go out while many keys are restored.
     h.dataflow.state.clear();
@@ -355,22 +369,17 @@ export class Recovery {
     for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
     let keys = 0;
     let sinceYield = 0;
-    for (let i = 0; i < images.length; i += CHECKPOINT_PART_SLOTS) {
-      const part = images.slice(i, i + CHECKPOINT_PART_SLOTS);
+    let yieldedAt = h.clock.now();
+    // A few slots at a time, the clock looked at after each: see CHECKPOINT_YIELD_MS.
+    for (let i = 0; i < images.length; i += RESTORE_PART_SLOTS) {
+      const part = images.slice(i, i + RESTORE_PART_SLOTS);
       keys += h.dataflow.state.installImages(part, mine);
       for (const [, image] of part) sinceYield += image.length;
-      if (sinceYield >= CHECKPOINT_YIELD_BYTES && i + CHECKPOINT_PART_SLOTS < images.length) {
+      if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
         sinceYield = 0;
         await h.clock.sleep(0);
+        yieldedAt = h.clock.now();
       }
-    }
-    const redial: Member[] = [];
-    for (const m of b.members) {
-      if (m.id === self) continue;
-      const before = h.peers.get(m.id);
-      const p = this.linkTo(m);
-      h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
-      if (p.data === undefined) redial.push(m);
     }
     await h.peers.dialAll(redial);
     for (const inb of h.inbound()) inb.release(b.epoch);

@@ -31,10 +31,16 @@ export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
 export const DEFAULT_RESILIENCE_DIR = "/tmp/wallaroo";
 /** A member waits this long for its sink to take a checkpoint's outputs before it says written. */
 const SINK_FLUSH_MS = 10_000;
-/** Slots encoded per part of a checkpoint (and restored per turn in a rollback). */
+/** Slots encoded per part of a checkpoint. */
 export const CHECKPOINT_PART_SLOTS = 64;
-/** A checkpoint yields to the event loop (heartbeats, the data) after about this much encoding or writing. */
+/** A checkpoint yields to the event loop (heartbeats, the data) after about this much encoding or writing… */
 export const CHECKPOINT_YIELD_BYTES = 4 * 1024 * 1024;
+/**
+ * …or this much time, whichever comes first. Bytes alone were not a bound on time: a worker just
+ * started again restores with code the JIT has not compiled yet, and at a million keys it held
+ * its loop past the 1 s failure timeout between two yields (bench/resilience.ts --keys 1000000).
+ */
+export const CHECKPOINT_YIELD_MS = 50;
 
 /** What the initializer records with each commit: all a recovery needs besides the stores. */
 export interface CommitBody {
@@ -194,6 +200,7 @@ export class Resilience {
     const parts: Array<Array<{ slot: number; image: Uint8Array }>> = [];
     // The event loop gets a turn only after real work: a small state is taken in one go.
     let sinceYield = 0;
+    let yieldedAt = h.clock.now();
     for (let from = 0; from < SLOT_COUNT; from += CHECKPOINT_PART_SLOTS) {
       // A rollback meanwhile made this checkpoint moot.
       if (this.rollbacks !== rollbacks) return;
@@ -201,10 +208,11 @@ export class Resilience {
       for (const i of images) sinceYield += i.image.length;
       slots += images.length;
       parts.push(images);
-      if (sinceYield >= CHECKPOINT_YIELD_BYTES && from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) {
+      if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && from + CHECKPOINT_PART_SLOTS < SLOT_COUNT) {
         bytes += sinceYield;
         sinceYield = 0;
         await h.clock.sleep(0);
+        yieldedAt = h.clock.now();
       }
     }
     bytes += sinceYield;
@@ -230,10 +238,11 @@ export class Resilience {
         batch.push(i);
         batchBytes += i.image.length;
       }
-      if (batchBytes >= CHECKPOINT_YIELD_BYTES) {
+      if (batchBytes >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) {
         if (this.rollbacks !== rollbacks) return;
         flush();
         await h.clock.sleep(0);
+        yieldedAt = h.clock.now();
       }
     }
     if (this.rollbacks !== rollbacks) return;

@@ -409,6 +409,11 @@ export class ResilientWorker {
       }
       this.awaitingInitializer = false;
     }
+    // Heartbeats go out while the state is restored, not only after: at a million keys a
+    // restarted worker restores for about a second, and the initializer, hearing nothing,
+    // declared it lost again and again (bench/resilience.ts --keys 1000000: 11 rollbacks for 2
+    // kills). The restore yields to the event loop often enough for the timer to run.
+    h.heartbeats.start();
     void this.recovery.apply(b).then(() => {
       this.rejoinLinks.clear();
       // Silence counts from now: whoever came back was not heard from while the rollback ran.
