@@ -20,7 +20,7 @@ export interface PlannedStep {
   /** Stateful steps: the keyBy whose key picks the state. */
   readonly keyed_by?: string;
   /** Stateful steps: "application" when the step gives its own state codec. */
-  readonly state_codec?: "bun:jsc" | "application";
+  readonly state_codec?: "default" | "application";
   /** Where it runs: on the initializer, wherever the message is, or on the key's slot owner. */
   readonly runs_on: "initializer" | "where the message is" | "slot owner";
   /** The workers it may run on: "where the message is" is the initializer until a stateful step. */
@@ -34,7 +34,7 @@ export interface PipelinePlan {
   readonly source: { readonly name: string; readonly runs_on: "initializer" };
   readonly steps: readonly PlannedStep[];
   readonly sink: { readonly name: string; readonly runs_on: "producing worker"; readonly may_run_on: MayRunOn };
-  readonly message_codec: "bun:jsc" | "application";
+  readonly message_codec: "default" | "application";
   /** What pins work to the initializer: the source and every non-parallel stateless step. */
   readonly initializer_only: readonly string[];
   /**
@@ -72,7 +72,7 @@ export function planPipeline(spec: AppSpec): PipelinePlan {
         name: st.name,
         kind: "stateful",
         keyed_by: key!,
-        state_codec: st.stateCodec ? "application" : "bun:jsc",
+        state_codec: st.stateCodec ? "application" : "default",
         runs_on: "slot owner",
         may_run_on: "any worker",
         crossing: raw ? "raw frame" : "message codec",
@@ -86,7 +86,7 @@ export function planPipeline(spec: AppSpec): PipelinePlan {
     source: { name: spec.source.name, runs_on: "initializer" },
     steps,
     sink: { name: spec.sink.name, runs_on: "producing worker", may_run_on: here() },
-    message_codec: spec.messageCodec ? "application" : "bun:jsc",
+    message_codec: spec.messageCodec ? "application" : "default",
     initializer_only: initializerOnly,
     shrink_eligible: "every worker except the initializer",
   };
@@ -94,7 +94,7 @@ export function planPipeline(spec: AppSpec): PipelinePlan {
 
 /** The plan as an author reads it: one line per part, then what it means for shrinking. */
 export function formatPlan(plan: PipelinePlan): string {
-  const codec = plan.message_codec === "application" ? "the application's message codec" : "the message codec (bun:jsc)";
+  const codec = plan.message_codec === "application" ? "the application's message codec" : "the default message codec";
   const rows: [string, string, string][] = [[`source "${plan.source.name}"`, "decoder", "initializer only (it alone listens on --in)"]];
   const wherever = (may: MayRunOn) => (may === "any worker" ? "any worker: wherever the message is" : "initializer (wherever the message is: still on the initializer)");
   plan.steps.forEach((s, i) => {

@@ -87,6 +87,11 @@ type Phase =
       started: number;
       keys: number;
       bytes: number;
+      /** The round in flight gives a dead worker's slots away (its keys say nothing of a slot's size). */
+      repairing: boolean;
+      /** Slots and keys installed by rounds that were no repair: the keys per slot that size the next round. */
+      sizedSlots: number;
+      sizedKeys: number;
       timer: Timer | undefined;
     };
 
@@ -437,6 +442,9 @@ export class Coordinator {
       started: this.clock.now(),
       keys: 0,
       bytes: 0,
+      repairing: false,
+      sizedSlots: 0,
+      sizedKeys: 0,
       timer: undefined,
     };
     // A member that died while the cluster was idle takes part in nothing: its slots go to live
@@ -504,6 +512,7 @@ export class Coordinator {
     const epoch = this.host.epoch() + 1;
     const participants = this.host.members().filter((m) => !p.dead.has(m.id)).map((m) => m.id);
     p.inFlight = new Map(moves.map((m) => [m[0], [m[1], m[2]] as const]));
+    p.repairing = repair;
     if (!repair) p.slots += moves.length;
     p.timer = this.clock.setTimeout(() => this.roundStalled(epoch), COORDINATOR_LIMITS.roundStallMs);
     if (repair) log.warn("migration_repair", `AUTOSCALE: round ${p.round} gives ${moves.length} slots of dead workers to live ones`);
@@ -521,6 +530,10 @@ export class Coordinator {
     }
     for (const s of body.slots) p.inFlight.delete(s);
     p.keys += body.keys;
+    if (!p.repairing) {
+      p.sizedSlots += body.slots.length;
+      p.sizedKeys += body.keys;
+    }
     p.bytes += body.bytes;
     this.maybeAdvance();
   }
@@ -552,7 +565,7 @@ export class Coordinator {
     const took = t - p.roundStarted;
     if (took > ROUND_SLOTS.targetMs) p.roundSlots = Math.min(ROUND_SLOTS.max, p.roundSlots * 2);
     else if (took < ROUND_SLOTS.targetMs / 2) p.roundSlots = Math.max(ROUND_SLOTS.min, p.roundSlots >> 1);
-    if (p.slots > 0 && p.keys > 0) p.roundSlots = Math.max(ROUND_SLOTS.min, Math.min(p.roundSlots, Math.floor(ROUND_KEYS_MAX / (p.keys / p.slots))));
+    if (p.sizedSlots > 0 && p.sizedKeys > 0) p.roundSlots = Math.max(ROUND_SLOTS.min, Math.min(p.roundSlots, Math.floor(ROUND_KEYS_MAX / (p.sizedKeys / p.sizedSlots))));
     log.debug("migration_round", `AUTOSCALE: round ${p.round} done in ${took.toFixed(1)} ms; next round up to ${p.roundSlots} slots`);
     if (t - p.lastProgress >= PROGRESS_EVERY_MS) {
       p.lastProgress = t;

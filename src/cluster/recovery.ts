@@ -87,6 +87,8 @@ export class Recovery {
   private generation = 0;
   /** The sources are held from the first member back until the recovery is over. */
   private holding = false;
+  /** Rollbacks started here (`apply`): an older one still restoring stops when it sees a newer. */
+  private applying = 0;
   /** Rollbacks completed here, and messages replayed (initializer). */
   rollbacks = 0;
   replayed = 0;
@@ -220,7 +222,7 @@ export class Recovery {
     // A member that came back is reached on the link it rejoined on.
     for (const m of members) if (this.back.has(m.id)) this.linkTo(m);
     for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
-    void this.apply(body).then(() => this.onRolledBack(h.membership.selfId, commit.k, epoch));
+    void this.apply(body).then((done) => done && this.onRolledBack(h.membership.selfId, commit.k, epoch));
     h.clock.setTimeout(() => {
       if (this.generation !== gen || !this.rolling) return;
       log.error("rollback_stalled", `Rollback to checkpoint ${commit.k} not acknowledged by every member within ${RECOVERY_LIMITS.rollbackDeadlineMs} ms; rolling back again`);
@@ -335,9 +337,12 @@ export class Recovery {
   /**
    * Rolls this member back to checkpoint `b.k`: the table and membership of the rollback, every
    * slot it owns restored from its store, nothing held, frames of older epochs discarded, links
-   * to every member. Resolves once connected to all of them.
+   * to every member. Resolves true once connected to all of them, or false as soon as a later
+   * rollback started here meanwhile (the restore yields to the event loop): that one finishes
+   * the work, and this one must not say it did.
    */
-  async apply(b: ControlBody<"rollback">): Promise<void> {
+  async apply(b: ControlBody<"rollback">): Promise<boolean> {
+    const gen = ++this.applying;
     const h = this.host;
     const r = h.resilience;
     r.barriers.rollback(b.k);
@@ -378,10 +383,12 @@ export class Recovery {
       if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
         sinceYield = 0;
         await h.clock.sleep(0);
+        if (gen !== this.applying) return false;
         yieldedAt = h.clock.now();
       }
     }
     await h.peers.dialAll(redial);
+    if (gen !== this.applying) return false;
     for (const inb of h.inbound()) inb.release(b.epoch);
     h.pressureCheck();
     log.info("rolled_back", `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots`, {
@@ -389,5 +396,6 @@ export class Recovery {
       epoch: b.epoch,
       keys,
     });
+    return true;
   }
 }

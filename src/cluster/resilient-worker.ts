@@ -414,7 +414,8 @@ export class ResilientWorker {
     // declared it lost again and again (bench/resilience.ts --keys 1000000: 11 rollbacks for 2
     // kills). The restore yields to the event loop often enough for the timer to run.
     h.heartbeats.start();
-    void this.recovery.apply(b).then(() => {
+    void this.recovery.apply(b).then((done) => {
+      if (!done) return;
       this.rejoinLinks.clear();
       // Silence counts from now: whoever came back was not heard from while the rollback ran.
       for (const m of b.members) h.heartbeats.reset(m.id);

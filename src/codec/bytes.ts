@@ -14,7 +14,7 @@ export class ByteBuilder implements ByteSink {
   len = 0;
 
   constructor(initialBytes = 256) {
-    this.buf = new Uint8Array(initialBytes);
+    this.buf = new Uint8Array(Math.max(1, initialBytes));
   }
 
   ensure(n: number): void {

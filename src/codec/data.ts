@@ -47,7 +47,8 @@ export const DATA_MAX_FRAME = 16 * 1024 * 1024;
 export const MAX_KEY_BYTES = 0xffff;
 
 const encoder = new TextEncoder();
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the text (a key, a string in state), not a mark to drop.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Byte length of `s` as UTF-8. */
 export function utf8Length(s: string): number {
@@ -194,7 +195,9 @@ export function beginEntry(o: ByteSink, stage: number, key: string): number {
 
 /** Closes the entry whose stateLen `beginEntry` reserved at `lenAt`: the state is what was appended since. */
 export function endEntry(o: ByteSink, lenAt: number): void {
-  writeU32(o.buf, lenAt, o.len - lenAt - 4);
+  const n = o.len - lenAt - 4;
+  assert(n <= 0xffffffff, `a state of ${n} bytes fits the grammar's u32 length`);
+  writeU32(o.buf, lenAt, n);
 }
 
 /** Appends one whole entry. */

@@ -7,7 +7,10 @@
 // An entry is laid out as a STATE frame's entry (src/codec/data.ts), so a recovered slot and a
 // migrated one are installed alike. The image has no header of its own: the store says which slot
 // and checkpoint it belongs to. It is the format of files that outlive the process, so it changes
-// only together with the store's schema version.
+// only together with the store's schema version. A state's bytes are its codec's: the default
+// codec (src/codec/value.ts) reads both its own form and the bun:jsc form images held before it,
+// so stores written before it are read as they are (a binary older than it cannot read newer
+// images: it fails on them as on a damaged store).
 import { packEntry, readU16, readUtf8, type StateEntry } from "./data.ts";
 import { readU32, writeU32 } from "./frame.ts";
 import { ByteBuilder } from "./bytes.ts";

@@ -12,7 +12,7 @@ describe("planPipeline", () => {
     const plan = planPipeline(alphabet);
     expect(plan.steps).toEqual([
       { name: "letter", kind: "key", runs_on: "where the message is", may_run_on: "initializer", crossing: null },
-      { name: "add votes", kind: "stateful", keyed_by: "letter", state_codec: "bun:jsc", runs_on: "slot owner", may_run_on: "any worker", crossing: "raw frame" },
+      { name: "add votes", kind: "stateful", keyed_by: "letter", state_codec: "default", runs_on: "slot owner", may_run_on: "any worker", crossing: "raw frame" },
     ]);
     expect(plan.sink).toEqual({ name: "sink", runs_on: "producing worker", may_run_on: "any worker" });
     expect(plan.initializer_only).toEqual(['source "alphabet"']);

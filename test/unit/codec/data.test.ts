@@ -563,6 +563,12 @@ describe("packed entries", () => {
     expect(Array.from(encodeState(0, 0, 1, back))).toEqual(Array.from(frame));
   });
 
+  test("a key that starts with U+FEFF keeps it (a decoder must not take it for a byte-order mark)", () => {
+    const o = new ByteBuilder(8);
+    endEntry(o, beginEntry(o, 0, "\uFEFFx"));
+    expect(unpackEntries(o.buf.subarray(0, o.len), 1)[0]!.key).toBe("\uFEFFx");
+  });
+
   test("a count that disagrees with the bytes is an invariant failure, not a short read", () => {
     const o = new ByteBuilder(8);
     endEntry(o, beginEntry(o, 0, "k"));

@@ -40,6 +40,12 @@ describe("value codec: compact form", () => {
     expect(Object.keys(roundTrip({ "2": "x", "1": "y", z: 0 }) as object)).toEqual(["1", "2", "z"]);
   });
 
+  test("a leading U+FEFF is text, kept in strings and keys", () => {
+    expect(roundTrip("\uFEFFabc")).toBe("\uFEFFabc");
+    expect(roundTrip("\uFEFF")).toBe("\uFEFF");
+    expect(Object.keys(roundTrip({ "\uFEFFk": 1 }) as object)).toEqual(["\uFEFFk"]);
+  });
+
   test("an own __proto__ key stays data, never a prototype", () => {
     const v = JSON.parse('{"__proto__": {"polluted": 1}, "a": 2}');
     const back = roundTrip(v) as Record<string, unknown>;
