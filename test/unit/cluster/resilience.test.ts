@@ -107,4 +107,38 @@ describe("Resilience", () => {
     expect(written).toEqual(["captured 1", "1:2", "captured 2", "2:1"]);
     expect([...store.slotsAt(2).keys()].sort((a, b) => a - b)).toEqual([7, 8, 900]);
   });
+
+  test("a snapshot yields to the event loop after CHECKPOINT_YIELD_MS of work, however few its bytes", async () => {
+    const store = new MemoryCheckpointStore();
+    const { r, written, clock, dataflow } = make(store);
+    // Work as slow as a process whose code is not compiled yet: every look at the clock finds
+    // another 60 ms gone. The state is a few bytes, far below CHECKPOINT_YIELD_BYTES.
+    const now = clock.now.bind(clock);
+    let slow = true;
+    let skew = 0;
+    clock.now = () => now() + (slow ? (skew += 60) : skew);
+    const sleep = clock.sleep.bind(clock);
+    let yields = 0;
+    clock.sleep = (ms: number) => {
+      if (ms === 0) yields++;
+      return sleep(ms);
+    };
+    for (let slot = 0; slot < 1024; slot += 64) dataflow.state.get(1, slot, `k${slot}`);
+    const done = r.snapshot(1);
+    let finished = false;
+    void done.then(() => (finished = true));
+    let yieldsWhenCaptured = -1;
+    for (let i = 0; i < 500 && !finished; i++) {
+      clock.advance(1);
+      for (let j = 0; j < 5; j++) await Promise.resolve();
+      if (yieldsWhenCaptured < 0 && written.length > 0) yieldsWhenCaptured = yields;
+    }
+    slow = false;
+    expect(finished).toBe(true);
+    expect(written).toEqual(["captured 1", "1:16"]);
+    // Capturing 16 parts of 64 slots looked at the clock after each and yielded between them,
+    // and so did writing them.
+    expect(yieldsWhenCaptured).toBeGreaterThanOrEqual(15);
+    expect(yields - yieldsWhenCaptured).toBeGreaterThanOrEqual(15);
+  });
 });
