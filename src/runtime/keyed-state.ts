@@ -25,6 +25,8 @@ export class KeyedState {
   private readonly maps: Array<Array<Map<string, unknown> | undefined>> = [];
   private readonly codecs: Array<StateCodec<unknown> | undefined> = [];
   private readonly stageNames: string[] = [];
+  /** `getter(stage)` made once per stage, for `get`. */
+  private readonly getters: Array<((slot: number, key: string) => unknown) | undefined> = [];
   readonly statefulStages: number[] = [];
   /**
    * slot → 1 when its state may have changed since the last checkpoint image (any read through
@@ -70,7 +72,9 @@ export class KeyedState {
 
   /** The state of `key` at `stage`, created on first use. */
   get(stage: number, slot: number, key: string): unknown {
-    return this.getter(stage)(slot, key);
+    let g = this.getters[stage];
+    if (!g) this.getters[stage] = g = this.getter(stage);
+    return g(slot, key);
   }
 
   /** The state of `key` at `stage` if it has one here; nothing is created or marked changed. */
