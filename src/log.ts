@@ -1,6 +1,6 @@
 // Logs go to stderr through consola; stdout is reserved for data and --json answers.
 // In JSON mode every line is one object with a stable `event` name so scripts can wait on it.
-import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
 
 export type LogFormat = "text" | "json";
 export const LOG_LEVELS = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 } as const;
