@@ -5,7 +5,7 @@ import { createUnitRng as prng } from "../../../src/tools/generators.ts";
 import { describe, expect, test } from "bun:test";
 import { InvariantError } from "../../../src/assert.ts";
 import { applyMoves, initialOwners, type Move, planMoves, slotCounts } from "../../../src/cluster/slots.ts";
-import { SLOT_COUNT, slotOf } from "../../../src/runtime/slot-hash.ts";
+import { SLOT_COUNT, slotOf, xxHash32Ascii } from "../../../src/runtime/slot-hash.ts";
 
 /** Reference xxHash32 (seed 0) over the UTF-8 bytes, written from the spec. */
 function xxh32(bytes: Uint8Array, seed = 0): number {
@@ -77,6 +77,30 @@ describe("slotOf is pinned", () => {
       for (const k of keys) {
         const want = xxh32(te.encode(k)) % SLOT_COUNT;
         if (slotOf(k) !== want) expect({ k, slot: slotOf(k) }).toEqual({ k, slot: want });
+      }
+    }
+  });
+
+  test("the JavaScript hash of ASCII keys is xxHash32 of every length, and declines any other key", () => {
+    const te = new TextEncoder();
+    const rnd = prng(7);
+    for (let len = 0; len <= 70; len++) {
+      for (let t = 0; t < 20; t++) {
+        const k = String.fromCharCode(...Array.from({ length: len }, () => Math.floor(rnd() * 0x80)));
+        if (xxHash32Ascii(k) !== xxh32(te.encode(k))) expect({ k, h: xxHash32Ascii(k) }).toEqual({ k, h: xxh32(te.encode(k)) });
+      }
+    }
+    // A non-ASCII character anywhere (in a 16-byte stripe, a 4-byte lane or the tail) declines.
+    for (const k of ["é", "abcé", "abcdefghijklmnopé", "0123456789abcdef0123\u0080", "\u0080" + "a".repeat(20), "🔑"]) expect(xxHash32Ascii(k)).toBe(-1);
+  });
+
+  test("slotOf agrees with the hash beyond what its cache holds, for keys seen once and again", () => {
+    const te = new TextEncoder();
+    const keys = Array.from({ length: 10_000 }, (_, i) => (i % 3 === 0 ? `ключ-${i}` : `key-${i}-${"x".repeat(i % 40)}`));
+    for (let round = 0; round < 2; round++) {
+      for (const k of keys) {
+        const want = xxh32(te.encode(k)) % SLOT_COUNT;
+        if (slotOf(k) !== want) expect({ k, round, slot: slotOf(k) }).toEqual({ k, round, slot: want });
       }
     }
   });
