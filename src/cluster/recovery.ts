@@ -222,6 +222,8 @@ export class Recovery {
     // A member that came back is reached on the link it rejoined on.
     for (const m of members) if (this.back.has(m.id)) this.linkTo(m);
     for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
+    // Out now, not when this member's own restore first yields: the members restore meanwhile.
+    for (const m of members) if (m.id !== h.membership.selfId) h.peers.get(m.id)?.control?.flush();
     void this.apply(body).then((done) => done && this.onRolledBack(h.membership.selfId, commit.k, epoch));
     h.clock.setTimeout(() => {
       if (this.generation !== gen || !this.rolling) return;
@@ -264,6 +266,9 @@ export class Recovery {
     const t0 = h.clock.now();
     const live = () => this.generation === gen && !h.stopping();
     let waitedSince = -1;
+    /** Time spent waiting for congested downstream, and the waits: what bounds a slow replay. */
+    let waitedMs = 0;
+    let waits = 0;
     try {
       while (pos < end && live()) {
         // Downstream congested: wait, saying so every few seconds (the sources are paused meanwhile).
@@ -273,7 +278,10 @@ export class Recovery {
             log.warn("replay_waiting", `Replay waits for congested downstream (a sink or a peer) at position ${pos} of ${end}`);
             waitedSince = h.clock.now();
           }
+          const t = h.clock.now();
           await h.clock.sleep(1);
+          waitedMs += h.clock.now() - t;
+          waits++;
           continue;
         }
         waitedSince = -1;
@@ -292,9 +300,12 @@ export class Recovery {
       log.warn("replay_stopped", `Replay stopped after ${n} of ${end - commit.position} messages: a member died; the recovery starts again once it is back`);
       return false;
     }
-    log.info("replayed", `Replayed ${n} messages from the input log (positions ${commit.position} to ${end}) in ${Math.round(h.clock.now() - t0)} ms`, {
-      messages: n,
-    });
+    log.info(
+      "replayed",
+      `Replayed ${n} messages from the input log (positions ${commit.position} to ${end}) in ${Math.round(h.clock.now() - t0)} ms` +
+        ` (${Math.round(waitedMs)} ms of it waiting for congested downstream, ${waits} waits)`,
+      { messages: n, waited_ms: Math.round(waitedMs) },
+    );
     return true;
   }
 
@@ -345,6 +356,7 @@ export class Recovery {
     const gen = ++this.applying;
     const h = this.host;
     const r = h.resilience;
+    const t0 = h.clock.now();
     r.barriers.rollback(b.k);
     h.migration.reset();
     h.dataflow.discardHeld();
@@ -365,7 +377,9 @@ export class Recovery {
       h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
       if (p.data === undefined) redial.push(m);
     }
+    const tLinked = h.clock.now();
     const images = [...r.store.slotsAt(b.k)];
+    const tRead = h.clock.now();
     // In parts, yielding between them, so that heartbeats go out while many keys are restored.
     h.dataflow.state.clear();
     // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
@@ -387,15 +401,19 @@ export class Recovery {
         yieldedAt = h.clock.now();
       }
     }
+    const tInstalled = h.clock.now();
     await h.peers.dialAll(redial);
     if (gen !== this.applying) return false;
     for (const inb of h.inbound()) inb.release(b.epoch);
     h.pressureCheck();
-    log.info("rolled_back", `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots`, {
-      k: b.k,
-      epoch: b.epoch,
-      keys,
-    });
+    const ms = (a: number, z: number) => Math.round(z - a);
+    const tEnd = h.clock.now();
+    log.info(
+      "rolled_back",
+      `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots ` +
+        `in ${ms(t0, tEnd)} ms (peers ${ms(t0, tLinked)}, reading ${ms(tLinked, tRead)}, installing ${ms(tRead, tInstalled)}, data links ${ms(tInstalled, tEnd)})`,
+      { k: b.k, epoch: b.epoch, keys, ms: ms(t0, tEnd) },
+    );
     return true;
   }
 }
