@@ -44,6 +44,26 @@ describe("workloads", () => {
   });
 });
 
+test("sequence_window with a shuffled first round: every key once with value 1, then the same rounds in key order", () => {
+  const K = 50;
+  const parse = (bytes: Uint8Array) => {
+    const out: string[] = [];
+    for (let p = 0; p < bytes.length; ) {
+      const len = new DataView(bytes.buffer, bytes.byteOffset + p).getUint32(0);
+      const value = new DataView(bytes.buffer, bytes.byteOffset + p + 4).getUint32(4);
+      out.push(`${new TextDecoder().decode(bytes.subarray(p + 12, p + 4 + len))}=${value}`);
+      p += 4 + len;
+    }
+    return out;
+  };
+  const plain = parse(new SequenceWorkload(K).take(3 * K).bytes.slice());
+  const shuffled = parse(new SequenceWorkload(K, 0, { shuffleFirstRound: 1 }).take(3 * K).bytes.slice());
+  expect(shuffled.slice(0, K)).not.toEqual(plain.slice(0, K));
+  expect([...shuffled.slice(0, K)].sort()).toEqual([...plain.slice(0, K)].sort());
+  expect(shuffled.slice(K)).toEqual(plain.slice(K));
+  expect(parse(new SequenceWorkload(K, 0, { shuffleFirstRound: 1 }).take(K).bytes.slice())).toEqual(shuffled.slice(0, K));
+});
+
 describe("alphabet validator", () => {
   const wl = new AlphabetWorkload(3, 1);
   const totals = new Map<string, number>();

@@ -4,7 +4,7 @@
 // the number of messages taken from it — nothing is recorded per message.
 import type { Socket } from "bun";
 import { readU32 } from "../../src/codec/frame.ts";
-import { alphabetGenerator, sequenceWindowFrameBytes, sequenceWindowKey, writeSequenceWindowFrame } from "../../src/tools/generators.ts";
+import { alphabetGenerator, createUnitRng, sequenceWindowFrameBytes, sequenceWindowKey, writeSequenceWindowFrame } from "../../src/tools/generators.ts";
 import { HOST } from "./process.ts";
 import { now, poll } from "./wait.ts";
 
@@ -103,21 +103,44 @@ export class AlphabetWorkload implements Workload {
 /**
  * sequence_window frames as `sequenceWindowGenerator` makes them: message idx carries key
  * `key-(idx mod K)` and value ⌊idx / K⌋ + 1, so each key counts 1, 2, 3, … and an output's
- * (key, value) gives back idx exactly. `firstKey` shifts the key names (key-(firstKey + …)), for
- * a second load whose outputs must be told apart from the first's.
+ * (key, value) gives back idx exactly (with `shuffleFirstRound`, the first K messages carry the
+ * keys in another order, each with value 1: the same set of (key, value)). `firstKey` shifts the
+ * key names (key-(firstKey + …)), for a second load whose outputs must be told apart from the
+ * first's.
  */
 export class SequenceWorkload implements Workload {
   readonly name = "sequence_window";
   private readonly keyBytes: Uint8Array[];
   private readonly buf = new Uint8Array(BATCH_BYTES);
+  /** The first round's order of keys (message i < K carries key firstRound[i]), if not 0, 1, 2, … */
+  private readonly firstRound: Uint32Array | undefined;
   taken = 0;
 
   constructor(
     readonly keys: number,
     firstKey = 0,
+    /**
+     * Send the first round (each key's value 1) in a shuffled order, seeded: the workers then
+     * create each key's state in an order unrelated to the round-robin order of the rounds after
+     * it, as keys that appear over time would. Created in key order, consecutive keys' states lie
+     * next to each other in memory and a round-robin load reads them as a sequential scan, which
+     * no real load does and a restored checkpoint (installed slot by slot) does not give either.
+     */
+    opts: { shuffleFirstRound?: number } = {},
   ) {
     const enc = new TextEncoder();
     this.keyBytes = Array.from({ length: keys }, (_, i) => enc.encode(sequenceWindowKey(firstKey + i)));
+    if (opts.shuffleFirstRound !== undefined) {
+      const rnd = createUnitRng(opts.shuffleFirstRound);
+      const p = Uint32Array.from({ length: keys }, (_, i) => i);
+      for (let i = keys - 1; i > 0; i--) {
+        const j = Math.floor(rnd() * (i + 1));
+        const t = p[i]!;
+        p[i] = p[j]!;
+        p[j] = t;
+      }
+      this.firstRound = p;
+    }
   }
 
   take(max: number): { bytes: Uint8Array; count: number; first: number } {
@@ -126,7 +149,7 @@ export class SequenceWorkload implements Workload {
     let count = 0;
     while (count < max) {
       const i = first + count;
-      const key = this.keyBytes[i % this.keys]!;
+      const key = this.keyBytes[this.firstRound !== undefined && i < this.keys ? this.firstRound[i]! : i % this.keys]!;
       if (pos + sequenceWindowFrameBytes(key) > this.buf.length) break;
       pos += writeSequenceWindowFrame(this.buf, pos, key, Math.floor(i / this.keys) + 1);
       count++;
