@@ -49,6 +49,7 @@ export const CONTROL_SENDERS: { readonly [N in ControlName]: readonly SenderRole
   // The rollback that takes a member back comes on the link it rejoined on, before that is bound.
   rollback: ["entry", "initializer"],
   rolledBack: MEMBERS,
+  rollbackLinked: MEMBERS,
   undone: COORDINATOR,
   // RotateLog asked at one member for another is forwarded to it.
   rotateLog: MEMBERS,

@@ -47,6 +47,8 @@ export interface InboundHost {
   barrier(from: number, checkpoint: number, round: number, on: InboundData): void;
   /** Frames of an epoch below this were in flight before a rollback: discarded. */
   floor(): number;
+  /** A rollback is restoring this worker's state: every frame but a hello waits until it is over. */
+  restoring(): boolean;
   /** The epoch of the rollback that took member `name` back after a crash (0 if none). */
   admittedAt(name: string): number;
   /**
@@ -197,10 +199,13 @@ export class InboundData {
     if (id >= 0) this.host.lost(id);
   }
 
-  /** A frame routed under a table this worker has not applied yet must wait for the plan. */
+  /**
+   * A frame routed under a table this worker has not applied yet must wait for the plan; while a
+   * rollback restores the state, every frame waits (the replay may start before it is over).
+   */
   private ahead(buf: Uint8Array, start: number, end: number): boolean {
     if (readHead(buf, start, end, peek) !== null) return false;
-    return peek.kind !== DATA_KIND.hello && peek.epoch > this.host.migration.epoch;
+    return peek.kind !== DATA_KIND.hello && (peek.epoch > this.host.migration.epoch || this.host.restoring());
   }
 
   private handle(buf: Uint8Array, start: number, end: number): void {
@@ -258,7 +263,7 @@ export class InboundData {
     const before = this.handled;
     this.meter.begin();
     this.host.dataflow.chunkStart();
-    while (this.blocked.length > 0 && !this.held) {
+    while (this.blocked.length > 0 && !this.held && !this.host.restoring()) {
       const f = this.blocked[0]!;
       if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
       this.blocked.shift();

@@ -1,17 +1,22 @@
 // Recovery after a crash (docs/resilience.md). A member that died is down: the sources pause and
 // the coordinator waits for it to come back, started again with its command line and its
-// resilience files. Once every down member is back, the coordinator rolls the whole cluster back
-// to the last committed checkpoint: each member restores its slots from its store, drops what was
-// in flight (frames of an older epoch are discarded on arrival), connects to members it has no
-// links to, and says so; the initializer then replays its input log from the checkpoint's
-// position and the sources resume. A restarted initializer recovers the membership, the table
-// and the input log from its own files and waits for every member to reconnect the same way.
+// resilience files; meanwhile it installs its own slots of the last committed checkpoint aside
+// (`prepare`), since the rollback that follows will want them. Once every down member is back,
+// the coordinator rolls the whole cluster back to that checkpoint: each member drops what was in
+// flight (frames of an older epoch are discarded on arrival), connects to members it has no links
+// to and says so (`rollbackLinked`), then restores its slots from its store and says so
+// (`rolledBack`). The initializer replays its input log from the checkpoint's position as soon as
+// every member is linked and its own slots are back: what reaches a member still restoring waits
+// in order on its connection. The sources resume once the replay is over and every member has
+// restored. A restarted initializer recovers the membership, the table and the input log from its
+// own files and waits for every member to reconnect the same way.
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
 import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
+import type { KeyedState } from "../runtime/keyed-state.ts";
 import type { Coordinator } from "./coordinator.ts";
 import type { Failures } from "./failures.ts";
 import type { InboundData } from "./inbound-data.ts";
@@ -78,7 +83,12 @@ export class Recovery {
   private readonly givenUp = new Set<number>();
   /** Highest epoch a returning member reported: the rollback's epoch goes past it. */
   private maxEpoch = 0;
-  private rolling: { k: number; epoch: number; waiting: Set<number>; ids: number[] } | undefined;
+  /**
+   * Coordinator: the rollback under way, from its start until every member restored and the
+   * replay is over. `linking`: members yet to say `rollbackLinked` (the replay waits for them);
+   * `restoring`: members yet to say `rolledBack` (the end of the recovery waits for them).
+   */
+  private rolling: Rolling | undefined;
   private replaying = false;
   /**
    * Each rollback's number: a replay stops as soon as another death makes its rollback moot, and
@@ -89,6 +99,15 @@ export class Recovery {
   private holding = false;
   /** Rollbacks started here (`apply`): an older one still restoring stops when it sees a newer. */
   private applying = 0;
+  /** A rollback is restoring this member's state: inbound data waits until it is over. */
+  restoring = false;
+  /**
+   * Coordinator: its own slots of checkpoint `k` (under the owners of that commit), installed
+   * aside while a member is down, for the rollback its return brings. Twice the state's memory
+   * until then; dropped by a commit, taken by a rollback to `k` under the same owners.
+   */
+  private prepared: Prepared | undefined;
+  private preparing = 0;
   /** Rollbacks completed here, and messages replayed (initializer). */
   rollbacks = 0;
   replayed = 0;
@@ -110,6 +129,7 @@ export class Recovery {
 
   /** Coordinator: a commit names `members`: members given up that it leaves out are settled. */
   committed(members: readonly Member[]): void {
+    this.dropPrepared();
     let changed = false;
     for (const id of [...this.givenUp]) {
       if (members.some((m) => m.id === id)) continue;
@@ -166,6 +186,35 @@ export class Recovery {
       this.generation++;
       this.rolling = undefined;
     }
+    if (this.host.coordinator()) this.prepare();
+  }
+
+  /**
+   * Coordinator: installs its own slots of the last committed checkpoint aside, yielding as a
+   * restore does (its sources are paused while a member is down, so this is idle time). A
+   * rollback to that checkpoint under the same owners then takes them in one step.
+   */
+  private prepare(): void {
+    const h = this.host;
+    const commit = h.resilience.lastCommit();
+    if (!commit || this.prepared?.k === commit.k) return;
+    const gen = ++this.preparing;
+    const self = h.membership.selfId;
+    const owners = [...commit.owners];
+    const state = h.dataflow.state.emptyLike();
+    const images = [...h.resilience.store.slotsAt(commit.k)];
+    const p: Prepared = { k: commit.k, owners, state, keys: 0, done: Promise.resolve(false) };
+    p.done = this.installInParts(state, images, (s) => owners[s] === self, () => this.preparing === gen).then((keys) => {
+      if (keys === undefined) return false;
+      p.keys = keys;
+      return true;
+    });
+    this.prepared = p;
+  }
+
+  private dropPrepared(): void {
+    this.preparing++;
+    this.prepared = undefined;
   }
 
   private hold(on: boolean): void {
@@ -216,7 +265,9 @@ export class Recovery {
     if (empty.length > 0) log.warn("state_lost", `Slots of given-up workers start empty: ${empty.length} slots (slot ${empty.join(", slot ")})`);
     const ids = [...new Set([...down, ...this.back.keys()])];
     // Every member answers, this one too (its own rollback dials the members that came back).
-    this.rolling = { k: commit.k, epoch, waiting: new Set(members.map((m) => m.id)), ids };
+    const all = members.map((m) => m.id);
+    const r: Rolling = { k: commit.k, epoch, gen, linking: new Set(all), restoring: new Set(all), replay: "waiting", ids };
+    this.rolling = r;
     h.resetPressure();
     log.warn("rollback", `Rolling the cluster back to checkpoint ${commit.k} (epoch ${epoch}); its input from position ${commit.position} will be replayed`);
     // A member that came back is reached on the link it rejoined on.
@@ -224,32 +275,55 @@ export class Recovery {
     for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
     // Out now, not when this member's own restore first yields: the members restore meanwhile.
     for (const m of members) if (m.id !== h.membership.selfId) h.peers.get(m.id)?.control?.flush();
-    void this.apply(body).then((done) => done && this.onRolledBack(h.membership.selfId, commit.k, epoch));
+    // This member's own slots must be back before the replay feeds them: it says both at once.
+    const self = h.membership.selfId;
+    void this.apply(body).then((done) => {
+      if (!done) return;
+      this.onLinked(self, commit.k, epoch);
+      this.onRolledBack(self, commit.k, epoch);
+    });
     h.clock.setTimeout(() => {
-      if (this.generation !== gen || !this.rolling) return;
+      // Every member linked and restored: what is left is the replay, which has no deadline.
+      if (this.generation !== gen || this.rolling !== r || (r.linking.size === 0 && r.restoring.size === 0)) return;
       log.error("rollback_stalled", `Rollback to checkpoint ${commit.k} not acknowledged by every member within ${RECOVERY_LIMITS.rollbackDeadlineMs} ms; rolling back again`);
+      this.generation++;
       this.rolling = undefined;
       this.maybeRollBack(alone);
     }, RECOVERY_LIMITS.rollbackDeadlineMs);
   }
 
-  /** Coordinator: member `from` rolled back. */
-  onRolledBack(from: number, k: number, epoch: number): void {
+  /** Coordinator: member `from` took the rollback and is linked; once all are, the replay starts. */
+  onLinked(from: number, k: number, epoch: number): void {
     const r = this.rolling;
     if (!r || r.k !== k || r.epoch !== epoch) return;
-    r.waiting.delete(from);
-    if (r.waiting.size > 0) return;
-    this.rolling = undefined;
-    const gen = this.generation;
-    void this.replay(this.host.resilience.lastCommit()!, gen).then((done) => {
+    r.linking.delete(from);
+    if (r.linking.size > 0 || r.replay !== "waiting") return;
+    r.replay = "running";
+    void this.replay(this.host.resilience.lastCommit()!, r.gen).then((done) => {
       if (this.host.stopping()) return;
       // Moot: a member died meanwhile; the recovery starts again once it is back.
       if (!done) return this.maybeRollBack();
-      this.rollbacks++;
-      for (const id of r.ids) this.back.delete(id);
-      this.host.recovered(r.ids);
-      this.hold(false);
+      r.replay = "done";
+      this.maybeRecovered(r);
     });
+  }
+
+  /** Coordinator: member `from` rolled back (its state restored). */
+  onRolledBack(from: number, k: number, epoch: number): void {
+    const r = this.rolling;
+    if (!r || r.k !== k || r.epoch !== epoch) return;
+    r.restoring.delete(from);
+    this.maybeRecovered(r);
+  }
+
+  /** The recovery is over once the replay is and every member restored: the sources resume. */
+  private maybeRecovered(r: Rolling): void {
+    if (this.rolling !== r || r.replay !== "done" || r.restoring.size > 0) return;
+    this.rolling = undefined;
+    this.rollbacks++;
+    for (const id of r.ids) this.back.delete(id);
+    this.host.recovered(r.ids);
+    this.hold(false);
   }
 
   /**
@@ -346,13 +420,14 @@ export class Recovery {
   // --------------------------------------------------------------------------------- member
 
   /**
-   * Rolls this member back to checkpoint `b.k`: the table and membership of the rollback, every
-   * slot it owns restored from its store, nothing held, frames of older epochs discarded, links
-   * to every member. Resolves true once connected to all of them, or false as soon as a later
-   * rollback started here meanwhile (the restore yields to the event loop): that one finishes
-   * the work, and this one must not say it did.
+   * Rolls this member back to checkpoint `b.k`: the table and membership of the rollback, links
+   * to every member (then `linked` is called: frames of this epoch may come, and wait until the
+   * state is back), every slot it owns restored from its store, nothing held, frames of older
+   * epochs discarded. Resolves true once restored, or false as soon as a later rollback started
+   * here meanwhile (the restore yields to the event loop): that one finishes the work, and this
+   * one must not say it did.
    */
-  async apply(b: ControlBody<"rollback">): Promise<boolean> {
+  async apply(b: ControlBody<"rollback">, linked?: () => void): Promise<boolean> {
     const gen = ++this.applying;
     const h = this.host;
     const r = h.resilience;
@@ -364,11 +439,13 @@ export class Recovery {
     const self = h.membership.selfId;
     h.table.adopt(self, b.epoch, b.owners);
     h.setFloor(b.epoch);
+    this.restoring = true;
     r.rollbacks++;
     r.store.discardAfter(b.k);
     // The peers first: heartbeats go out on them while the state is restored (a restarted member
     // has no live peer for the initializer until now, and at a million keys the restore outlasts
-    // the failure timeout). Data links are dialed after; frames of this epoch wait until then.
+    // the failure timeout). Then the data links, so that the replay may start while this member
+    // restores: what reaches it meanwhile waits on its connection (`restoring`).
     const redial: Member[] = [];
     for (const m of b.members) {
       if (m.id === self) continue;
@@ -377,43 +454,97 @@ export class Recovery {
       h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
       if (p.data === undefined) redial.push(m);
     }
+    await h.peers.dialAll(redial);
+    if (gen !== this.applying) return false;
+    linked?.();
     const tLinked = h.clock.now();
-    const images = [...r.store.slotsAt(b.k)];
-    const tRead = h.clock.now();
-    // In parts, yielding between them, so that heartbeats go out while many keys are restored.
-    h.dataflow.state.clear();
     // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
     const empty = new Set(b.empty ?? []);
     const mine = (s: number) => b.owners[s] === self && !empty.has(s);
-    for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
-    let keys = 0;
-    let sinceYield = 0;
-    let yieldedAt = h.clock.now();
-    // A few slots at a time, the clock looked at after each: see CHECKPOINT_YIELD_MS.
-    for (let i = 0; i < images.length; i += RESTORE_PART_SLOTS) {
-      const part = images.slice(i, i + RESTORE_PART_SLOTS);
-      keys += h.dataflow.state.installImages(part, mine);
-      for (const [, image] of part) sinceYield += image.length;
-      if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
-        sinceYield = 0;
-        await h.clock.sleep(0);
-        if (gen !== this.applying) return false;
-        yieldedAt = h.clock.now();
-      }
+    const ahead = this.takePrepared(b.k, mine);
+    let keys: number;
+    let how: string;
+    if (ahead && (await ahead.done)) {
+      if (gen !== this.applying) return false;
+      keys = h.dataflow.state.adopt(ahead.state);
+      how = `installed ahead, waited ${Math.round(h.clock.now() - tLinked)}`;
+    } else {
+      if (gen !== this.applying) return false;
+      const images = [...r.store.slotsAt(b.k)];
+      const tRead = h.clock.now();
+      h.dataflow.state.clear();
+      const n = await this.installInParts(h.dataflow.state, images, mine, () => gen === this.applying);
+      if (n === undefined) return false;
+      keys = n;
+      how = `reading ${Math.round(tRead - tLinked)}, installing ${Math.round(h.clock.now() - tRead)}`;
     }
-    const tInstalled = h.clock.now();
-    await h.peers.dialAll(redial);
-    if (gen !== this.applying) return false;
+    for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
+    this.restoring = false;
     for (const inb of h.inbound()) inb.release(b.epoch);
     h.pressureCheck();
-    const ms = (a: number, z: number) => Math.round(z - a);
     const tEnd = h.clock.now();
     log.info(
       "rolled_back",
       `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots ` +
-        `in ${ms(t0, tEnd)} ms (peers ${ms(t0, tLinked)}, reading ${ms(tLinked, tRead)}, installing ${ms(tRead, tInstalled)}, data links ${ms(tInstalled, tEnd)})`,
-      { k: b.k, epoch: b.epoch, keys, ms: ms(t0, tEnd) },
+        `in ${Math.round(tEnd - t0)} ms (links ${Math.round(tLinked - t0)}, ${how})`,
+      { k: b.k, epoch: b.epoch, keys, ms: Math.round(tEnd - t0) },
     );
     return true;
   }
+
+  /** The state prepared for checkpoint `k` if it holds exactly the slots `mine` says (it is taken either way). */
+  private takePrepared(k: number, mine: (slot: number) => boolean): Prepared | undefined {
+    const p = this.prepared;
+    this.prepared = undefined;
+    if (!p || p.k !== k) return undefined;
+    const self = this.host.membership.selfId;
+    for (let s = 0; s < p.owners.length; s++) if (mine(s) !== (p.owners[s] === self)) return undefined;
+    return p;
+  }
+
+  /**
+   * Installs the images of the slots `mine` says into `state`, a few slots at a time, yielding to
+   * the event loop after CHECKPOINT_YIELD_MS or CHECKPOINT_YIELD_BYTES (so heartbeats go out
+   * while many keys are restored). Resolves to the keys installed, or undefined once `wanted`
+   * says the work is moot.
+   */
+  private async installInParts(state: KeyedState, images: ReadonlyArray<readonly [number, Uint8Array]>, mine: (slot: number) => boolean, wanted: () => boolean): Promise<number | undefined> {
+    const h = this.host;
+    let keys = 0;
+    let sinceYield = 0;
+    let yieldedAt = h.clock.now();
+    for (let i = 0; i < images.length; i += RESTORE_PART_SLOTS) {
+      const part = images.slice(i, i + RESTORE_PART_SLOTS);
+      keys += state.installImages(part, mine);
+      for (const [, image] of part) sinceYield += image.length;
+      if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
+        sinceYield = 0;
+        await h.clock.sleep(0);
+        if (!wanted()) return undefined;
+        yieldedAt = h.clock.now();
+      }
+    }
+    return wanted() ? keys : undefined;
+  }
+}
+
+interface Rolling {
+  k: number;
+  epoch: number;
+  /** The recovery generation it belongs to. */
+  gen: number;
+  linking: Set<number>;
+  restoring: Set<number>;
+  replay: "waiting" | "running" | "done";
+  /** Members this recovery brings back (down, or back from down). */
+  ids: number[];
+}
+
+interface Prepared {
+  k: number;
+  owners: readonly number[];
+  state: KeyedState;
+  keys: number;
+  /** True once installed; false if it was dropped first. */
+  done: Promise<boolean>;
 }

@@ -414,7 +414,9 @@ export class ResilientWorker {
     // declared it lost again and again (bench/resilience.ts --keys 1000000: 11 rollbacks for 2
     // kills). The restore yields to the event loop often enough for the timer to run.
     h.heartbeats.start();
-    void this.recovery.apply(b).then((done) => {
+    // Linked: the coordinator may start the replay while this member restores.
+    const linked = () => h.peers.sendTo(h.initializerId(), "rollbackLinked", { k: b.k, epoch: b.epoch });
+    void this.recovery.apply(b, linked).then((done) => {
       if (!done) return;
       this.rejoinLinks.clear();
       // Silence counts from now: whoever came back was not heard from while the rollback ran.

@@ -729,6 +729,7 @@ export class Worker implements Router {
         this.res?.onRollback(b);
       }),
       rolledBack: coordinatorOnly("rolledBack", (from, b) => this.res?.recovery.onRolledBack(from.id, b.k, b.epoch)),
+      rollbackLinked: coordinatorOnly("rollbackLinked", (from, b) => this.res?.recovery.onLinked(from.id, b.k, b.epoch)),
       rejoin: (link, b) => (this.res ? this.res.onRejoin(link, b) : refuseLink(link, "Only a resilient cluster's initializer takes members back after a crash.")),
       undone: fromInitializer("undone", () => {
         // A leaver of an undone shrink stays a member.
@@ -829,6 +830,7 @@ export class Worker implements Router {
       refused: (name, id) => this.failures.refuses(name, id),
       barrier: (from, k, round, on) => this.res?.onBarrier(from, k, round, on),
       floor: () => this.floor,
+      restoring: () => this.res?.recovery.restoring ?? false,
       admittedAt: (name) => this.failures.admittedAt(name),
       mayClaim: (c) => this.mayClaimData(c),
       isMember: (id, name) => this.membershipState.byId(id)?.name === name || this.membershipState.hasDeparted(name),

@@ -98,6 +98,12 @@ export const CONTROL = {
   },
   /** To the coordinator: rolled back, and connected to every member. */
   rolledBack: { id: 32, schema: v.object({ k: count, epoch }) },
+  /**
+   * To the coordinator: took the rollback and is connected to every member; its state is still
+   * being restored, and what arrives meanwhile waits. The replay may start once every member
+   * said this; the recovery ends once every member said `rolledBack`.
+   */
+  rollbackLinked: { id: 39, schema: v.object({ k: count, epoch }) },
   /** A member back after a crash (its own, or the initializer's), at its new addresses. */
   rejoin: { id: 33, schema: v.object({ name, cluster: v.string(), host: v.string(), controlPort: port, dataPort: port, epoch }) },
   /** From the coordinator: the grow or shrink in flight is undone; ignore its markers and state until the rollback. */

@@ -42,6 +42,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   committed: { k: 12 },
   rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0], empty: [1] },
   rolledBack: { k: 12, epoch: 9 },
+  rollbackLinked: { k: 12, epoch: 9 },
   rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },
   undone: { epoch: 7 },
   rotateLog: { name: "w2" },

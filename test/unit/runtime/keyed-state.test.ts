@@ -227,6 +227,26 @@ describe("KeyedState", () => {
     expect(b.slotKeyCount(99)).toBe(0);
   });
 
+  test("adopt takes a state installed ahead of time in one step, through the getters made before", () => {
+    const a = fresh().ks;
+    const s1 = slotOf("k1");
+    (a.get(COUNT, s1, "k1") as Count).n = 5;
+    (a.get(LAST, s1, "k1") as { v: string }).v = "x";
+    const images = new Map(a.dirtyImages(() => true).map((i) => [i.slot, i.image]));
+    const live = fresh().ks;
+    const getCount = live.getter(COUNT);
+    (live.get(COUNT, 99, "stale") as Count).n = 1;
+    const ahead = live.emptyLike();
+    expect(ahead.installImages(images, () => true)).toBe(2);
+    expect(live.adopt(ahead)).toBe(2);
+    // Nothing is dirty: the store holds exactly this.
+    expect(live.dirtyImages(() => true).map((i) => i.slot)).toEqual([]);
+    expect(live.slotKeyCount(99)).toBe(0);
+    expect((getCount(s1, "k1") as Count).n).toBe(5);
+    expect(live.peek(LAST, s1, "k1")).toEqual({ v: "x" });
+    expect(() => live.adopt(fresh().ks)).toThrow("adopting the state of another application");
+  });
+
   test("restore refuses a damaged image", () => {
     expect(() => fresh().ks.restore(new Map([[3, new Uint8Array([0, 0, 0, 9])]]), () => true)).toThrow(/checkpoint image of slot 3 is damaged/);
   });
