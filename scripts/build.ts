@@ -31,6 +31,10 @@ try {
 const result = await Bun.build({
   entrypoints: [join(root, "cmd/wallaroo.ts")],
   compile: { outfile: join(root, "dist/wallaroo"), autoloadBunfig: false, autoloadDotenv: false },
+  // Parsed ahead of time: a worker starts in ≈ 36 ms instead of ≈ 56 (`--version`, 2 vCPUs), which
+  // a restarted worker's recovery pays before anything else.
+  bytecode: true,
+  format: "esm",
   define: {
     WALLAROO_VERSION: JSON.stringify(pkg.version),
     WALLAROO_DECLARATIONS: JSON.stringify(declarations),
