@@ -186,7 +186,9 @@ export class Recovery {
       this.generation++;
       this.rolling = undefined;
     }
-    if (this.host.coordinator()) this.prepare();
+    // Not inside the failure handling that called this: the image read and the first installs
+    // would run before the members hear that a member is down.
+    if (this.host.coordinator()) this.host.clock.setTimeout(() => this.prepare(), 0);
   }
 
   /**
@@ -197,7 +199,7 @@ export class Recovery {
   private prepare(): void {
     const h = this.host;
     const commit = h.resilience.lastCommit();
-    if (!commit || this.prepared?.k === commit.k) return;
+    if (!commit || this.prepared?.k === commit.k || h.stopping()) return;
     const gen = ++this.preparing;
     const self = h.membership.selfId;
     const owners = [...commit.owners];
@@ -297,22 +299,30 @@ export class Recovery {
     const r = this.rolling;
     if (!r || r.k !== k || r.epoch !== epoch) return;
     r.linking.delete(from);
+    this.maybeReplay(r);
+  }
+
+  private maybeReplay(r: Rolling): void {
     if (r.linking.size > 0 || r.replay !== "waiting") return;
     r.replay = "running";
     void this.replay(this.host.resilience.lastCommit()!, r.gen).then((done) => {
       if (this.host.stopping()) return;
-      // Moot: a member died meanwhile; the recovery starts again once it is back.
-      if (!done) return this.maybeRollBack();
+      // Moot (a member died, one was given up, or the rollback stalled and was dropped, perhaps
+      // during the last batch): roll back again, once every down member is back.
+      if (!done || this.generation !== r.gen) return this.maybeRollBack(true);
       r.replay = "done";
       this.maybeRecovered(r);
     });
   }
 
-  /** Coordinator: member `from` rolled back (its state restored). */
+  /** Coordinator: member `from` rolled back (its state restored; it is linked, too). */
   onRolledBack(from: number, k: number, epoch: number): void {
     const r = this.rolling;
     if (!r || r.k !== k || r.epoch !== epoch) return;
     r.restoring.delete(from);
+    // Its `rollbackLinked` came first on the same link; should it not have, this stands for it.
+    r.linking.delete(from);
+    this.maybeReplay(r);
     this.maybeRecovered(r);
   }
 
@@ -456,7 +466,12 @@ export class Recovery {
     }
     await h.peers.dialAll(redial);
     if (gen !== this.applying) return false;
-    linked?.();
+    if (linked) {
+      linked();
+      // Out now (writes flush at the end of the turn), not after the restore's first yield.
+      await h.clock.sleep(0);
+      if (gen !== this.applying) return false;
+    }
     const tLinked = h.clock.now();
     // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
     const empty = new Set(b.empty ?? []);
@@ -496,10 +511,14 @@ export class Recovery {
   private takePrepared(k: number, mine: (slot: number) => boolean): Prepared | undefined {
     const p = this.prepared;
     this.prepared = undefined;
-    if (!p || p.k !== k) return undefined;
+    if (!p) return undefined;
     const self = this.host.membership.selfId;
-    for (let s = 0; s < p.owners.length; s++) if (mine(s) !== (p.owners[s] === self)) return undefined;
-    return p;
+    let fits = p.k === k;
+    for (let s = 0; fits && s < p.owners.length; s++) if (mine(s) !== (p.owners[s] === self)) fits = false;
+    if (fits) return p;
+    // Not this rollback's: its install (if still running) stops.
+    this.preparing++;
+    return undefined;
   }
 
   /**

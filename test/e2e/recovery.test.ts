@@ -165,6 +165,10 @@ describe("crash recovery", () => {
     // The last checkpoint committed before the crash, not an older one.
     expect(r1.k).toBe(lastCommitLogged(init, init.lines.findIndex((l, i) => i >= before1.initializer && ROLLING.test(l))));
     expect(r1.to).toBeLessThanOrEqual(wl.taken);
+    // The initializer installed its slots while w1 was down; w2 restored from its store.
+    const rolledBackLine = (lines: readonly string[], from: number) => lines.slice(from).find((l) => ROLLED_BACK.test(l)) ?? "";
+    expect(rolledBackLine(init.lines, before1.initializer)).toMatch(/\(links \d+, installed ahead, waited \d+\)$/);
+    expect(rolledBackLine(c.members.get("w2")!.child.lines, before1.w2)).toMatch(/\(links \d+, reading \d+, installing \d+\)$/);
     await allUp(c);
     // Past the replay: every letter beyond what it had before the crash.
     const max1 = rx.handler.maxTotals();
