@@ -708,7 +708,10 @@ for (const k of keyed) {
     rows.push([`restart → sources resume ms, ${fmtInt(k.keys)} keys`, list((r) => r.resumed_ms), target, `${on}; "No member is down" on the initializer`]);
     rows.push([`restart → first output ms, ${fmtInt(k.keys)} keys`, list((r) => r.first_output_ms), target, "first line at the receiver after the spawn"]);
     rows.push([`restart → latency back ≤ steady p99 ms, ${fmtInt(k.keys)} keys`, list((r) => r.normal_ms), "", `first output within ${fmtMs(recs[0]!.normal_threshold_ms)} ms of its due time`]);
-    rows.push([`messages replayed, ${fmtInt(k.keys)} keys`, recs.map((r) => fmtInt(r.replayed ?? NaN)).join(" / "), "", `"Replayed N messages" line; replay took ${list((r) => r.replay_ms)} ms`]);
+    // What the replay's length comes from: the input since the last commit, in seconds of the load
+    // (between one checkpoint's duration and one interval plus that).
+    const inputS = recs.map((r) => (r.replayed === undefined ? "-" : (r.replayed / r.rate).toFixed(2))).join(" / ");
+    rows.push([`messages replayed, ${fmtInt(k.keys)} keys`, recs.map((r) => fmtInt(r.replayed ?? NaN)).join(" / "), "", `"Replayed N messages" line: ${inputS} s of the load; replay took ${list((r) => r.replay_ms)} ms`]);
   }
 }
 console.log("\nsummary\n" + table(rows));
