@@ -5,6 +5,13 @@
 // written it (phase two): the commit record is what a recovery rolls back to. Anything that goes
 // wrong before the commit (a member dies, a deadline passes, an autoscale event must start)
 // abandons the checkpoint; the members' writes of it are then never read.
+//
+// "Every interval" is from start to start, as the original's and Flink's checkpoint intervals
+// are: a recovery replays the input since the last committed start, so at most one interval
+// plus one checkpoint's duration of it (from commit to start it was an interval plus two). A
+// checkpoint that took more than half an interval is followed by a pause of half an interval,
+// so that the sources, which each checkpoint holds while its images are taken, are not held
+// back to back when the state is large.
 import { assert } from "../assert.ts";
 import type { Clock, Timer } from "../clock.ts";
 import { log } from "../log.ts";
@@ -183,7 +190,7 @@ export class Checkpointer {
     });
     this.state = { kind: "idle" };
     this.host.hold(false);
-    this.schedule(this.intervalMs);
+    this.schedule(Math.max(this.intervalMs - ms, this.intervalMs / 2));
   }
 
   /** Gives up the checkpoint in flight (a member died, an autoscale event starts, a deadline). */

@@ -62,6 +62,29 @@ describe("checkpointer", () => {
     expect(cp.busy).toBe(false);
   });
 
+  test("the next one starts an interval after this one started, and at least half an interval after its commit", () => {
+    const { clock, events, cp } = setup(0, [0]);
+    cp.start();
+    clock.advance(1000);
+    expect(events).toEqual(["hold", "snapshot 1"]);
+    clock.advance(300);
+    cp.onCaptured(0, 1);
+    cp.onWritten(0, 1, 1, 10);
+    // Started at 1000, committed at 1300: the next starts at 2000.
+    clock.advance(699);
+    expect(events.filter((e) => e.startsWith("snapshot"))).toEqual(["snapshot 1"]);
+    clock.advance(1);
+    expect(events.at(-1)).toBe("snapshot 2");
+    // Took 800 ms (more than half the interval): the next waits half an interval after the commit.
+    clock.advance(800);
+    cp.onCaptured(0, 2);
+    cp.onWritten(0, 2, 1, 10);
+    clock.advance(499);
+    expect(events.at(-1)).toBe("release");
+    clock.advance(1);
+    expect(events.at(-1)).toBe("snapshot 3");
+  });
+
   test("answers of another checkpoint or round count for nothing", () => {
     const { clock, events, cp } = setup(1);
     cp.start();
