@@ -7,9 +7,10 @@
 // abandons the checkpoint; the members' writes of it are then never read.
 //
 // "Every interval" is from start to start, as the original's and Flink's checkpoint intervals
-// are: a recovery replays the input since the last committed start, so (while checkpoints take
-// under half an interval and none is abandoned) at most one interval plus one checkpoint's
-// duration of it (from commit to start it was an interval plus two). A
+// are: a recovery replays the input since the last committed start, so (with no grow or shrink
+// under way, when none starts, and checkpoints shorter than half an interval) at most one
+// interval plus the duration of the checkpoint in flight at the crash (from commit to start it
+// was an interval plus two). A
 // checkpoint that took more than half an interval is followed by a pause of half an interval,
 // so that the sources, which each checkpoint holds while its images are taken, are not held
 // back to back when the state is large.

@@ -85,6 +85,40 @@ describe("checkpointer", () => {
     expect(events.at(-1)).toBe("snapshot 3");
   });
 
+  test("one longer than the interval is followed half an interval after its commit; one started by now() counts from its start", () => {
+    const { clock, events, cp } = setup(0, [0]);
+    cp.start();
+    clock.advance(1000);
+    clock.advance(1500);
+    cp.onCaptured(0, 1);
+    cp.onWritten(0, 1, 1, 10);
+    clock.advance(499);
+    expect(events.filter((e) => e.startsWith("snapshot"))).toEqual(["snapshot 1"]);
+    clock.advance(1);
+    expect(events.at(-1)).toBe("snapshot 2");
+    // Exactly half an interval: both rules say the same.
+    clock.advance(500);
+    cp.onCaptured(0, 2);
+    cp.onWritten(0, 2, 1, 10);
+    clock.advance(499);
+    expect(events.at(-1)).toBe("release");
+    clock.advance(1);
+    expect(events.at(-1)).toBe("snapshot 3");
+    cp.onCaptured(0, 3);
+    cp.onWritten(0, 3, 1, 10);
+    // A grow's checkpoint, right away: the next starts an interval after it started.
+    clock.advance(200);
+    cp.now();
+    expect(events.at(-1)).toBe("snapshot 4");
+    clock.advance(100);
+    cp.onCaptured(0, 4);
+    cp.onWritten(0, 4, 1, 10);
+    clock.advance(899);
+    expect(events.at(-1)).toBe("release");
+    clock.advance(1);
+    expect(events.at(-1)).toBe("snapshot 5");
+  });
+
   test("answers of another checkpoint or round count for nothing", () => {
     const { clock, events, cp } = setup(1);
     cp.start();
