@@ -33,6 +33,19 @@ function setup(rounds = 2, participants = [0, 1, 2]) {
 
 const allDone = (cp: Checkpointer, k: number, r: number, ids = [0, 1, 2]) => ids.forEach((id) => cp.onRoundDone(id, k, r));
 const allWritten = (cp: Checkpointer, k: number, ids = [0, 1, 2]) => ids.forEach((id) => cp.onWritten(id, k, 1, 10));
+/** Checkpoint `k` of a one-member cluster without rounds, `ms` after now: its images taken and written. */
+function takeFor(clock: ManualClock, cp: Checkpointer, k: number, ms: number): void {
+  clock.advance(ms);
+  cp.onCaptured(0, k);
+  cp.onWritten(0, k, 1, 10);
+}
+/** Checkpoint `k` starts `ms` from now, and not a millisecond before. */
+function startsIn(clock: ManualClock, events: string[], k: number, ms: number): void {
+  clock.advance(ms - 1);
+  expect(events).not.toContain(`snapshot ${k}`);
+  clock.advance(1);
+  expect(events.at(-1)).toBe(`snapshot ${k}`);
+}
 
 describe("checkpointer", () => {
   test("pause, every round done by every member, every member written, then commit at the paused position and resume", () => {
@@ -67,56 +80,30 @@ describe("checkpointer", () => {
     cp.start();
     clock.advance(1000);
     expect(events).toEqual(["hold", "snapshot 1"]);
-    clock.advance(300);
-    cp.onCaptured(0, 1);
-    cp.onWritten(0, 1, 1, 10);
+    takeFor(clock, cp, 1, 300);
     // Started at 1000, committed at 1300: the next starts at 2000.
-    clock.advance(699);
-    expect(events.filter((e) => e.startsWith("snapshot"))).toEqual(["snapshot 1"]);
-    clock.advance(1);
-    expect(events.at(-1)).toBe("snapshot 2");
+    startsIn(clock, events, 2, 700);
     // Took 800 ms (more than half the interval): the next waits half an interval after the commit.
-    clock.advance(800);
-    cp.onCaptured(0, 2);
-    cp.onWritten(0, 2, 1, 10);
-    clock.advance(499);
-    expect(events.at(-1)).toBe("release");
-    clock.advance(1);
-    expect(events.at(-1)).toBe("snapshot 3");
+    takeFor(clock, cp, 2, 800);
+    startsIn(clock, events, 3, 500);
   });
 
   test("one longer than the interval is followed half an interval after its commit; one started by now() counts from its start", () => {
     const { clock, events, cp } = setup(0, [0]);
     cp.start();
     clock.advance(1000);
-    clock.advance(1500);
-    cp.onCaptured(0, 1);
-    cp.onWritten(0, 1, 1, 10);
-    clock.advance(499);
-    expect(events.filter((e) => e.startsWith("snapshot"))).toEqual(["snapshot 1"]);
-    clock.advance(1);
-    expect(events.at(-1)).toBe("snapshot 2");
+    takeFor(clock, cp, 1, 1500);
+    startsIn(clock, events, 2, 500);
     // Exactly half an interval: both rules say the same.
-    clock.advance(500);
-    cp.onCaptured(0, 2);
-    cp.onWritten(0, 2, 1, 10);
-    clock.advance(499);
-    expect(events.at(-1)).toBe("release");
-    clock.advance(1);
-    expect(events.at(-1)).toBe("snapshot 3");
-    cp.onCaptured(0, 3);
-    cp.onWritten(0, 3, 1, 10);
+    takeFor(clock, cp, 2, 500);
+    startsIn(clock, events, 3, 500);
+    takeFor(clock, cp, 3, 0);
     // A grow's checkpoint, right away: the next starts an interval after it started.
     clock.advance(200);
     cp.now();
     expect(events.at(-1)).toBe("snapshot 4");
-    clock.advance(100);
-    cp.onCaptured(0, 4);
-    cp.onWritten(0, 4, 1, 10);
-    clock.advance(899);
-    expect(events.at(-1)).toBe("release");
-    clock.advance(1);
-    expect(events.at(-1)).toBe("snapshot 5");
+    takeFor(clock, cp, 4, 100);
+    startsIn(clock, events, 5, 900);
   });
 
   test("answers of another checkpoint or round count for nothing", () => {
