@@ -31,8 +31,9 @@
 //    input's due time at the fixed rate), so a pause of the sources counts in full.
 // 3. Recovery, on the same cluster under the same load, --kills times: SIGKILL to w1; once the
 //    initializer says `Worker w1 is down`, wait --down-seconds, start w1 again with its command
-//    line, and time from that spawn: w1 listening, `Worker w1 is back`, `Rolling the cluster back
-//    to checkpoint K`, `Replayed N messages … in T ms`, `No member is down: the sources resume.`
+//    line, and time from that spawn: w1 listening, `Worker w1 is back`, `Rolling w1 back to
+//    checkpoint K` (a local recovery; `Rolling the cluster back` otherwise), `Replayed N messages
+//    … in T ms`, `No member is down: the sources resume.`
 //    (the sources are back), the first output line at the receiver, and the first output whose
 //    latency against the schedule is back to the steady p99 (the backlog of the pause is worked
 //    off). Times of log lines are when this process read them from the worker's stderr.
@@ -344,6 +345,8 @@ interface RecoveryFigures {
   position?: number;
   replayed_line_ms?: number;
   replayed?: number;
+  /** A local recovery (w1 rolled back alone): the replayed messages forwarded to it. */
+  forwarded?: number;
   replay_ms?: number;
   resumed_ms?: number;
   first_output_ms?: number;
@@ -536,7 +539,7 @@ async function keyedPart(K: number): Promise<KeyedResult> {
       for (const m of cluster.members.values()) res.peak_rss_mib[m.name] = peakRssMiB(m.child.pid);
       // A SIGKILL closes the connections; silence or a second process means a live member was taken for dead.
       const lines = cluster.initializer.child.lines;
-      res.rollbacks = lines.filter((l) => /Rolling the cluster back/.test(l)).length;
+      res.rollbacks = lines.filter((l) => /Rolling (the cluster|\S+) back to checkpoint/.test(l)).length;
       res.false_losses = lines.filter((l) => /Lost connection to worker \S+ \((nothing heard|it started again)/.test(l));
       if (res.false_losses.length > 0) console.log(`  note: ${res.rollbacks} rollbacks for ${res.recoveries.length} kills; the initializer lost a live member ${res.false_losses.length} times, e.g. "${res.false_losses[0]}"`);
     }
@@ -596,11 +599,12 @@ async function keyedPart(K: number): Promise<KeyedResult> {
       rec = { from: restartAt, threshold, max: 0, normalAt: NaN };
       const child = new Child(WORKER, old.child.cmd, { logPath: join(sub, `${WORKER}-restart-${i}.log`) });
       const back = at(init, new RegExp(`Worker ${WORKER} is back`));
-      const rolling = at(init, /Rolling the cluster back to checkpoint (\d+) \(epoch \d+\); its input from position (\d+)/).then((x) => {
+      // The whole cluster's rollback, or w1's alone (a local recovery).
+      const rolling = at(init, /Rolling (?:the cluster|\S+) back to checkpoint (\d+) \(epoch \d+\); (?:its|the) input from position (\d+)/).then((x) => {
         r.lines_before_rollback = arrivals.linesAfter;
         return x;
       });
-      const replayed = at(init, /Replayed (\d+) messages from the input log \(positions (\d+) to (\d+)\) in (\d+) ms/);
+      const replayed = at(init, /Replayed (\d+) messages from the input log \(positions (\d+) to (\d+)\)(?:, (\d+) of them to \S+, the rest skipped,)? in (\d+) ms/);
       const resumed = at(init, /No member is down: the sources resume\./);
       const restored = at(child, /Rolled back to checkpoint (\d+) at epoch \d+: (\d+) keys in (\d+) slots/);
       const control = await loggedPort(child, "control");
@@ -614,7 +618,8 @@ async function keyedPart(K: number): Promise<KeyedResult> {
       r.position = Number(ro.m[2]);
       r.replayed_line_ms = rp.t;
       r.replayed = Number(rp.m[1]);
-      r.replay_ms = Number(rp.m[4]);
+      if (rp.m[4] !== undefined) r.forwarded = Number(rp.m[4]);
+      r.replay_ms = Number(rp.m[5]);
       r.resumed_ms = rs.t;
       r.restored_ms = rw.t;
       r.restored_keys = Number(rw.m[2]);
@@ -711,7 +716,8 @@ for (const k of keyed) {
     // What the replay's length comes from: the input since the last commit, in seconds of the load
     // (between one checkpoint's duration and one interval plus that).
     const inputS = recs.map((r) => (r.replayed === undefined ? "-" : (r.replayed / r.rate).toFixed(2))).join(" / ");
-    rows.push([`messages replayed, ${fmtInt(k.keys)} keys`, recs.map((r) => fmtInt(r.replayed ?? NaN)).join(" / "), "", `"Replayed N messages" line: ${inputS} s of the load; replay took ${list((r) => r.replay_ms)} ms`]);
+    const forwarded = recs.some((r) => r.forwarded !== undefined) ? `; forwarded to w1 (a local recovery): ${recs.map((r) => (r.forwarded === undefined ? "-" : fmtInt(r.forwarded))).join(" / ")}` : "";
+    rows.push([`messages replayed, ${fmtInt(k.keys)} keys`, recs.map((r) => fmtInt(r.replayed ?? NaN)).join(" / "), "", `"Replayed N messages" line: ${inputS} s of the load${forwarded}; replay took ${list((r) => r.replay_ms)} ms`]);
   }
 }
 console.log("\nsummary\n" + table(rows));

@@ -12,8 +12,9 @@
 //   4. still while votes flow, crash and recover: kills w4 with SIGKILL, prints the status
 //      (not processing, w4 down), starts w4 again with its exact command line, waits until every
 //      member reports it back and processing, and prints the initializer's rollback and replay
-//      log lines (the cluster rolls back to the last committed checkpoint and the initializer
-//      replays its input log from there, so the outputs since that checkpoint come again);
+//      log lines (w4 rolls back to the last committed checkpoint, alone when nothing else was
+//      under way, and the initializer replays its input log from there for w4's slots, so w4's
+//      outputs since that checkpoint come again);
 //   5. waits for every output, shuts the cluster down with `wallaroo shutdown` and waits for EOF
 //      on every sink connection, so nothing can still be on its way;
 //   6. checks, against the votes regenerated from the same generator and seed, that every
@@ -236,7 +237,8 @@ async function main(): Promise<void> {
   );
 }
 
-const ROLLING = /Rolling the cluster back to checkpoint (\d+) \(epoch \d+\); its input from position \d+ will be replayed/;
+/** The whole cluster's rollback, or (a local recovery) the restarted worker's alone. */
+const ROLLING = /Rolling (?:the cluster|\w+) back to checkpoint (\d+) \(epoch \d+\); (?:its|the) input from position \d+ will be replayed/;
 const ROLLED_BACK = /Rolled back to checkpoint \d+ at epoch \d+: \d+ keys in \d+ slots/;
 const REPLAYED = /Replayed \d+ messages from the input log \(positions (\d+) to (\d+)\)/;
 const RESUMED = "No member is down: the sources resume.";

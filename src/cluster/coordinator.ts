@@ -157,6 +157,11 @@ export class Coordinator {
     return this.phase.kind !== "idle";
   }
 
+  /** No grow or shrink runs, and none was undone by a death that a rollback has not settled yet. */
+  get quiet(): boolean {
+    return this.phase.kind === "idle" && this.undoneBy === undefined;
+  }
+
   /** The event in flight and how far it is, for /status and `wallaroo top`. */
   get progress(): Autoscale {
     const p = this.phase;

@@ -108,6 +108,16 @@ export class Recovery {
    */
   private prepared: Prepared | undefined;
   private preparing = 0;
+  /**
+   * Coordinator: the member whose crash a local recovery undoes (`downNow`): only it rolls back
+   * and only its slots are replayed; every other member keeps its state and goes on with what
+   * reaches it meanwhile.
+   */
+  private local: number | undefined;
+  /** Coordinator: members down, as `downNow` last heard. */
+  private downCount = 0;
+  /** Coordinator: false from an initializer's restart (its state is gone) until its first recovery is over. */
+  private intact = true;
   /** Rollbacks completed here, and messages replayed (initializer). */
   rollbacks = 0;
   replayed = 0;
@@ -176,6 +186,46 @@ export class Recovery {
   }
 
   /**
+   * Coordinator: the members down are now `ids`. Returns true when their recovery will be local,
+   * so that the survivors keep applying what reaches them (they must: nothing replays it for
+   * their slots). It is when one member is down and nothing else is under way: the pipeline's
+   * one stateful step is its only crossing (every message makes one hop, from the initializer
+   * to its key's owner: the input log holds all that reached the dead member), no grow or
+   * shrink runs or was undone, nothing is given up, and the table and members are the last
+   * commit's. Anything else rolls the whole cluster back; it then does not matter that the
+   * survivors went on applying until they heard: with no event in flight each applied its
+   * keys' messages in order, and the rollback restores their state before the replay.
+   */
+  downNow(ids: readonly number[]): boolean {
+    // Decided when the first member goes down, and kept until the recovery is over (or another
+    // member goes down, or one is given up): a rollback decided global stays global.
+    const first = this.downCount === 0;
+    this.downCount = ids.length;
+    if (ids.length === 1 && this.local === ids[0]) return true;
+    this.local = first && ids.length === 1 && this.qualifies(ids[0]!) ? ids[0] : undefined;
+    if (this.local !== undefined) log.info("local_recovery", `Only ${this.host.membership.byId(this.local)?.name ?? this.local} will roll back once it is started again: the other members keep their state`);
+    return this.local !== undefined;
+  }
+
+  private qualifies(id: number): boolean {
+    const h = this.host;
+    const c = h.coordinator();
+    const commit = h.resilience.lastCommit();
+    if (!c || !commit || !this.intact || this.active || this.givenUp.size > 0 || id === h.membership.selfId) return false;
+    if (h.resilience.checkpointer?.rounds !== 0 || !c.quiet || h.table.epoch !== commit.epoch) return false;
+    for (let s = 0; s < commit.owners.length; s++) if (h.table.owners[s] !== commit.owners[s]) return false;
+    const now = h.membership.members.map((m) => m.id).sort((a, b) => a - b);
+    const then = commit.members.map((m) => m.id).sort((a, b) => a - b);
+    return now.join() === then.join();
+  }
+
+  /** Coordinator: a restarted initializer lost its state; its first recovery rolls everyone back. */
+  restarted(): void {
+    this.intact = false;
+    this.local = undefined;
+  }
+
+  /**
    * Coordinator: a member died (again, perhaps, or while others were rolling back or replaying):
    * whatever rollback or replay is under way is moot; a new one starts once every down member is
    * back.
@@ -187,8 +237,9 @@ export class Recovery {
       this.rolling = undefined;
     }
     // Not inside the failure handling that called this: the image read and the first installs
-    // would run before the members hear that a member is down.
-    if (this.host.coordinator()) this.host.clock.setTimeout(() => this.prepare(), 0);
+    // would run before the members hear that a member is down. A local recovery keeps this
+    // member's state: nothing to prepare.
+    if (this.host.coordinator() && this.local === undefined) this.host.clock.setTimeout(() => this.prepare(), 0);
   }
 
   /**
@@ -235,6 +286,7 @@ export class Recovery {
       this.back.delete(id);
     }
     this.keepGivenUp();
+    this.local = undefined;
     if (this.rolling || this.replaying) {
       this.generation++;
       this.rolling = undefined;
@@ -263,17 +315,36 @@ export class Recovery {
     const strangers = h.membership.members.filter((m) => !members.some((x) => x.id === m.id)).map((m) => m.name);
     if (strangers.length > 0) h.dismiss(strangers);
     const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
-    const body: ControlBody<"rollback"> = { k: commit.k, epoch, members, owners, ...(empty.length > 0 ? { empty } : {}) };
-    if (empty.length > 0) log.warn("state_lost", `Slots of given-up workers start empty: ${empty.length} slots (slot ${empty.join(", slot ")})`);
     const ids = [...new Set([...down, ...this.back.keys()])];
+    const local = this.local !== undefined && ids.length === 1 && ids[0] === this.local && empty.length === 0 ? this.local : undefined;
+    const body: ControlBody<"rollback"> = {
+      k: commit.k,
+      epoch,
+      members,
+      owners,
+      ...(empty.length > 0 ? { empty } : {}),
+      ...(local !== undefined ? { restore: [local] } : {}),
+    };
+    if (empty.length > 0) log.warn("state_lost", `Slots of given-up workers start empty: ${empty.length} slots (slot ${empty.join(", slot ")})`);
     // Every member answers, this one too (its own rollback dials the members that came back).
     const all = members.map((m) => m.id);
-    const r: Rolling = { k: commit.k, epoch, gen, linking: new Set(all), restoring: new Set(all), replay: "waiting", ids };
+    const r: Rolling = { k: commit.k, epoch, gen, linking: new Set(all), restoring: new Set(all), replay: "waiting", ids, local };
     this.rolling = r;
-    h.resetPressure();
-    log.warn("rollback", `Rolling the cluster back to checkpoint ${commit.k} (epoch ${epoch}); its input from position ${commit.position} will be replayed`);
-    // A member that came back is reached on the link it rejoined on.
-    for (const m of members) if (this.back.has(m.id)) this.linkTo(m);
+    if (local !== undefined) {
+      const name = members.find((m) => m.id === local)!.name;
+      log.warn("rollback", `Rolling ${name} back to checkpoint ${commit.k} (epoch ${epoch}); the input from position ${commit.position} will be replayed for its slots; the other members keep their state`);
+    } else {
+      // Survivors' held-queue marks are moot only if their held queues go.
+      h.resetPressure();
+      log.warn("rollback", `Rolling the cluster back to checkpoint ${commit.k} (epoch ${epoch}); its input from position ${commit.position} will be replayed`);
+    }
+    // A member that came back is reached on the link it rejoined on; what its earlier self's
+    // links (and reports about them) say is settled.
+    for (const m of members) {
+      if (!this.back.has(m.id)) continue;
+      this.linkTo(m);
+      h.failures.readmit(m.name, epoch, h.controlLinkFor(m.id));
+    }
     for (const m of members) if (m.id !== h.membership.selfId) h.send(m.id, "rollback", body);
     // Out now, not when this member's own restore first yields: the members restore meanwhile.
     for (const m of members) if (m.id !== h.membership.selfId) h.peers.get(m.id)?.control?.flush();
@@ -305,7 +376,7 @@ export class Recovery {
   private maybeReplay(r: Rolling): void {
     if (r.linking.size > 0 || r.replay !== "waiting") return;
     r.replay = "running";
-    void this.replay(this.host.resilience.lastCommit()!, r.gen).then((done) => {
+    void this.replay(this.host.resilience.lastCommit()!, r.gen, r.local).then((done) => {
       if (this.host.stopping()) return;
       // Moot (a member died, one was given up, or the rollback stalled and was dropped, perhaps
       // during the last batch): roll back again, once every down member is back.
@@ -330,6 +401,8 @@ export class Recovery {
   private maybeRecovered(r: Rolling): void {
     if (this.rolling !== r || r.replay !== "done" || r.restoring.size > 0) return;
     this.rolling = undefined;
+    this.local = undefined;
+    this.intact = true;
     this.rollbacks++;
     for (const id of r.ids) this.back.delete(id);
     this.host.recovered(r.ids);
@@ -337,10 +410,11 @@ export class Recovery {
   }
 
   /**
-   * Coordinator: feeds the input log from the checkpoint's position back into the dataflow.
-   * Resolves false when it stopped because its rollback became moot (generation `gen` is over).
+   * Coordinator: feeds the input log from the checkpoint's position back into the dataflow, or,
+   * in a local recovery, to member `only` the frames of its slots. Resolves false when it
+   * stopped because its rollback became moot (generation `gen` is over).
    */
-  private async replay(commit: CommitBody, gen: number): Promise<boolean> {
+  private async replay(commit: CommitBody, gen: number, only?: number): Promise<boolean> {
     const h = this.host;
     const input = h.resilience.inputLog!;
     const end = input.end;
@@ -353,6 +427,8 @@ export class Recovery {
     /** Time spent waiting for congested downstream, and the waits: what bounds a slow replay. */
     let waitedMs = 0;
     let waits = 0;
+    const forwardedBefore = h.dataflow.replayForwarded;
+    const feed = only === undefined ? (buf: Uint8Array, s: number, e: number) => h.dataflow.ingest(buf, s, e) : (buf: Uint8Array, s: number, e: number) => h.dataflow.replayFor(only, buf, s, e);
     try {
       while (pos < end && live()) {
         // Downstream congested: wait, saying so every few seconds (the sources are paused meanwhile).
@@ -371,7 +447,7 @@ export class Recovery {
         waitedSince = -1;
         // The original ingest time is not logged: replayed outputs count from their replay.
         h.dataflow.chunkStart(h.clock.epochMs());
-        pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), (buf, s, e) => h.dataflow.ingest(buf, s, e));
+        pos = input.read(pos, Math.min(RECOVERY_LIMITS.replayBatch, end - pos), feed);
         h.dataflow.chunkEnd();
         await h.clock.sleep(0);
       }
@@ -384,11 +460,13 @@ export class Recovery {
       log.warn("replay_stopped", `Replay stopped after ${n} of ${end - commit.position} messages: a member died; the recovery starts again once it is back`);
       return false;
     }
+    const forwarded = h.dataflow.replayForwarded - forwardedBefore;
+    const whose = only === undefined ? "" : `, ${forwarded} of them to ${h.membership.byId(only)?.name ?? only}, the rest skipped,`;
     log.info(
       "replayed",
-      `Replayed ${n} messages from the input log (positions ${commit.position} to ${end}) in ${Math.round(h.clock.now() - t0)} ms` +
+      `Replayed ${n} messages from the input log (positions ${commit.position} to ${end})${whose} in ${Math.round(h.clock.now() - t0)} ms` +
         ` (${Math.round(waitedMs)} ms of it waiting for congested downstream, ${waits} waits)`,
-      { messages: n, waited_ms: Math.round(waitedMs) },
+      { messages: n, waited_ms: Math.round(waitedMs), ...(only === undefined ? {} : { forwarded }) },
     );
     return true;
   }
@@ -442,6 +520,9 @@ export class Recovery {
     const h = this.host;
     const r = h.resilience;
     const t0 = h.clock.now();
+    // By name: a restarted member learns its id from the rollback.
+    const named = b.members.find((m) => m.name === h.name);
+    if (b.restore && named && !b.restore.includes(named.id)) return this.keep(b, gen, t0, linked);
     r.barriers.rollback(b.k);
     h.migration.reset();
     h.dataflow.discardHeld();
@@ -456,22 +537,7 @@ export class Recovery {
     // has no live peer for the initializer until now, and at a million keys the restore outlasts
     // the failure timeout). Then the data links, so that the replay may start while this member
     // restores: what reaches it meanwhile waits on its connection (`restoring`).
-    const redial: Member[] = [];
-    for (const m of b.members) {
-      if (m.id === self) continue;
-      const before = h.peers.get(m.id);
-      const p = this.linkTo(m);
-      h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
-      if (p.data === undefined) redial.push(m);
-    }
-    await h.peers.dialAll(redial);
-    if (gen !== this.applying) return false;
-    if (linked) {
-      linked();
-      // Out now (writes flush at the end of the turn), not after the restore's first yield.
-      await h.clock.sleep(0);
-      if (gen !== this.applying) return false;
-    }
+    if (!(await this.relink(b, gen, linked))) return false;
     const tLinked = h.clock.now();
     // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
     const empty = new Set(b.empty ?? []);
@@ -503,6 +569,63 @@ export class Recovery {
       `Rolled back to checkpoint ${b.k} at epoch ${b.epoch}: ${keys} keys in ${b.owners.filter((o) => o === self).length} slots ` +
         `in ${Math.round(tEnd - t0)} ms (links ${Math.round(tLinked - t0)}, ${how})`,
       { k: b.k, epoch: b.epoch, keys, ms: Math.round(tEnd - t0) },
+    );
+    return true;
+  }
+
+  /**
+   * Links to every member of rollback `b` (a fresh peer for one at new addresses, whose earlier
+   * self's links then speak for nobody), then says so (`linked`). False once a later rollback
+   * started here meanwhile.
+   */
+  private async relink(b: ControlBody<"rollback">, gen: number, linked?: () => void): Promise<boolean> {
+    const h = this.host;
+    const self = h.membership.selfId;
+    const redial: Member[] = [];
+    for (const m of b.members) {
+      if (m.id === self) continue;
+      const before = h.peers.get(m.id);
+      const p = this.linkTo(m);
+      h.failures.readmit(m.name, p !== before ? b.epoch : undefined, h.controlLinkFor(m.id));
+      if (p.data === undefined) redial.push(m);
+    }
+    await h.peers.dialAll(redial);
+    if (gen !== this.applying) return false;
+    if (linked) {
+      linked();
+      // Out now (writes flush at the end of the turn), not after the restore's first yield.
+      await h.clock.sleep(0);
+      if (gen !== this.applying) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A local recovery, on a member that keeps its state: the rollback's epoch over the same
+   * table, links to the member that restores (at its new addresses), and nothing discarded or
+   * restored: what reaches this member is applied as before, since nothing replays it for its
+   * slots. A checkpoint the crash abandoned goes on being written here (the images of the next
+   * one build on it), so this member says it rolled back only once that is done: the next
+   * checkpoint follows the recovery.
+   */
+  private async keep(b: ControlBody<"rollback">, gen: number, t0: number, linked?: () => void): Promise<boolean> {
+    const h = this.host;
+    const self = h.membership.selfId;
+    for (let s = 0; s < b.owners.length; s++)
+      assert(h.table.owners[s] === b.owners[s], `a local recovery keeps the table, but it names ${b.owners[s]} for slot ${s} and this member's names ${h.table.owners[s]}`);
+    h.adopted(b.members);
+    h.table.adopt(self, b.epoch, b.owners);
+    for (const inb of h.inbound()) inb.release(b.epoch);
+    if (!(await this.relink(b, gen, linked))) return false;
+    const tLinked = h.clock.now();
+    await h.resilience.idle();
+    if (gen !== this.applying) return false;
+    const names = b.restore!.map((id) => b.members.find((m) => m.id === id)?.name ?? String(id)).join(",");
+    log.info(
+      "kept_state",
+      `Kept this worker's state through ${names}'s rollback to checkpoint ${b.k}, at epoch ${b.epoch}, in ${Math.round(h.clock.now() - t0)} ms ` +
+        `(links ${Math.round(tLinked - t0)}, waiting for a checkpoint's writes ${Math.round(h.clock.now() - tLinked)})`,
+      { k: b.k, epoch: b.epoch },
     );
     return true;
   }
@@ -557,6 +680,8 @@ interface Rolling {
   replay: "waiting" | "running" | "done";
   /** Members this recovery brings back (down, or back from down). */
   ids: number[];
+  /** A local recovery: the one member that rolls back. */
+  local: number | undefined;
 }
 
 interface Prepared {

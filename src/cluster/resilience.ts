@@ -94,6 +94,8 @@ export class Resilience {
   /** Checkpoints this member wrote, and their bytes, for status and benchmarks. */
   written = 0;
   writtenBytes = 0;
+  /** The images of the checkpoint being taken or written here, if any (see `idle`). */
+  private taking: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly host: ResilienceHost,
@@ -189,6 +191,40 @@ export class Resilience {
     // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
     // left unanswered, and the dirty marks stay for the next checkpoint.
     if (k <= this.store.lastWritten) return log.warn("checkpoint_stale", `Checkpoint ${k} asked after ${this.store.lastWritten} was written here; ignored`);
+    const taking = this.take(k, onCaptured);
+    this.taking = taking.then(
+      () => undefined,
+      () => undefined,
+    );
+    const taken = await taking;
+    if (!taken) return;
+    const { slots, bytes, mark } = taken;
+    const until = h.clock.now() + SINK_FLUSH_MS;
+    while (!h.sinkHandedOver(mark) && h.clock.now() < until) await h.clock.sleep(1);
+    if (!h.sinkHandedOver(mark)) {
+      // The checkpoint cannot cover outputs still here: it is abandoned, and the next one tries again.
+      const why = `the sink of ${h.name} did not take its output within ${SINK_FLUSH_MS} ms`;
+      log.warn("checkpoint_sink_slow", `Checkpoint ${k}: ${why}`);
+      return h.written(k, slots, bytes, why);
+    }
+    h.written(k, slots, bytes);
+  }
+
+  /**
+   * Resolves once no checkpoint's images are being taken or written here. A member that keeps
+   * its state through a local recovery waits for this before the next checkpoint may start: one
+   * abandoned by the crash goes on being written (the next one builds on its images).
+   */
+  idle(): Promise<void> {
+    return this.taking;
+  }
+
+  /**
+   * Takes checkpoint `k`'s images of what changed and writes them; resolves to what it wrote and
+   * the sink's mark, or undefined when a rollback made it moot.
+   */
+  private async take(k: number, onCaptured?: () => void): Promise<{ slots: number; bytes: number; mark: unknown } | undefined> {
+    const h = this.host;
     // In parts of a few slots, yielding between them: with many keys a checkpoint takes longer
     // than the failure timeout, and heartbeats must go out meanwhile. Nothing changes the state
     // in between: the sources are paused and every barrier round is done.
@@ -249,15 +285,7 @@ export class Resilience {
     if (first || batch.length > 0) flush();
     this.written++;
     this.writtenBytes += bytes;
-    const until = h.clock.now() + SINK_FLUSH_MS;
-    while (!h.sinkHandedOver(mark) && h.clock.now() < until) await h.clock.sleep(1);
-    if (!h.sinkHandedOver(mark)) {
-      // The checkpoint cannot cover outputs still here: it is abandoned, and the next one tries again.
-      const why = `the sink of ${h.name} did not take its output within ${SINK_FLUSH_MS} ms`;
-      log.warn("checkpoint_sink_slow", `Checkpoint ${k}: ${why}`);
-      return h.written(k, slots, bytes, why);
-    }
-    h.written(k, slots, bytes);
+    return { slots, bytes, mark };
   }
 
   /** Checkpoint `k` is committed: older images and, on the initializer, the input before it may go. */

@@ -308,6 +308,7 @@ export class ResilientWorker {
     h.unmuteSources();
     h.heartbeats.start();
     this.resilience.checkpointer!.start();
+    this.recovery.restarted();
     if (others.length > 0) c.markDown(others.map((m) => m.id));
     else this.recovery.rollBackAlone();
   }

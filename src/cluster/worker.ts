@@ -708,8 +708,11 @@ export class Worker implements Router {
       lost: (_l, b) => this.failures.lost(b.id),
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
       linkLost: coordinatorOnly("linkLost", (from, b) => {
-        // Seen before a rollback the coordinator has since made: about a member's earlier incarnation.
-        if (b.epoch !== undefined && b.epoch < this.floor) return log.debug("stale_report", `Ignoring ${from.name}'s report about worker ${b.id} from epoch ${b.epoch}`);
+        // Seen before a rollback the coordinator has since made, or before the one that took the
+        // member back (a local recovery leaves the floor): about a member's earlier incarnation.
+        const about = this.membershipState.byId(b.id)?.name;
+        const since = Math.max(this.floor, about === undefined ? 0 : this.failures.admittedAt(about));
+        if (b.epoch !== undefined && b.epoch < since) return log.debug("stale_report", `Ignoring ${from.name}'s report about worker ${b.id} from epoch ${b.epoch}`);
         this.failures.reported(from, b.id);
       }),
       heartbeat: fromMember("heartbeat", (from, b) => {
@@ -749,13 +752,16 @@ export class Worker implements Router {
   private downChanged(ids: readonly number[]): void {
     this.pressure.setDown(ids);
     if (ids.length > 0) this.res?.checkpointer?.abandon("a member is down");
-    if (ids.length > 0) this.res?.discardUntilRollback(this.table.epoch);
+    // A local recovery's survivors keep applying what reaches them: nothing replays it.
+    const local = this.res?.recovery.downNow(ids) ?? false;
+    if (ids.length > 0 && !local) this.res?.discardUntilRollback(this.table.epoch);
     for (const id of ids) if (!this.downIds.has(id)) this.res?.recovery.onDown(id);
     this.downIds = new Set(ids);
     const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
     if (names.join() === this.downNames.join()) return;
     this.downNames = names;
-    for (const p of this.peers.live()) p.sendControl("down", { names, ...(this.res && names.length > 0 ? { epoch: this.table.epoch } : {}) });
+    // The epoch tells the members to discard what they receive until the rollback.
+    for (const p of this.peers.live()) p.sendControl("down", { names, ...(this.res && names.length > 0 && !local ? { epoch: this.table.epoch } : {}) });
     if (names.length === 0) log.info("members_up", "No member is down: the sources resume.");
   }
 

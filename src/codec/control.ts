@@ -78,7 +78,11 @@ export const CONTROL = {
   linkLost: { id: 24, schema: v.object({ id, epoch: v.optional(epoch) }) },
   /** Every 250 ms between the initializer and each member: liveness, and the keys the sender holds. */
   heartbeat: { id: 25, schema: v.object({ keys: count }) },
-  /** From the coordinator: the members that are down now (empty when none); the sources are paused while any is. */
+  /**
+   * From the coordinator: the members that are down now (empty when none); the sources are paused
+   * while any is. With `epoch` (a recovery that rolls every member back), frames of that epoch
+   * or older are discarded until the rollback; without it the members go on applying them.
+   */
   down: { id: 26, schema: v.object({ names: v.array(name), epoch: v.optional(epoch) }) },
   /** To the coordinator: this member has round `round` of checkpoint `k`'s barrier from every other member. */
   barrierDone: { id: 27, schema: v.object({ k: count, round: count }) },
@@ -93,8 +97,19 @@ export const CONTROL = {
   /** From the coordinator: roll back to checkpoint `k` under table `owners` at `epoch` (a new one), with these members. */
   rollback: {
     id: 31,
-    /** `empty`: slots of members given up, starting empty at their new owners (their images are not theirs). */
-    schema: v.object({ k: count, epoch, members: v.array(MemberSchema), owners: v.array(id), empty: v.optional(v.array(count)) }),
+    /**
+     * `empty`: slots of members given up, starting empty at their new owners (their images are not theirs).
+     * `restore`: a local recovery: only these members restore their slots; the others keep their
+     * state and the table (absent: every member restores).
+     */
+    schema: v.object({
+      k: count,
+      epoch,
+      members: v.array(MemberSchema),
+      owners: v.array(id),
+      empty: v.optional(v.array(count)),
+      restore: v.optional(v.array(id)),
+    }),
   },
   /** To the coordinator: rolled back, and connected to every member. */
   rolledBack: { id: 32, schema: v.object({ k: count, epoch }) },

@@ -44,6 +44,11 @@ export class Dataflow {
   /** entry[i] runs the message from stage i on; entry[stages.length] emits it. */
   private readonly entry: StageRunner[];
   private readonly first: StageRunner;
+  /** A local recovery's replay: the stages up to the stateful one, which forwards only `replayTo`'s slots. */
+  private readonly replayFirst: StageRunner;
+  private replayTo = -1;
+  /** Messages a local replay forwarded to the member it restores. */
+  replayForwarded = 0;
   /** Reused payload arrays for source frames shorter than 64 bytes, one per length. */
   private readonly scratch: readonly Uint8Array[] = Array.from({ length: 64 }, (_, n) => new Uint8Array(n));
   heldCount = 0;
@@ -92,6 +97,7 @@ export class Dataflow {
     this.latency = new OutputLatency(clock, () => sink.written);
     this.entry = this.compile();
     this.first = this.entry[0]!;
+    this.replayFirst = this.compileReplay();
   }
 
   /**
@@ -154,6 +160,25 @@ export class Dataflow {
     this.first(msg, "", 0, view, false, this.sampleNext && this.takeSample());
   }
 
+  /**
+   * One frame of the input log, replayed for member `owner` alone (a local recovery, in a
+   * pipeline whose one stateful step is the only crossing): it runs up to that step and is
+   * forwarded if `owner` holds its slot; nothing else runs, nothing is emitted here. A frame the
+   * decoder refused was counted and said when it was first ingested.
+   */
+  replayFor(owner: number, buf: Uint8Array, start: number, end: number): void {
+    const view = buf.subarray(start, end);
+    let msg: unknown;
+    try {
+      msg = this.decode(view);
+    } catch {
+      return;
+    }
+    if (msg === null || msg === undefined) return;
+    this.replayTo = owner;
+    this.replayFirst(msg, "", 0, view, false, false);
+  }
+
   /** One record routed to this worker by a peer. */
   receive(stage: number, flags: number, slot: number, key: string, buf: Uint8Array, start: number, end: number): void {
     if (stage >= this.stages.length) {
@@ -203,6 +228,28 @@ export class Dataflow {
       else runners[i] = this.statefulStage(i, st, next);
     }
     return runners;
+  }
+
+  /**
+   * The chain `replayFor` runs: the stages before the first stateful step as usual, then a
+   * forward to `replayTo` of the messages in its slots. Without a stateful step every stage runs
+   * on the source's worker, so no other member has anything to replay.
+   */
+  private compileReplay(): StageRunner {
+    const at = this.stages.findIndex((st) => st.kind === "stateful");
+    if (at < 0) return () => {};
+    const owners = this.router.owners;
+    let next: StageRunner = (msg, key, slot, raw) => {
+      if (owners[slot] !== this.replayTo) return;
+      this.replayForwarded++;
+      this.send(this.replayTo, at, key, slot, msg, raw);
+    };
+    for (let i = at - 1; i >= 0; i--) {
+      const st = this.stages[i]!;
+      assert(st.kind !== "stateful", "only stages before the first stateful one");
+      next = st.kind === "key" ? this.keyStage(st, next) : this.mapStage(i, st, next);
+    }
+    return next;
   }
 
   private keyStage(st: KeyStage, next: StageRunner): StageRunner {

@@ -141,4 +141,38 @@ describe("Resilience", () => {
     expect(yieldsWhenCaptured).toBeGreaterThanOrEqual(15);
     expect(yields - yieldsWhenCaptured).toBeGreaterThanOrEqual(15);
   });
+
+  test("idle() resolves once a snapshot's images are all written, before its sink is flushed", async () => {
+    const store = new MemoryCheckpointStore();
+    let queued = 100;
+    const { r, written, clock, dataflow } = make(store, "w1", "counter", () => queued);
+    let idle = false;
+    await r.idle();
+    // Slow work: every look at the clock finds 60 ms gone, so images are taken and written in parts.
+    const now = clock.now.bind(clock);
+    let skew = 0;
+    clock.now = () => now() + (skew += 60);
+    for (let slot = 0; slot < 1024; slot += 64) dataflow.state.get(1, slot, `k${slot}`);
+    const done = r.snapshot(1);
+    void r.idle().then(() => (idle = true));
+    let finished = false;
+    void done.then(() => (finished = true));
+    const slotsWhenIdle: number[] = [];
+    for (let i = 0; i < 500 && !idle; i++) {
+      clock.advance(1);
+      for (let j = 0; j < 5; j++) await Promise.resolve();
+      if (!idle) slotsWhenIdle.push(store.slotsAt(1).size);
+    }
+    expect(idle).toBe(true);
+    // Not before the last part was written: while it waited, fewer than 16 slots were there.
+    expect(slotsWhenIdle.some((n) => n > 0 && n < 16)).toBe(true);
+    expect(store.slotsAt(1).size).toBe(16);
+    expect({ finished, written }).toEqual({ finished: false, written: ["captured 1"] });
+    queued = 0;
+    for (let i = 0; i < 50 && !finished; i++) {
+      clock.advance(1);
+      for (let j = 0; j < 5; j++) await Promise.resolve();
+    }
+    expect(written).toEqual(["captured 1", "1:16"]);
+  });
 });

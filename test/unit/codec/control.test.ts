@@ -40,7 +40,7 @@ const SAMPLES: { [N in ControlName]: ControlBody<N> } = {
   snapshotWritten: { k: 12, slots: 3, bytes: 400 },
   snapshotCaptured: { k: 12 },
   committed: { k: 12 },
-  rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0], empty: [1] },
+  rollback: { k: 12, epoch: 9, members: [member(0, "initializer")], owners: [0, 0], empty: [1], restore: [1] },
   rolledBack: { k: 12, epoch: 9 },
   rollbackLinked: { k: 12, epoch: 9 },
   rejoin: { name: "w1", cluster: "c-1", host: "h", controlPort: 1, dataPort: 2, epoch: 8 },

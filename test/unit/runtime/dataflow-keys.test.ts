@@ -102,4 +102,49 @@ describe("dataflow routing", () => {
     t.df.receive(1, 1, slotOf("z"), "z", b, 0, b.length);
     expect(t.lines()).toEqual(["z=1"]);
   });
+
+  test("a local replay forwards only the restored member's messages, raw, to its stateful step; nothing runs or is emitted here", () => {
+    const t = setup();
+    const keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    // Half the keys' slots are member 3's, the rest this worker's (which has state for all).
+    const theirs = new Set(keys.filter((_, i) => i % 2 === 0));
+    for (const k of keys) t.frame(k);
+    for (const k of theirs) t.owners[slotOf(k)] = 3;
+    const before = { lines: t.lines().length, forwarded: t.forwarded.length };
+    const replay = (text: string) => {
+      const b = new TextEncoder().encode(text);
+      t.df.replayFor(3, b, 0, b.length);
+    };
+    for (const k of keys) replay(k);
+    expect(t.lines().length).toBe(before.lines);
+    // Two keys may share a slot: what is forwarded is every key whose slot is member 3's.
+    const forwardedKeys = keys.filter((k) => t.owners[slotOf(k)] === 3);
+    expect(forwardedKeys.length).toBeGreaterThanOrEqual(theirs.size);
+    expect(forwardedKeys.length).toBeLessThan(keys.length);
+    expect(t.forwarded.slice(before.forwarded)).toEqual(forwardedKeys.map((key) => ({ peer: 3, key, raw: true })));
+    expect(t.df.replayForwarded).toBe(forwardedKeys.length);
+    // This worker's state did not move: its keys count on from 1.
+    const mine = keys.find((k) => t.owners[slotOf(k)] === 0)!;
+    t.frame(mine);
+    expect(t.lines().at(-1)).toBe(`${mine}=2`);
+  });
+
+  test("a local replay of an application without a stateful step forwards and emits nothing: it all ran on the initializer", () => {
+    const t = setup();
+    const out: string[] = [];
+    const stateless = application("u")
+      .source("s", (p) => new TextDecoder().decode(p))
+      .to("upper", (m) => m.toUpperCase())
+      .toSink((o) => {
+        out.push(o);
+        return `${o}\n`;
+      });
+    t.owners.fill(3);
+    const df = new Dataflow(stateless, { selfId: 0, initializerId: 0, isInitializer: true, owners: t.owners, status: new Uint8Array(SLOT_COUNT), forward: () => void t.forwarded.push({ peer: -1, key: "", raw: false }) }, new Sink({ host: "h", port: 1 }, unused, systemClock));
+    const b = new TextEncoder().encode("x");
+    df.replayFor(3, b, 0, b.length);
+    expect({ out, forwarded: t.forwarded.length, counted: df.replayForwarded }).toEqual({ out: [], forwarded: 0, counted: 0 });
+    df.ingest(b, 0, b.length);
+    expect(out).toEqual(["X"]);
+  });
 });
