@@ -114,8 +114,8 @@ export class Recovery {
    * reaches it meanwhile.
    */
   private local: number | undefined;
-  /** Coordinator: members down, as `downNow` last heard. */
-  private downCount = 0;
+  /** Coordinator: a member was down when `downNow` last heard. */
+  private anyDown = false;
   /** Coordinator: false from an initializer's restart (its state is gone) until its first recovery is over. */
   private intact = true;
   /** Rollbacks completed here, and messages replayed (initializer). */
@@ -199,8 +199,8 @@ export class Recovery {
   downNow(ids: readonly number[]): boolean {
     // Decided when the first member goes down, and kept until the recovery is over (or another
     // member goes down, or one is given up): a rollback decided global stays global.
-    const first = this.downCount === 0;
-    this.downCount = ids.length;
+    const first = !this.anyDown;
+    this.anyDown = ids.length > 0;
     if (ids.length === 1 && this.local === ids[0]) return true;
     this.local = first && ids.length === 1 && this.qualifies(ids[0]!) ? ids[0] : undefined;
     if (this.local !== undefined) log.info("local_recovery", `Only ${this.host.membership.byId(this.local)?.name ?? this.local} will roll back once it is started again: the other members keep their state`);
@@ -237,9 +237,8 @@ export class Recovery {
       this.rolling = undefined;
     }
     // Not inside the failure handling that called this: the image read and the first installs
-    // would run before the members hear that a member is down. A local recovery keeps this
-    // member's state: nothing to prepare.
-    if (this.host.coordinator() && this.local === undefined) this.host.clock.setTimeout(() => this.prepare(), 0);
+    // would run before the members hear that a member is down.
+    if (this.host.coordinator()) this.host.clock.setTimeout(() => this.prepare(), 0);
   }
 
   /**
@@ -250,7 +249,8 @@ export class Recovery {
   private prepare(): void {
     const h = this.host;
     const commit = h.resilience.lastCommit();
-    if (!commit || this.prepared?.k === commit.k || h.stopping()) return;
+    // A local recovery keeps this member's state (decided after `onDown` scheduled this).
+    if (!commit || this.prepared?.k === commit.k || this.local !== undefined || h.stopping()) return;
     const gen = ++this.preparing;
     const self = h.membership.selfId;
     const owners = [...commit.owners];
@@ -316,7 +316,7 @@ export class Recovery {
     if (strangers.length > 0) h.dismiss(strangers);
     const epoch = Math.max(h.table.epoch, this.maxEpoch, commit.epoch) + 1;
     const ids = [...new Set([...down, ...this.back.keys()])];
-    const local = this.local !== undefined && ids.length === 1 && ids[0] === this.local && empty.length === 0 ? this.local : undefined;
+    const local = ids.length === 1 && ids[0] === this.local ? this.local : undefined;
     const body: ControlBody<"rollback"> = {
       k: commit.k,
       epoch,

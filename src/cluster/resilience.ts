@@ -94,8 +94,9 @@ export class Resilience {
   /** Checkpoints this member wrote, and their bytes, for status and benchmarks. */
   written = 0;
   writtenBytes = 0;
-  /** The images of the checkpoint being taken or written here, if any (see `idle`). */
+  /** Settles once the last checkpoint asked here is taken and written (see `idle`); `takes` are not yet. */
   private taking: Promise<void> = Promise.resolve();
+  private takes = 0;
 
   constructor(
     private readonly host: ResilienceHost,
@@ -188,14 +189,14 @@ export class Resilience {
   /** Checkpoint `k`: every barrier round is done, nothing is in flight. Write what changed, then flush the sink. */
   async snapshot(k: number, onCaptured?: () => void): Promise<void> {
     const h = this.host;
-    // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
-    // left unanswered, and the dirty marks stay for the next checkpoint.
-    if (k <= this.store.lastWritten) return log.warn("checkpoint_stale", `Checkpoint ${k} asked after ${this.store.lastWritten} was written here; ignored`);
-    const taking = this.take(k, onCaptured);
-    this.taking = taking.then(
-      () => undefined,
-      () => undefined,
-    );
+    // One at a time, in the order asked: after a local recovery a survivor may read the barrier
+    // of the checkpoint the crash abandoned only then, right before the next one's.
+    const rollbacks = this.rollbacks;
+    const take = () => this.take(k, rollbacks, onCaptured);
+    const taking = this.takes > 0 ? this.taking.then(take) : take();
+    this.takes++;
+    const settled = () => void this.takes--;
+    this.taking = taking.then(settled, settled);
     const taken = await taking;
     if (!taken) return;
     const { slots, bytes, mark } = taken;
@@ -211,9 +212,10 @@ export class Resilience {
   }
 
   /**
-   * Resolves once no checkpoint's images are being taken or written here. A member that keeps
-   * its state through a local recovery waits for this before the next checkpoint may start: one
-   * abandoned by the crash goes on being written (the next one builds on its images).
+   * Resolves once the images of every checkpoint asked so far are taken and written here (or
+   * moot). A member that keeps its state through a local recovery waits for this before it
+   * answers: a checkpoint the crash abandoned goes on being written, and the next one's images
+   * build on it.
    */
   idle(): Promise<void> {
     return this.taking;
@@ -223,14 +225,18 @@ export class Resilience {
    * Takes checkpoint `k`'s images of what changed and writes them; resolves to what it wrote and
    * the sink's mark, or undefined when a rollback made it moot.
    */
-  private async take(k: number, onCaptured?: () => void): Promise<{ slots: number; bytes: number; mark: unknown } | undefined> {
+  private async take(k: number, rollbacks: number, onCaptured?: () => void): Promise<{ slots: number; bytes: number; mark: unknown } | undefined> {
     const h = this.host;
+    // A rollback since it was asked made it moot.
+    if (this.rollbacks !== rollbacks) return;
+    // Numbers only grow (a rollback discards what came after its checkpoint); an old request is
+    // left unanswered, and the dirty marks stay for the next checkpoint.
+    if (k <= this.store.lastWritten) return void log.warn("checkpoint_stale", `Checkpoint ${k} asked after ${this.store.lastWritten} was written here; ignored`);
     // In parts of a few slots, yielding between them: with many keys a checkpoint takes longer
     // than the failure timeout, and heartbeats must go out meanwhile. Nothing changes the state
     // in between: the sources are paused and every barrier round is done.
     let bytes = 0;
     let slots = 0;
-    const rollbacks = this.rollbacks;
     // First every image, in memory: then the sources may go on (what arrives next changes no
     // image taken), and the images are written while they do.
     const parts: Array<Array<{ slot: number; image: Uint8Array }>> = [];

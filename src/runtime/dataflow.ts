@@ -245,8 +245,7 @@ export class Dataflow {
       this.send(this.replayTo, at, key, slot, msg, raw);
     };
     for (let i = at - 1; i >= 0; i--) {
-      const st = this.stages[i]!;
-      assert(st.kind !== "stateful", "only stages before the first stateful one");
+      const st = this.stages[i] as KeyStage | MapStage;
       next = st.kind === "key" ? this.keyStage(st, next) : this.mapStage(i, st, next);
     }
     return next;

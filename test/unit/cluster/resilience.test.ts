@@ -175,4 +175,25 @@ describe("Resilience", () => {
     }
     expect(written).toEqual(["captured 1", "1:16"]);
   });
+
+  test("a checkpoint asked while the previous one is still being written waits for it: one at a time, in order", async () => {
+    const store = new MemoryCheckpointStore();
+    const { r, written, clock, dataflow } = make(store);
+    // Slow work, so that checkpoint 1 is taken and written in parts, yielding between them.
+    const now = clock.now.bind(clock);
+    let skew = 0;
+    clock.now = () => now() + (skew += 60);
+    for (let slot = 0; slot < 1024; slot += 64) dataflow.state.get(1, slot, `k${slot}`);
+    const first = r.snapshot(1);
+    const second = r.snapshot(2);
+    const errors: unknown[] = [];
+    let done = 0;
+    for (const p of [first, second]) p.then(() => done++, (e: unknown) => errors.push(e));
+    for (let i = 0; i < 500 && done + errors.length < 2; i++) {
+      clock.advance(1);
+      for (let j = 0; j < 5; j++) await Promise.resolve();
+    }
+    expect({ errors: errors.map(String), written }).toEqual({ errors: [], written: ["captured 1", "1:16", "captured 2", "2:0"] });
+    expect({ slots: store.slotsAt(1).size, lastWritten: store.lastWritten }).toEqual({ slots: 16, lastWritten: 2 });
+  });
 });
