@@ -53,6 +53,7 @@ export interface RecoveryHost {
   inbound(): Iterable<InboundData>;
   /** Frames of an epoch below this are discarded on arrival: they were in flight before a rollback. */
   setFloor(epoch: number): void;
+  floor(): number;
   /** The member adopted the rollback's membership (first time, for a restarted member). */
   adopted(members: readonly Member[]): void;
   send<N extends ControlName>(id: number, type: N, body: ControlBody<N>): boolean;
@@ -613,6 +614,9 @@ export class Recovery {
     const self = h.membership.selfId;
     for (let s = 0; s < b.owners.length; s++)
       assert(h.table.owners[s] === b.owners[s], `a local recovery keeps the table, but it names ${b.owners[s]} for slot ${s} and this member's names ${h.table.owners[s]}`);
+    // What it discarded would be lost: only a member that lost the initializer or heard of a
+    // global recovery discards, and either is in the rollback's `restore`, or makes it global.
+    assert(h.floor() <= h.table.epoch, `a member that keeps its state through a local recovery discarded frames up to epoch ${h.floor()}`);
     h.adopted(b.members);
     h.table.adopt(self, b.epoch, b.owners);
     for (const inb of h.inbound()) inb.release(b.epoch);

@@ -132,6 +132,7 @@ export class ResilientWorker {
       coordinator: () => h.coordinator(),
       inbound: () => h.inbound(),
       setFloor: (epoch) => (this.floor = epoch),
+      floor: () => this.floor,
       adopted: (members) => {
         h.membership.adopt(members);
         h.membership.commit(members);
