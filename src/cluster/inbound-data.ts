@@ -47,8 +47,6 @@ export interface InboundHost {
   barrier(from: number, checkpoint: number, round: number, on: InboundData): void;
   /** Frames of an epoch below this were in flight before a rollback: discarded. */
   floor(): number;
-  /** A rollback is restoring this worker's state: every frame but a hello waits until it is over. */
-  restoring(): boolean;
   /** The epoch of the rollback that took member `name` back after a crash (0 if none). */
   admittedAt(name: string): number;
   /**
@@ -200,12 +198,13 @@ export class InboundData {
   }
 
   /**
-   * A frame routed under a table this worker has not applied yet must wait for the plan; while a
-   * rollback restores the state, every frame waits (the replay may start before it is over).
+   * A frame routed under a table this worker has not applied yet must wait for the plan (or the
+   * rollback). While a rollback restores the state, records wait per slot in the dataflow instead
+   * (its slots are INCOMING until installed).
    */
   private ahead(buf: Uint8Array, start: number, end: number): boolean {
     if (readHead(buf, start, end, peek) !== null) return false;
-    return peek.kind !== DATA_KIND.hello && (peek.epoch > this.host.migration.epoch || this.host.restoring());
+    return peek.kind !== DATA_KIND.hello && peek.epoch > this.host.migration.epoch;
   }
 
   private handle(buf: Uint8Array, start: number, end: number): void {
@@ -263,7 +262,7 @@ export class InboundData {
     const before = this.handled;
     this.meter.begin();
     this.host.dataflow.chunkStart();
-    while (this.blocked.length > 0 && !this.held && !this.host.restoring()) {
+    while (this.blocked.length > 0 && !this.held) {
       const f = this.blocked[0]!;
       if (readHead(f, 0, f.length, peek) === null && peek.epoch > epoch) break;
       this.blocked.shift();

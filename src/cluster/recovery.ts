@@ -6,10 +6,11 @@
 // flight (frames of an older epoch are discarded on arrival), connects to members it has no links
 // to and says so (`rollbackLinked`), then restores its slots from its store and says so
 // (`rolledBack`). The initializer replays its input log from the checkpoint's position as soon as
-// every member is linked and its own slots are back: what reaches a member still restoring waits
-// in order on its connection. The sources resume once the replay is over and every member has
-// restored. A restarted initializer recovers the membership, the table and the input log from its
-// own files and waits for every member to reconnect the same way.
+// every member is linked and its own slots are back: what reaches a slot of a member still
+// restoring waits, in order, until that slot is installed. The sources resume once the replay is
+// over and every member has restored. A restarted initializer recovers the membership, the table
+// and the input log from its own files and waits for every member to reconnect the same way.
+// A one-hop pipeline that loses one member rolls back that member alone (`downNow`, `keep`).
 import { assert } from "../assert.ts";
 import type { Clock } from "../clock.ts";
 import type { ControlBody, ControlName, Member } from "../codec/control.ts";
@@ -17,6 +18,7 @@ import { log } from "../log.ts";
 import type { Link } from "../net/transport.ts";
 import type { Dataflow } from "../runtime/dataflow.ts";
 import type { KeyedState } from "../runtime/keyed-state.ts";
+import { SLOT_STATUS } from "../runtime/router.ts";
 import type { Coordinator } from "./coordinator.ts";
 import type { Failures } from "./failures.ts";
 import type { InboundData } from "./inbound-data.ts";
@@ -100,8 +102,6 @@ export class Recovery {
   private holding = false;
   /** Rollbacks started here (`apply`): an older one still restoring stops when it sees a newer. */
   private applying = 0;
-  /** A rollback is restoring this member's state: inbound data waits until it is over. */
-  restoring = false;
   /**
    * Coordinator: its own slots of checkpoint `k` (under the owners of that commit), installed
    * aside while a member is down, for the rollback its return brings. Twice the state's memory
@@ -529,15 +529,17 @@ export class Recovery {
     h.dataflow.discardHeld();
     h.adopted(b.members);
     const self = h.membership.selfId;
-    h.table.adopt(self, b.epoch, b.owners);
+    // Every slot of this member waits for its state (INCOMING): what reaches one meanwhile is
+    // held for that slot alone, and runs as soon as its images are installed.
+    h.table.adopt(self, b.epoch, b.owners, true);
     h.setFloor(b.epoch);
-    this.restoring = true;
+    for (const inb of h.inbound()) inb.release(b.epoch);
     r.rollbacks++;
     r.store.discardAfter(b.k);
     // The peers first: heartbeats go out on them while the state is restored (a restarted member
     // has no live peer for the initializer until now, and at a million keys the restore outlasts
     // the failure timeout). Then the data links, so that the replay may start while this member
-    // restores: what reaches it meanwhile waits on its connection (`restoring`).
+    // restores.
     if (!(await this.relink(b, gen, linked))) return false;
     const tLinked = h.clock.now();
     // A given-up member's slots start empty: an image of one here is from an earlier owner's time.
@@ -555,14 +557,20 @@ export class Recovery {
       const images = [...r.store.slotsAt(b.k)];
       const tRead = h.clock.now();
       h.dataflow.state.clear();
-      const n = await this.installInParts(h.dataflow.state, images, mine, () => gen === this.applying);
+      // Each part's slots go on as soon as they are in: the first outputs do not wait for the last slot.
+      const installed = (part: ReadonlyArray<readonly [number, Uint8Array]>) => {
+        for (const [s] of part) if (mine(s)) this.restored(s);
+        h.pressureCheck();
+      };
+      const n = await this.installInParts(h.dataflow.state, images, mine, () => gen === this.applying, installed);
       if (n === undefined) return false;
       keys = n;
       how = `reading ${Math.round(tRead - tLinked)}, installing ${Math.round(h.clock.now() - tRead)}`;
     }
     for (const s of empty) if (b.owners[s] === self) h.dataflow.state.touch(s);
-    this.restoring = false;
-    for (const inb of h.inbound()) inb.release(b.epoch);
+    // The rest: slots without an image (empty at the checkpoint, or given up), or all of them
+    // when installed ahead.
+    for (let s = 0; s < b.owners.length; s++) if (b.owners[s] === self) this.restored(s);
     h.pressureCheck();
     const tEnd = h.clock.now();
     log.info(
@@ -634,6 +642,14 @@ export class Recovery {
     return true;
   }
 
+  /** Slot `s`'s state is back: it is OWNED again, and what waited for it runs, in arrival order. */
+  private restored(s: number): void {
+    const h = this.host;
+    if (h.table.status[s] !== SLOT_STATUS.incoming) return;
+    h.table.setStatus(s, SLOT_STATUS.owned);
+    h.dataflow.release(s);
+  }
+
   /** The state prepared for checkpoint `k` if it holds exactly the slots `mine` says (it is taken either way). */
   private takePrepared(k: number, mine: (slot: number) => boolean): Prepared | undefined {
     const p = this.prepared;
@@ -654,7 +670,13 @@ export class Recovery {
    * while many keys are restored). Resolves to the keys installed, or undefined once `wanted`
    * says the work is moot.
    */
-  private async installInParts(state: KeyedState, images: ReadonlyArray<readonly [number, Uint8Array]>, mine: (slot: number) => boolean, wanted: () => boolean): Promise<number | undefined> {
+  private async installInParts(
+    state: KeyedState,
+    images: ReadonlyArray<readonly [number, Uint8Array]>,
+    mine: (slot: number) => boolean,
+    wanted: () => boolean,
+    installed?: (part: ReadonlyArray<readonly [number, Uint8Array]>) => void,
+  ): Promise<number | undefined> {
     const h = this.host;
     let keys = 0;
     let sinceYield = 0;
@@ -662,6 +684,7 @@ export class Recovery {
     for (let i = 0; i < images.length; i += RESTORE_PART_SLOTS) {
       const part = images.slice(i, i + RESTORE_PART_SLOTS);
       keys += state.installImages(part, mine);
+      installed?.(part);
       for (const [, image] of part) sinceYield += image.length;
       if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
         sinceYield = 0;

@@ -33,16 +33,18 @@ export class RoutingTable {
   }
 
   /**
-   * A whole table: formation, or a joiner adopting the cluster's. Every slot this worker owns
-   * is OWNED, every other NONE.
+   * A whole table: formation, a joiner adopting the cluster's, or a rollback. Every slot this
+   * worker owns is OWNED (INCOMING when `restoring`: a rollback installs each slot's state, then
+   * makes it OWNED), every other NONE.
    */
-  adopt(selfId: number, epoch: number, owners: ArrayLike<number>): void {
+  adopt(selfId: number, epoch: number, owners: ArrayLike<number>, restoring = false): void {
     assert(owners.length === SLOT_COUNT, `a table has ${SLOT_COUNT} slots, not ${owners.length}`);
     assert(epoch >= this.epochNow, `epoch ${epoch} would go back from ${this.epochNow}`);
     this.self = selfId;
     this.epochNow = epoch;
     this.owners.set(owners);
-    for (let s = 0; s < SLOT_COUNT; s++) this.status[s] = this.owners[s] === selfId ? SLOT_STATUS.owned : SLOT_STATUS.none;
+    const mine = restoring ? SLOT_STATUS.incoming : SLOT_STATUS.owned;
+    for (let s = 0; s < SLOT_COUNT; s++) this.status[s] = this.owners[s] === selfId ? mine : SLOT_STATUS.none;
   }
 
   /** A plan's epoch: exactly the next one. */

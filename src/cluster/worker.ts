@@ -836,7 +836,6 @@ export class Worker implements Router {
       refused: (name, id) => this.failures.refuses(name, id),
       barrier: (from, k, round, on) => this.res?.onBarrier(from, k, round, on),
       floor: () => this.floor,
-      restoring: () => this.res?.recovery.restoring ?? false,
       admittedAt: (name) => this.failures.admittedAt(name),
       mayClaim: (c) => this.mayClaimData(c),
       isMember: (id, name) => this.membershipState.byId(id)?.name === name || this.membershipState.hasDeparted(name),

@@ -28,7 +28,6 @@ function setup(epoch = 1, floor = 0, mayClaim = true) {
   const seen: string[] = [];
   const { link, events } = fakeLink();
   let lost = -1;
-  const gate = { restoring: false };
   const migration = {
     epoch,
     onMarker: (from: number, e: number, slots: readonly number[]) => seen.push(`marker from ${from} epoch ${e} [${slots}]`),
@@ -45,14 +44,13 @@ function setup(epoch = 1, floor = 0, mayClaim = true) {
     refused: (name: string) => name === "gone",
     barrier: (from: number, k: number, round: number) => seen.push(`barrier from ${from} k ${k} round ${round}`),
     floor: () => floor,
-    restoring: () => gate.restoring,
     admittedAt: () => 0,
     mayClaim: () => mayClaim,
     isMember: (_id: number, name: string) => name !== "stranger",
   } as unknown as InboundHost;
   const stats = newInboundStats();
   const inb = new InboundData(link, host);
-  return { inb, seen, events, migration, stats, gate, lostId: () => lost };
+  return { inb, seen, events, migration, stats, lostId: () => lost };
 }
 
 const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
@@ -72,22 +70,6 @@ describe("InboundData", () => {
     expect(s.events).toEqual(["pause", "resume"]);
     s.inb.onClose();
     expect(s.lostId()).toBe(7);
-  });
-
-  test("while a rollback restores the state every frame but a hello waits, in order, and reading stops; then they run", () => {
-    const s = setup(5, 5);
-    s.gate.restoring = true;
-    // The epoch-4 marker was in flight before the rollback: held too, then dropped at release.
-    s.inb.onChunk(concat(encodeHello(0, 5, "w1", 7), encodeMarker(1, 4, [2]), encodeMarker(2, 5, [3]), encodeBarrier(3, 5, 10, 1), encodeStateEnd(4, 5, 9, 0)));
-    expect(s.seen).toEqual([]);
-    expect(s.events).toEqual(["pause"]);
-    // A release while still restoring (another connection's table change) runs nothing.
-    s.inb.release(5);
-    expect(s.seen).toEqual([]);
-    s.gate.restoring = false;
-    s.inb.release(5);
-    expect(s.seen).toEqual(["marker from 7 epoch 5 [3]", "barrier from 7 k 10 round 1", "end 9 0"]);
-    expect(s.events).toEqual(["pause", "resume"]);
   });
 
   test("frames of an epoch below the rollback's floor were in flight before it: dropped, their sequence counted", () => {
