@@ -87,6 +87,13 @@ export const WORKER_LIMITS = {
   leaverLingerMs: 10_000,
   /** A stopping worker gives its sink this long to flush. */
   sinkFlushMs: 5000,
+  /**
+   * The initializer stopping the cluster closes its links once every member closed theirs (each
+   * after its own sink's flush), or after this long.
+   */
+  shutdownPeersMs: 10_000,
+  /** A member asked to stop the cluster waits this long for the initializer's word, then stops alone. */
+  shutdownRelayMs: 10_000,
   /** An accepted control or data connection must send its first frame within this. */
   firstFrameMs: 10_000,
 } as const;
@@ -112,6 +119,8 @@ export class Worker implements Router {
   private readonly keysAt = new Map<number, number>();
   /** Members the coordinator says are down (every member hears it). */
   private downNames: string[] = [];
+  /** "No member is down" was said since the last member went down. */
+  private upSaid = true;
   private downIds = new Set<number>();
   /** With `--resilience-dir`: checkpoints, and recovery after a crash. */
   private readonly res: ResilientWorker | undefined;
@@ -133,6 +142,8 @@ export class Worker implements Router {
   private myControlServer: Server | undefined;
   private ready = false;
   private stopping = false;
+  /** A member asked the initializer to stop the cluster (`shutdown`). */
+  private shutdownAsked = false;
   /** Cached: the dataflow reads it per message. */
   initializerId = 0;
   private exitResolve!: (code: number) => void;
@@ -703,7 +714,8 @@ export class Worker implements Router {
         this.peers.sendTo(from.id, "keyCountReply", { reqId: b.reqId, name: this.name, counts: this.dataflow.state.slotCounts(this.table.ownedSlots()) }),
       ),
       keyCountReply: (l, b) => this.speaksFor(l, b.name, "keyCountReply") && this.keyCounts.collect(b),
-      shutdown: (_l, b) => void this.shutdown(false, b.reason),
+      // On the initializer: a member asks it to stop the cluster (an operator asked that member).
+      shutdown: (_l, b) => void this.shutdown(this.isInitializer, b.reason),
       abortJoin: (_l, b) => this.failures.forget(b.names),
       lost: (_l, b) => this.failures.lost(b.id),
       pressure: coordinatorOnly("pressure", (from, b) => this.pressure.memberHeld(from.id, b.high)),
@@ -758,11 +770,18 @@ export class Worker implements Router {
     for (const id of ids) if (!this.downIds.has(id)) this.res?.recovery.onDown(id);
     this.downIds = new Set(ids);
     const names = ids.map((id) => this.membershipState.byId(id)?.name ?? String(id));
-    if (names.join() === this.downNames.join()) return;
-    this.downNames = names;
-    // The epoch tells the members to discard what they receive until the rollback.
-    for (const p of this.peers.live()) p.sendControl("down", { names, ...(this.res && names.length > 0 && !local ? { epoch: this.table.epoch } : {}) });
-    if (names.length === 0) log.info("members_up", "No member is down: the sources resume.");
+    if (names.join() !== this.downNames.join()) {
+      this.downNames = names;
+      // The epoch tells the members to discard what they receive until the rollback.
+      for (const p of this.peers.live()) p.sendControl("down", { names, ...(this.res && names.length > 0 && !local ? { epoch: this.table.epoch } : {}) });
+    }
+    if (names.length > 0) this.upSaid = false;
+    // Said when the sources do resume: a give-up leaves nobody down, but its rollback and replay
+    // still hold them (the recovery's end calls this again).
+    else if (!this.upSaid && !(this.res?.recovery.active ?? false)) {
+      this.upSaid = true;
+      log.info("members_up", "No member is down: the sources resume.");
+    }
   }
 
   /** Members the coordinator says are down. */
@@ -984,25 +1003,48 @@ export class Worker implements Router {
   // ------------------------------------------------------------------------------ shutdown
 
   /** Cluster-wide clean shutdown: tell every peer (when it started here), flush, exit 0. */
-  async shutdown(initiate: boolean, reason?: string): Promise<void> {
+  async shutdown(initiate: boolean, reason?: string, alone = false): Promise<void> {
     if (this.stopping) return;
+    // Only the initializer tells every member, and closes its links only once they closed
+    // theirs: a member busy writing a checkpoint reads its sockets in no set order, and would
+    // take the initializer's closed data link for a crash before it read the shutdown (it then
+    // waited for the initializer to come back). A member asks the initializer to do it.
+    if (initiate && !this.isInitializer && !alone) return this.askShutdown(reason);
     if (initiate) for (const p of this.peers.live()) p.sendControl("shutdown", { reason });
     this.stopping = true;
     if (reason && !initiate) log.info("shutdown", `Shutting down: ${reason}`);
     else log.info("shutdown", "Shutting down cleanly");
-    await this.closeEverything();
+    await this.closeEverything(initiate && this.isInitializer);
     // A clean shutdown leaves nothing to recover (as the original): only a crash keeps the files.
     this.res?.destroy();
     this.exitResolve(this.cfg.role === "joiner" && !this.ready && reason ? 1 : 0);
   }
 
-  private async closeEverything(): Promise<void> {
+  /** A member asked to stop the cluster asks the initializer; without an answer in time it stops alone. */
+  private askShutdown(reason: string | undefined): void {
+    if (this.shutdownAsked) return;
+    if (!this.peers.sendTo(this.initializerId, "shutdown", { reason })) return void this.shutdown(true, reason, true);
+    this.shutdownAsked = true;
+    log.info("shutdown_asked", "Asked the initializer to shut the cluster down");
+    this.clock.setTimeout(() => {
+      if (this.stopping) return;
+      log.warn("shutdown_alone", `The initializer did not shut the cluster down within ${WORKER_LIMITS.shutdownRelayMs} ms: telling every member from here`);
+      void this.shutdown(true, reason, true);
+    }, WORKER_LIMITS.shutdownRelayMs);
+  }
+
+  private async closeEverything(waitForPeers = false): Promise<void> {
     this.entry.stop();
-    this.heartbeats.stop();
     this.relays.failAll("This worker is stopping.");
     for (const s of this.sources) s.stop();
     this.peers.flushAll();
     if (this.cfg.out) await this.sink.close(WORKER_LIMITS.sinkFlushMs);
+    if (waitForPeers) {
+      const until = this.clock.now() + WORKER_LIMITS.shutdownPeersMs;
+      while (!this.peers.live().next().done && this.clock.now() < until) await this.clock.sleep(10);
+    }
+    // Heartbeats until then: a member that has not read the shutdown yet must not count this one lost.
+    this.heartbeats.stop();
     this.peers.closeAll();
     // One more turn for the closes to reach the transport before the listeners go.
     await this.clock.sleep(20);

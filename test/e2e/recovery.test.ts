@@ -7,9 +7,9 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type Member } from "../support/cluster.ts";
-import { AlphabetWorkload } from "../support/load.ts";
+import { AlphabetWorkload, SequenceWorkload } from "../support/load.ts";
 import { HOST, wallaroo, type Child } from "../support/process.ts";
-import type { Receiver } from "../support/receiver.ts";
+import { CountLines, type Receiver } from "../support/receiver.ts";
 import { AlphabetValidator, ReplayingAlphabetValidator } from "../support/validate.ts";
 import { poll } from "../support/wait.ts";
 import { cleanUpAfterEach, closedPort, receiver, removeAfterTest, sender, tempDir } from "./fixtures.ts";
@@ -278,7 +278,11 @@ describe("giving a member up", () => {
     expect({ code: r.code, out: r.stdout.trim() }).toEqual({ code: 0, out: expect.stringContaining("Shrinking by 1 workers!") });
     await init.waitForLog(/AUTOSCALE: giving up w1: the cluster rolls back to its last checkpoint without them/, 10_000);
     await init.waitForLog(/Slots of given-up workers start empty: \d+ slots/, 10_000);
+    // The sources resume once the rollback's replay is over, not when nobody is down any more.
     await init.waitForLog(RESUMED, 20_000);
+    const at = (re: RegExp | string) => init.lines.findIndex((l) => (typeof re === "string" ? l.includes(re) : re.test(l)));
+    expect(at(RESUMED)).toBeGreaterThan(at(REPLAYED));
+    expect(init.lines.filter((l) => l.includes(RESUMED)).length).toBe(1);
     c.members.delete("w1");
     await c.waitMembership(["initializer", "w2"], 20_000);
     // A commit without it follows at once: a later crash does not bring it back.
@@ -410,5 +414,41 @@ describe("resilience files", () => {
     // The files still say they are alphabet-eu's w1's (else this start would be refused in turn).
     const again = wallaroo("alphabet-eu w1", args(module, "w1"));
     await again.waitForLog("w1 control: listening on", 15_000);
+  }, 60_000);
+});
+
+describe("a clean shutdown of a resilient cluster", () => {
+  /** No worker took another for lost: each read the shutdown before any connection closed. */
+  const lostLines = (c: Cluster) => [...c.members.values()].flatMap((m) => m.child.lines.filter((l) => /Lost connection to worker|Lost the initializer/.test(l)).map((l) => `${m.name}: ${l}`));
+
+  test("asked while every member writes a large checkpoint: every member reads it before the initializer closes anything, and all exit 0", async () => {
+    const dir = resilienceDir();
+    const rx = receiver(new CountLines());
+    const c = await new Cluster("sequence_window", rx.port, { extraArgs: resilient(dir, "250ms") }).start(4);
+    // 300 000 keys: each checkpoint writes megabytes on every member, in parts.
+    const s = await sender(c.sourcePort, new SequenceWorkload(300_000, 0, { shuffleFirstRound: 5 }));
+    await s.atRate(60_000, 300_000);
+    await rx.waitLines(300_000, 30_000, "every key's first output");
+    const init = c.initializer.child;
+    await init.waitForLog(/Checkpoint \d+ at input position/, 10_000, init.lines.length);
+    await c.shutdown(20_000, rx);
+    expect(lostLines(c)).toEqual([]);
+    for (const m of c.members.values()) if (m.name !== "initializer") expect(m.child.lines.some((l) => l.includes("Shutting down"))).toBe(true);
+    expect(readdirSync(dir)).toEqual([]);
+  }, 90_000);
+
+  test("asked of a member, it goes through the initializer: nobody is taken for lost", async () => {
+    const dir = resilienceDir();
+    const rx = receiver(new CountLines());
+    const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms") }).start(3);
+    await c.initializer.child.waitForLog(COMMITTED, 10_000);
+    const w2 = c.members.get("w2")!;
+    const r = await c.run(["shutdown", "--external", `${HOST}:${w2.external}`]);
+    expect(r.code).toBe(0);
+    await w2.child.waitForLog("Asked the initializer to shut the cluster down", 10_000);
+    const codes = await Promise.all([...c.members.values()].map((m) => m.child.waitExit(20_000)));
+    expect(codes).toEqual([0, 0, 0]);
+    expect(lostLines(c)).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
   }, 60_000);
 });
