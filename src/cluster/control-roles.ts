@@ -33,7 +33,8 @@ export const CONTROL_SENDERS: { readonly [N in ControlName]: readonly SenderRole
   shrinkReply: COORDINATOR,
   keyCountReq: MEMBERS,
   keyCountReply: MEMBERS,
-  // Any member may start a cluster shutdown; a member's refusal of a rejoin comes as one too.
+  // A member asks the initializer to stop the cluster, which tells every member; the refusal of
+  // a rejoin (or of a removed worker's hello) comes as one too.
   shutdown: ["entry", "member", "initializer"],
   abortJoin: COORDINATOR,
   lost: COORDINATOR,
