@@ -112,6 +112,8 @@ export class Failures {
   /** Coordinator: `from` reports that its link to member `id` broke. */
   reported(from: Member, id: number): void {
     const h = this.host;
+    // A stopping cluster's members close their links to each other in no set order.
+    if (h.stopping()) return;
     const m = h.membership.byId(id);
     if (!m || m.id === h.membership.selfId || !h.peers.get(m.id)?.alive) return;
     // A joiner that cannot reach a member (or that a member cannot reach) costs its join, never

@@ -527,6 +527,9 @@ export class Recovery {
     r.barriers.rollback(b.k);
     h.migration.reset();
     h.dataflow.discardHeld();
+    // Its held-queue mark follows (the coordinator forgot every member's): if the queue was high,
+    // the restore's own holds must be able to report high again.
+    h.pressureCheck();
     h.adopted(b.members);
     const self = h.membership.selfId;
     // Every slot of this member waits for its state (INCOMING): what reaches one meanwhile is

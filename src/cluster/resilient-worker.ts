@@ -164,6 +164,10 @@ export class ResilientWorker {
    */
   discardUntilRollback(epoch: number): void {
     this.floor = Math.max(this.floor, epoch + 1);
+    // Records waiting for a slot (one being migrated, or restored by a rollback still running)
+    // arrived under those tables too.
+    this.h.dataflow.discardHeld();
+    this.h.pressure.check();
   }
 
   /**
@@ -174,6 +178,8 @@ export class ResilientWorker {
    */
   private discardAllUntilRollback(): void {
     this.floor = Number.MAX_SAFE_INTEGER;
+    this.h.dataflow.discardHeld();
+    this.h.pressure.check();
   }
 
   get checkpointer(): Checkpointer | undefined {

@@ -228,7 +228,8 @@ export class Worker implements Router {
       {
         clock: this.clock,
         pinged: () => {
-          if (this.stopping) return [];
+          // The initializer stopping the cluster waits for the members to close: it stays audible.
+          if (this.stopping && !this.isInitializer) return [];
           if (this.isInitializer) return [...this.peers.live()].map((p) => p.id);
           return this.initializerId >= 0 && this.peers.get(this.initializerId)?.alive ? [this.initializerId] : [];
         },
