@@ -681,6 +681,8 @@ export class Recovery {
     installed?: (part: ReadonlyArray<readonly [number, Uint8Array]>) => void,
   ): Promise<number | undefined> {
     const h = this.host;
+    const yieldBytes = h.resilience.cfg.restoreYield?.bytes ?? CHECKPOINT_YIELD_BYTES;
+    const yieldMs = h.resilience.cfg.restoreYield?.ms ?? 0;
     let keys = 0;
     let sinceYield = 0;
     let yieldedAt = h.clock.now();
@@ -689,9 +691,9 @@ export class Recovery {
       keys += state.installImages(part, mine);
       installed?.(part);
       for (const [, image] of part) sinceYield += image.length;
-      if ((sinceYield >= CHECKPOINT_YIELD_BYTES || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
+      if ((sinceYield >= yieldBytes || h.clock.now() - yieldedAt >= CHECKPOINT_YIELD_MS) && i + RESTORE_PART_SLOTS < images.length) {
         sinceYield = 0;
-        await h.clock.sleep(0);
+        await h.clock.sleep(yieldMs);
         if (!wanted()) return undefined;
         yieldedAt = h.clock.now();
       }

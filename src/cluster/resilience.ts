@@ -24,6 +24,13 @@ export interface ResilienceConfig {
   intervalMs: number;
   /** Sync every checkpoint and input-log write to the disk (survives a machine crash). */
   fsync: boolean;
+  /**
+   * A restore yields to the event loop after this many bytes of images (default
+   * CHECKPOINT_YIELD_BYTES), for `ms` (default 0). The simulation, whose clock does not move
+   * while code runs, sets small figures so that its small states are restored over a few
+   * milliseconds with deliveries in between, as large ones are on a real machine.
+   */
+  restoreYield?: { bytes: number; ms: number };
 }
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;

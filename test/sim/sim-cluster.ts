@@ -205,7 +205,8 @@ export class SimCluster {
       // must ride out; the long ones of --faults all get a member declared lost, as they should.
       failureTimeoutMs: SIM_FAILURE_TIMEOUT_MS,
       clock: this.sched.clockFor(proc),
-      ...(this.opts.resilient ? { resilience: { ...this.disk(name), intervalMs: SIM_CHECKPOINT_MS, fsync: false }, clusterId: `sim-${this.seed}` } : {}),
+      // Restores take a millisecond every few hundred bytes: records reach slots still being restored.
+      ...(this.opts.resilient ? { resilience: { ...this.disk(name), intervalMs: SIM_CHECKPOINT_MS, fsync: false, restoreYield: { bytes: 256, ms: 1 } }, clusterId: `sim-${this.seed}` } : {}),
     });
     this.workers.set(name, w);
     this.procs.set(w, proc);
