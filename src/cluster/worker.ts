@@ -716,6 +716,7 @@ export class Worker implements Router {
       ),
       keyCountReply: (l, b) => this.speaksFor(l, b.name, "keyCountReply") && this.keyCounts.collect(b),
       // On the initializer: a member asks it to stop the cluster (an operator asked that member).
+      // On the initializer: a member asks it to stop the cluster (an operator asked that member).
       shutdown: (_l, b) => void this.shutdown(this.isInitializer, b.reason),
       abortJoin: (_l, b) => this.failures.forget(b.names),
       lost: (_l, b) => this.failures.lost(b.id),
@@ -1004,33 +1005,42 @@ export class Worker implements Router {
   // ------------------------------------------------------------------------------ shutdown
 
   /** Cluster-wide clean shutdown: tell every peer (when it started here), flush, exit 0. */
-  async shutdown(initiate: boolean, reason?: string, alone = false): Promise<void> {
+  async shutdown(initiate: boolean, reason?: string, how: { alone?: boolean; keepFiles?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
     // Only the initializer tells every member, and closes its links only once they closed
     // theirs: a member busy writing a checkpoint reads its sockets in no set order, and would
     // take the initializer's closed data link for a crash before it read the shutdown (it then
     // waited for the initializer to come back). A member asks the initializer to do it.
-    if (initiate && !this.isInitializer && !alone) return this.askShutdown(reason);
-    if (initiate) for (const p of this.peers.live()) p.sendControl("shutdown", { reason });
+    if (initiate && !this.isInitializer && !how.alone) return this.askShutdown(reason);
+    if (initiate && !how.alone) for (const p of this.peers.live()) p.sendControl("shutdown", { reason });
     this.stopping = true;
     if (reason && !initiate) log.info("shutdown", `Shutting down: ${reason}`);
     else log.info("shutdown", "Shutting down cleanly");
     await this.closeEverything(initiate && this.isInitializer);
-    // A clean shutdown leaves nothing to recover (as the original): only a crash keeps the files.
-    this.res?.destroy();
+    // A clean shutdown of the cluster leaves nothing to recover (as the original): only a crash
+    // keeps the files. A member that stops without the initializer keeps them too: the cluster
+    // is not stopping, and this member is still one of it.
+    if (how.keepFiles && this.res) {
+      log.warn("files_kept", `${this.name} stops without the initializer: its resilience files stay, and it recovers from them when started again with its command line`);
+      this.res.close();
+    } else this.res?.destroy();
     this.exitResolve(this.cfg.role === "joiner" && !this.ready && reason ? 1 : 0);
   }
 
-  /** A member asked to stop the cluster asks the initializer; without an answer in time it stops alone. */
+  /**
+   * A member asked to stop the cluster asks the initializer. Without the initializer (down, or
+   * no answer in time) it stops alone and keeps its files: the cluster is not stopping, and
+   * telling the other members from here would take down a cluster that is waiting to recover.
+   */
   private askShutdown(reason: string | undefined): void {
     if (this.shutdownAsked) return;
-    if (!this.peers.sendTo(this.initializerId, "shutdown", { reason })) return void this.shutdown(true, reason, true);
+    if (!this.peers.sendTo(this.initializerId, "shutdown", { reason })) return void this.shutdown(true, reason, { alone: true, keepFiles: true });
     this.shutdownAsked = true;
     log.info("shutdown_asked", "Asked the initializer to shut the cluster down");
     this.clock.setTimeout(() => {
       if (this.stopping) return;
-      log.warn("shutdown_alone", `The initializer did not shut the cluster down within ${WORKER_LIMITS.shutdownRelayMs} ms: telling every member from here`);
-      void this.shutdown(true, reason, true);
+      log.warn("shutdown_alone", `The initializer did not shut the cluster down within ${WORKER_LIMITS.shutdownRelayMs} ms: stopping this worker alone`);
+      void this.shutdown(true, reason, { alone: true, keepFiles: true });
     }, WORKER_LIMITS.shutdownRelayMs);
   }
 

@@ -458,4 +458,38 @@ describe("a clean shutdown of a resilient cluster", () => {
     expect(lostLines(c)).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);
   }, 60_000);
+
+  test("a member stopped while the initializer is down keeps its files, and recovers from them with the cluster", async () => {
+    const dir = resilienceDir();
+    const [control, data, source] = freePorts(3) as [number, number, number];
+    const rx = receiver(new ReplayingAlphabetValidator());
+    const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms"), initializerPorts: { control, data, source } }).start(3);
+    const wl = new AlphabetWorkload(41);
+    const s1 = await sender(c.sourcePort, wl);
+    await s1.atRate(10_000, 3000);
+    await rx.waitLines(3000, 15_000, "outputs before the crash");
+    const init = c.initializer.child;
+    await init.waitForLog(COMMITTED, 10_000, init.lines.length);
+    s1.close();
+    init.kill("SIGKILL");
+    await init.waitExit(5000);
+    const w1 = c.members.get("w1")!;
+    await w1.child.waitForLog(/Lost the initializer/, 10_000);
+    // Stopped by the operator while the initializer is down: the cluster is not stopping.
+    w1.child.kill("SIGTERM");
+    expect(await w1.child.waitExit(20_000)).toBe(0);
+    expect(w1.child.lines.some((l) => l.includes("w1 stops without the initializer: its resilience files stay"))).toBe(true);
+    // Closed, not removed (closing folds SQLite's write-ahead log into the file).
+    expect(statSync(join(workerDir(dir, "w1"), "checkpoints.sqlite")).size).toBeGreaterThan(0);
+    // Both started again with their command lines: the cluster recovers, w1 from its files.
+    const from = { w2: c.members.get("w2")!.child.lines.length };
+    await c.restart("initializer");
+    await c.restart("w1");
+    const r = await recoveryLines(c, from);
+    expect(r.k).toBeGreaterThan(0);
+    await allUp(c);
+    await c.shutdown(20_000, rx);
+    expect(rx.handler.verify(wl, 3000, 1)).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  }, 90_000);
 });
