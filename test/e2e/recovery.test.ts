@@ -168,15 +168,24 @@ async function downAt(c: Cluster, names: string[], down: string[]): Promise<void
   }
 }
 
+/**
+ * Three alphabet workers with resilience whose initializer listens on fixed ports (so a restart
+ * of it is found again), a replay-aware validator, and a sender of workload `seed` connected.
+ */
+async function restartableCluster(seed: number) {
+  const dir = resilienceDir();
+  const [control, data, source] = freePorts(3) as [number, number, number];
+  const rx = receiver(new ReplayingAlphabetValidator());
+  const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms"), initializerPorts: { control, data, source } }).start(3);
+  const wl = new AlphabetWorkload(seed);
+  const s1 = await sender(c.sourcePort, wl);
+  return { dir, source, rx, c, wl, s1 };
+}
+
 describe("crash recovery", () => {
   test("under load: a member killed with SIGKILL and then the initializer recover from their checkpoints; every total arrives, replayed ones repeat exactly", async () => {
     const RATE = 5000;
-    const dir = resilienceDir();
-    const [control, data, source] = freePorts(3) as [number, number, number];
-    const rx = receiver(new ReplayingAlphabetValidator());
-    const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms"), initializerPorts: { control, data, source } }).start(3);
-    const wl = new AlphabetWorkload(21);
-    const s1 = await sender(c.sourcePort, wl);
+    const { source, rx, c, wl, s1 } = await restartableCluster(21);
     void s1.atRate(RATE);
     // A few checkpoints first: older images pruned, the input log truncated before the last one.
     await c.initializer.child.waitForLog(/Checkpoint [3-9]\d* committed/, 20_000);
@@ -460,12 +469,7 @@ describe("a clean shutdown of a resilient cluster", () => {
   }, 60_000);
 
   test("a member stopped while the initializer is down keeps its files, and recovers from them with the cluster", async () => {
-    const dir = resilienceDir();
-    const [control, data, source] = freePorts(3) as [number, number, number];
-    const rx = receiver(new ReplayingAlphabetValidator());
-    const c = await new Cluster("alphabet", rx.port, { extraArgs: resilient(dir, "250ms"), initializerPorts: { control, data, source } }).start(3);
-    const wl = new AlphabetWorkload(41);
-    const s1 = await sender(c.sourcePort, wl);
+    const { dir, rx, c, wl, s1 } = await restartableCluster(41);
     await s1.atRate(10_000, 3000);
     await rx.waitLines(3000, 15_000, "outputs before the crash");
     const init = c.initializer.child;
