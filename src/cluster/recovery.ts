@@ -257,13 +257,8 @@ export class Recovery {
     const owners = [...commit.owners];
     const state = h.dataflow.state.emptyLike();
     const images = [...h.resilience.store.slotsAt(commit.k)];
-    const p: Prepared = { k: commit.k, owners, state, keys: 0, done: Promise.resolve(false) };
-    p.done = this.installInParts(state, images, (s) => owners[s] === self, () => this.preparing === gen).then((keys) => {
-      if (keys === undefined) return false;
-      p.keys = keys;
-      return true;
-    });
-    this.prepared = p;
+    const done = this.installInParts(state, images, (s) => owners[s] === self, () => this.preparing === gen).then((keys) => keys !== undefined);
+    this.prepared = { k: commit.k, owners, state, done };
   }
 
   private dropPrepared(): void {
@@ -720,7 +715,6 @@ interface Prepared {
   k: number;
   owners: readonly number[];
   state: KeyedState;
-  keys: number;
   /** True once installed; false if it was dropped first. */
   done: Promise<boolean>;
 }
